@@ -1,0 +1,381 @@
+"""The library's front door: compress a folder, extract, list and verify an archive.
+
+The one place that glues the codec (image <-> latents), the coders (latents <-> bytes) and
+the container (entries <-> file). The CLI calls only this module.
+"""
+
+from __future__ import annotations
+
+import lzma
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from imgarc.archive import (
+    KIND_IMAGE,
+    KIND_STORED,
+    STORAGE_LZMA,
+    STORAGE_RAW,
+    ArchiveReader,
+    ArchiveWriter,
+    EntryHeader,
+    resolve_inside,
+    safe_relative_path,
+)
+from imgarc.errors import (
+    ArchiveError,
+    ImageError,
+    ImgarcError,
+    LatentStreamError,
+    ModelError,
+    UsageError,
+)
+from imgarc.fileio import write_file_atomic
+from imgarc.photo_io import (
+    MAX_PIXELS,
+    NotCoded,
+    Photo,
+    decode_source_info,
+    encode_photo_file,
+    encode_source_info,
+    read_photo,
+)
+
+DEFAULT_QUALITY = 75
+DEFAULT_CODER = "rans"
+
+# progress(done, total, label): called after each entry.
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class EntryResult:
+    path: str
+    kind: str  # "image" or "stored"
+    original_bytes: int
+    archived_bytes: int  # payload bytes in the archive
+    pixels: int = 0  # coded images only
+    note: str | None = None
+
+    @property
+    def bpp(self) -> float | None:
+        return self.archived_bytes * 8 / self.pixels if self.pixels else None
+
+
+@dataclass
+class CompressSummary:
+    archive: Path
+    archive_bytes: int
+    entries: list[EntryResult]
+    warnings: list[str]
+    seconds: float
+    seconds_model: float = 0.0  # g_a/h_a/h_s
+    seconds_coder: float = 0.0  # latent entropy coding
+
+
+@dataclass
+class ExtractSummary:
+    entries: list[EntryResult]
+    seconds: float
+    seconds_model: float = 0.0
+    seconds_coder: float = 0.0
+
+
+@dataclass
+class EntryListing:
+    index: int
+    header: EntryHeader | None
+    error: str | None = None  # set when the entry header itself is damaged
+
+
+@dataclass
+class VerifyReport:
+    checked: int
+    damaged: list[tuple[str, str]] = field(default_factory=list)  # (entry, what is wrong)
+
+    @property
+    def ok(self) -> bool:
+        return not self.damaged
+
+
+# --------------------------------------------------------------------------- compress
+
+
+def _walk(src: Path, skip: set[Path], warnings: list[str]) -> list[tuple[Path, str]]:
+    """Regular files under src as (path, relative POSIX name), sorted; links/specials skipped."""
+    files = []
+    for root, dirs, names in os.walk(src, followlinks=False):
+        dirs.sort()
+        for name in sorted(names):
+            p = Path(root) / name
+            rel = p.relative_to(src).as_posix()
+            if p.resolve() in skip:
+                continue
+            if p.is_symlink():
+                warnings.append(f"{rel}: symbolic link, not archived")
+            elif not p.is_file():
+                warnings.append(f"{rel}: not a regular file, not archived")
+            else:
+                files.append((p, rel))
+    return files
+
+
+def _stored_payload(data: bytes) -> tuple[int, bytes]:
+    packed = lzma.compress(data, format=lzma.FORMAT_XZ, preset=6)
+    return (STORAGE_LZMA, packed) if len(packed) < len(data) else (STORAGE_RAW, data)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.model = 0.0
+        self.coder = 0.0
+
+
+def _encode_photo(photo: Photo, codec, coder, timer: _Timer) -> tuple[bytes, int, int]:
+    from imgarc.codec.payload import pack_image_payload
+
+    t0 = time.perf_counter()
+    code = codec.analyse(photo.rgb)
+    y_indexes, _ = codec.y_indexes_and_means(code.z_symbols)
+    t1 = time.perf_counter()
+    z_stream = coder.encode(code.z_symbols.ravel(), codec.z_indexes(code.z_symbols.shape), codec.tables.z)
+    y_stream = coder.encode(code.y_symbols.ravel(), y_indexes.ravel(), codec.tables.y)
+    t2 = time.perf_counter()
+    timer.model += t1 - t0
+    timer.coder += t2 - t1
+    h, w = photo.rgb.shape[:2]
+    return pack_image_payload(z_stream, y_stream), h, w
+
+
+def compress_folder(
+    src: Path,
+    archive: Path,
+    quality: int = DEFAULT_QUALITY,
+    coder_name: str = DEFAULT_CODER,
+    model_id: str | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> CompressSummary:
+    """Archive every regular file under `src` into `archive` (written atomically)."""
+    from imgarc.codec.padding import padded_size
+    from imgarc.codec.registry import load_codec, model_for_quality
+    from imgarc.coders import get_coder
+
+    started = time.perf_counter()
+    if not 1 <= quality <= 100:
+        raise UsageError(f"--quality must be between 1 and 100, not {quality}")
+    if not src.exists():
+        raise UsageError(f"{src} does not exist")
+    if not src.is_dir():
+        raise UsageError(f"{src} is not a folder (imgarc archives folders)")
+    if archive.exists() and not force:
+        raise UsageError(f"{archive} already exists; use --force to replace it")
+    if archive.is_dir():
+        raise UsageError(f"{archive} is a folder; give a file name for the archive")
+    warnings: list[str] = []
+    files = _walk(src, {archive.resolve()}, warnings)
+    if not files:
+        raise UsageError(f"{src} has no files to archive")
+    coder = get_coder(coder_name)
+    codec = load_codec(model_id or model_for_quality(quality).model_id)
+    timer = _Timer()
+    results: list[EntryResult] = []
+    with ArchiveWriter(archive) as writer:
+        for n, (path, rel) in enumerate(files):
+            try:
+                data = path.read_bytes()
+                st = path.stat()
+            except OSError as e:
+                raise UsageError(f"cannot read {path}: {e.strerror}; nothing was written") from e
+            common = dict(path=rel, original_size=len(data), mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o7777)
+            photo = read_photo(data)
+            note = None
+            if isinstance(photo, Photo):
+                payload, h, w = _encode_photo(photo, codec, coder, timer)
+                if len(payload) < len(data):
+                    ph, pw = padded_size(h, w, codec.stride)
+                    header = EntryHeader(
+                        kind=KIND_IMAGE, model_id=codec.model_id, weights_sha256=bytes.fromhex(codec.weights_sha256),
+                        tables_sha256=bytes.fromhex(codec.tables_sha256), coder=coder.name, width=w, height=h,
+                        padded_width=pw, padded_height=ph, color_mode=photo.mode, quality=quality,
+                        source_format=photo.source_format, exif=photo.exif, icc_profile=photo.icc_profile,
+                        xmp=photo.xmp, source_info=encode_source_info(photo.source_info), **common,
+                    )
+                    writer.add(header, payload)
+                    results.append(EntryResult(rel, "image", len(data), len(payload), h * w))
+                    if progress:
+                        progress(n + 1, len(files), rel)
+                    continue
+                note = "coding would not make it smaller: stored as it is"
+            else:
+                note = photo.reason
+                if photo.warning:
+                    warnings.append(f"{rel}: {photo.reason}")
+            storage, payload = _stored_payload(data)
+            writer.add(EntryHeader(kind=KIND_STORED, storage=storage, note=note, **common), payload)
+            results.append(EntryResult(rel, "stored", len(data), len(payload), note=note))
+            if progress:
+                progress(n + 1, len(files), rel)
+    return CompressSummary(archive, archive.stat().st_size, results, warnings,
+                           time.perf_counter() - started, timer.model, timer.coder)
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def _image_codec_for(header: EntryHeader):
+    from imgarc.codec.registry import load_codec
+
+    codec = load_codec(header.model_id)
+    if codec.weights_sha256 != header.weights_sha256.hex():
+        raise ModelError(
+            f"{header.path!r} was made with other weights for model {header.model_id!r} "
+            f"(sha256 {header.weights_sha256.hex()[:12]}…, installed {codec.weights_sha256[:12]}…); "
+            "install the imgarc version that made the archive"
+        )
+    if codec.tables_sha256 != header.tables_sha256.hex():
+        raise ModelError(f"{header.path!r} was coded with other coding tables than model {header.model_id!r} has; refusing to decode")
+    return codec
+
+
+def _decode_latents(header: EntryHeader, payload: bytes, timer: _Timer):
+    from imgarc.codec.image_codec import LatentCode
+    from imgarc.codec.padding import padded_size
+    from imgarc.codec.payload import unpack_image_payload
+    from imgarc.coders import CODER_NAMES, get_coder
+
+    if header.coder not in CODER_NAMES:
+        raise ArchiveError(f"{header.path!r} uses coder {header.coder!r}, unknown to this imgarc; upgrade imgarc")
+    codec = _image_codec_for(header)
+    w, h = header.width, header.height
+    if not (0 < w * h <= MAX_PIXELS) or (header.padded_height, header.padded_width) != padded_size(h, w, codec.stride):
+        raise LatentStreamError(f"image size {w}x{h} (padded {header.padded_width}x{header.padded_height}) is inconsistent")
+    coder = get_coder(header.coder)
+    z_stream, y_stream = unpack_image_payload(payload)
+    z_shape, y_shape = codec.latent_shapes(header.padded_height, header.padded_width)
+    t0 = time.perf_counter()
+    z = coder.decode(z_stream, codec.z_indexes(z_shape), codec.tables.z).reshape(z_shape)
+    t1 = time.perf_counter()
+    y_indexes, _ = codec.y_indexes_and_means(z)
+    t2 = time.perf_counter()
+    y = coder.decode(y_stream, y_indexes.ravel(), codec.tables.y).reshape(y_shape)
+    t3 = time.perf_counter()
+    timer.coder += (t1 - t0) + (t3 - t2)
+    timer.model += t2 - t1
+    return codec, LatentCode(z, y)
+
+
+def _decode_stored(header: EntryHeader, payload: bytes) -> bytes:
+    if header.storage == STORAGE_RAW:
+        data = payload
+    elif header.storage == STORAGE_LZMA:
+        try:
+            d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+            data = d.decompress(payload, max_length=header.original_size + 1)  # no bombs
+        except lzma.LZMAError as e:
+            raise LatentStreamError(f"stored data does not decompress ({e})") from e
+    else:
+        raise ArchiveError(f"{header.path!r} uses storage method {header.storage}, unknown to this imgarc; upgrade imgarc")
+    if len(data) != header.original_size:
+        raise LatentStreamError(f"stored data has {len(data)} bytes, the header says {header.original_size}")
+    return data
+
+
+def _entry_file_bytes(header: EntryHeader, payload: bytes, timer: _Timer) -> bytes:
+    """The bytes of the file an entry extracts to."""
+    if header.kind == KIND_STORED:
+        return _decode_stored(header, payload)
+    if header.kind != KIND_IMAGE:
+        raise ArchiveError(f"{header.path!r} has entry kind {header.kind}, unknown to this imgarc; upgrade imgarc")
+    codec, code = _decode_latents(header, payload, timer)
+    t0 = time.perf_counter()
+    rgb = codec.synthesize(code, header.height, header.width)
+    timer.model += time.perf_counter() - t0
+    return encode_photo_file(rgb, header.color_mode, header.source_format, header.exif, header.icc_profile,
+                             header.xmp, decode_source_info(header.source_info))
+
+
+# Per-entry problems that leave the other entries extractable.
+ENTRY_ERRORS = (ArchiveError, LatentStreamError, ImageError, ModelError)
+
+
+def _dest_is_usable(dest: Path, force: bool) -> None:
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"{dest} exists and is not a folder")
+    if dest.is_dir() and any(dest.iterdir()) and not force:
+        raise UsageError(f"{dest} is not empty; use --force to extract into it (files of the same name are replaced)")
+
+
+def extract_archive(archive: Path, dest: Path, force: bool = False, progress: Progress | None = None) -> ExtractSummary:
+    """Extract every entry; damaged entries are skipped and reported in one error at the end."""
+    started = time.perf_counter()
+    timer = _Timer()
+    results: list[EntryResult] = []
+    failures: list[tuple[str, str]] = []
+    with ArchiveReader(archive) as reader:
+        _dest_is_usable(dest, force)
+        dest.mkdir(parents=True, exist_ok=True)
+        for i in range(len(reader)):
+            name = f"#{i + 1}"
+            try:
+                header = reader.header(i)
+                name = header.path
+                target = resolve_inside(dest, safe_relative_path(header.path))
+                data = _entry_file_bytes(header, reader.payload(i), timer)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                # setuid/setgid/sticky bits are kept in the archive but not applied (as tar does for non-root)
+                write_file_atomic(target, data, header.mtime_ns, header.mode & 0o777)
+                results.append(EntryResult(header.path, "image" if header.kind == KIND_IMAGE else "stored",
+                                           len(data), header.payload_size, header.width * header.height if header.kind == KIND_IMAGE else 0))
+            except ENTRY_ERRORS as e:
+                failures.append((name, str(e)))
+            if progress:
+                progress(i + 1, len(reader), name)
+    if failures:
+        listed = "; ".join(f"{n}: {d}" for n, d in failures[:5]) + (" …" if len(failures) > 5 else "")
+        raise ArchiveError(f"{len(failures)} of {len(results) + len(failures)} entries could not be extracted "
+                           f"(the other {len(results)} were): {listed}")
+    return ExtractSummary(results, time.perf_counter() - started, timer.model, timer.coder)
+
+
+def list_archive(archive: Path) -> list[EntryListing]:
+    """Every entry's header; damaged headers are listed with their error."""
+    with ArchiveReader(archive) as reader:
+        out = []
+        for i in range(len(reader)):
+            try:
+                out.append(EntryListing(i, reader.header(i)))
+            except ArchiveError as e:
+                out.append(EntryListing(i, None, str(e)))
+        return out
+
+
+def verify_archive(archive: Path, progress: Progress | None = None) -> VerifyReport:
+    """Check every CRC and decode every entry's data (image latents fully entropy-decoded)."""
+    timer = _Timer()
+    with ArchiveReader(archive) as reader:
+        report = VerifyReport(checked=len(reader))
+        for i in range(len(reader)):
+            name = f"#{i + 1}"
+            try:
+                header = reader.header(i)
+                name = header.path
+                safe_relative_path(header.path)
+                payload = reader.payload(i)
+                if header.kind == KIND_IMAGE:
+                    _decode_latents(header, payload, timer)
+                else:
+                    _entry_file_bytes(header, payload, timer)
+            except ENTRY_ERRORS as e:
+                report.damaged.append((name, str(e)))
+            if progress:
+                progress(i + 1, len(reader), name)
+    return report
+
+
+__all__ = [
+    "CompressSummary", "DEFAULT_CODER", "DEFAULT_QUALITY", "EntryListing", "EntryResult", "ExtractSummary",
+    "ImgarcError", "VerifyReport", "compress_folder", "extract_archive", "list_archive", "verify_archive",
+]

@@ -1,0 +1,163 @@
+"""ArchiveWriter: writes an archive to a temp file and puts it in place only on commit."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from types import TracebackType
+
+from imgarc.archive.layout import (
+    MAX_ENTRIES,
+    EntryHeader,
+    crc32,
+    pack_entry,
+    pack_file_header,
+    pack_footer,
+    pack_index,
+)
+from imgarc.archive.paths import safe_relative_path
+from imgarc.errors import ArchiveError, OutOfSpaceError, UsageError
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class ArchiveWriter:
+    """Context manager. Writes to a temp file in the same folder as `path`
+    (`.NAME.imgarc-tmp-<pid>`), and only on commit: index, footer, fsync, os.replace(temp, path),
+    fsync of the folder. On any exception (KeyboardInterrupt included) or abort(): the temp file
+    is removed and nothing at `path` has changed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.temp_path = self.path.with_name(f".{self.path.name}.imgarc-tmp-{os.getpid()}")
+        self._fd: int | None = None
+        self._offsets: list[int] = []
+        self._paths: set[str] = set()
+        self._pos = 0
+        self._state = "open"  # open -> committed | aborted
+        if self.path.is_dir():
+            self._state = "aborted"
+            raise UsageError(f"{self.path} is a folder; give a file name for the archive")
+        try:
+            # A leftover of a crashed run that had our pid is ours to replace.
+            self.temp_path.unlink(missing_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            self._fd = os.open(self.temp_path, flags, 0o666)
+        except OSError as e:
+            self._state = "aborted"
+            if e.errno in NO_SPACE:
+                raise OutOfSpaceError(f"the disk is full: cannot create {self.path}") from e
+            if isinstance(e, FileNotFoundError):
+                raise UsageError(f"cannot write {self.path}: the folder {self.path.parent} does not exist") from e
+            raise UsageError(f"cannot write {self.path}: {e.strerror or e}") from e
+        with self._aborting_on_error():
+            self._write(pack_file_header())
+
+    # ------------------------------------------------------------------ public
+
+    def add(self, header: EntryHeader, payload: bytes) -> None:
+        """Append one entry. Sets header.payload_size and header.payload_crc32."""
+        self._check_open()
+        safe_relative_path(header.path)  # never write an archive that extraction would refuse
+        if header.path in self._paths:
+            raise UsageError(f"entry {header.path!r} is already in the archive; entry paths must be unique")
+        if len(self._offsets) >= MAX_ENTRIES:
+            raise UsageError(f"an archive holds at most {MAX_ENTRIES} entries")
+        header.payload_size = len(payload)
+        header.payload_crc32 = crc32(payload)
+        head = pack_entry(header.to_bytes())  # validates before anything is written
+        with self._aborting_on_error():
+            offset = self._pos
+            self._write(head)
+            self._write(payload)
+            self._offsets.append(offset)
+            self._paths.add(header.path)
+
+    def commit(self) -> None:
+        """Write index and footer, fsync, and move the archive into place."""
+        self._check_open()
+        with self._aborting_on_error():
+            index = pack_index(self._offsets)
+            self._write(index + pack_footer(self._pos, len(index)))
+            assert self._fd is not None
+            os.fsync(self._fd)
+            fd, self._fd = self._fd, None
+            os.close(fd)
+            os.replace(self.temp_path, self.path)
+            self._state = "committed"
+        self._fsync_folder()
+
+    def abort(self) -> None:
+        """Discard everything written so far; `path` is left as it was. Safe to call twice."""
+        if self._state == "committed":
+            return
+        self._state = "aborted"
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with suppress(OSError):
+                os.close(fd)
+        with suppress(OSError):
+            self.temp_path.unlink(missing_ok=True)
+
+    @property
+    def entry_count(self) -> int:
+        return len(self._offsets)
+
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif self._state == "open":
+            self.commit()
+
+    def __del__(self) -> None:
+        # A writer dropped without commit/abort must not leave its temp file behind.
+        if getattr(self, "_state", None) == "open":
+            self.abort()
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise UsageError(f"the archive writer for {self.path} is already {self._state}")
+
+    def _write(self, data: bytes) -> None:
+        # os.write, not a buffered file: every error (ENOSPC) surfaces at the call that caused it.
+        view = memoryview(data)
+        assert self._fd is not None
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+            self._pos += n
+
+    @contextmanager
+    def _aborting_on_error(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException as e:
+            self.abort()
+            if isinstance(e, OSError):
+                if e.errno in NO_SPACE:
+                    raise OutOfSpaceError(
+                        f"the disk filled up while writing {self.path}; nothing was written "
+                        "(free some space and run again)"
+                    ) from e
+                raise ArchiveError(f"cannot write {self.path}: {e.strerror or e}; nothing was written") from e
+            raise
+
+    def _fsync_folder(self) -> None:
+        # Makes the rename durable. Best effort: some systems cannot open or fsync a folder,
+        # and the archive is already complete under its name.
+        with suppress(OSError):
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)

@@ -1,0 +1,215 @@
+"""The `imgarc` command: parse arguments, call imgarc.api, print results.
+
+Nothing heavy is imported at module level, so `imgarc --help` answers instantly; torch and
+the codec load only inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help=(
+        "Archive folders of photos with a learned image codec.\n\n"
+        "PNG and JPEG photos are coded lossily at the chosen --quality (a few times smaller than the "
+        "originals); every other file, and any photo the codec must not touch, is stored byte-exact. "
+        "Paths, modification times and permissions are kept."
+    ),
+)
+
+CODER_HELP = (
+    "Latent entropy coder: 'rans' (default: vectorized rANS, smallest), 'lzma' (LZMA packing of the "
+    "integer latents), 'ref' (CompressAI's own C++ rANS coder, the reference). All three use the same "
+    "shipped tables and deterministic table selection, so archives decode identically on any machine."
+)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)  # one logical line stays one line
+
+
+@contextmanager
+def _progress_bar(description: str, enabled: bool) -> Iterator:
+    """Yields a progress(done, total, label) callback drawing a rich bar on stderr."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("[dim]{task.fields[label]}"), console=_console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=None, label="")
+
+        def update(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, label=label[-40:])
+
+        yield update
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+@app.command()
+def compress(
+    src: Path = typer.Argument(..., help="Folder of photos (and any other files) to archive."),
+    archive: Path = typer.Argument(..., help="Archive file to write, e.g. photos.iarc."),
+    quality: int = typer.Option(75, "--quality", "-q", min=1, max=100,
+                                help="1-100, like JPEG's: higher keeps more detail and makes larger entries. "
+                                     "Picks the installed model nearest to this quality; recorded per entry."),
+    coder: str = typer.Option("rans", "--coder", help=CODER_HELP),
+    model: Optional[str] = typer.Option(None, "--model", help="Model id to use instead of the one --quality picks (see `imgarc models`)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace ARCHIVE if it exists."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Compress the folder SRC into ARCHIVE (written to a temporary name, renamed when complete)."""
+    from imgarc import api
+
+    with _progress_bar("compressing", progress) as bar:
+        s = api.compress_folder(src, archive, quality=quality, coder_name=coder, model_id=model, force=force, progress=bar)
+    out = _console()
+    for w in s.warnings:
+        _console(stderr=True).print(f"[yellow]warning:[/] {w}")
+    images = [e for e in s.entries if e.kind == "image"]
+    original = sum(e.original_bytes for e in s.entries)
+    pixels = sum(e.pixels for e in images)
+    line = f"{s.archive}: {len(s.entries)} files ({len(images)} coded photos), {_human(original)} -> {_human(s.archive_bytes)}"
+    if s.archive_bytes:
+        line += f" ({original / s.archive_bytes:.1f}x)"
+    if pixels:
+        line += f", photos at {sum(e.archived_bytes for e in images) * 8 / pixels:.3f} bpp"
+    out.print(line + f" in {s.seconds:.1f} s")
+
+
+@app.command()
+def extract(
+    archive: Path = typer.Argument(..., help="Archive to read."),
+    dest: Path = typer.Argument(..., help="Folder to extract into (created if missing; must be empty unless --force)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Extract into a non-empty folder, replacing files of the same name."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Extract ARCHIVE into DEST: photos decoded to their original names and formats, other files byte-exact.
+
+    Damaged entries are skipped and named; everything intact is still extracted.
+    """
+    from imgarc import api
+
+    with _progress_bar("extracting", progress) as bar:
+        s = api.extract_archive(archive, dest, force=force, progress=bar)
+    _console().print(f"{dest}: {len(s.entries)} files extracted in {s.seconds:.1f} s")
+
+
+@app.command("list")
+def list_(archive: Path = typer.Argument(..., help="Archive to list.")) -> None:
+    """List the entries of ARCHIVE: how each is stored, its size and bits per pixel."""
+    from rich.table import Table
+
+    from imgarc import api
+
+    entries = api.list_archive(archive)
+    table = Table(box=None, header_style="bold")
+    for col, justify in (("entry", "left"), ("kind", "left"), ("original", "right"), ("archived", "right"),
+                         ("bpp", "right"), ("details", "left")):
+        table.add_column(col, justify=justify)
+    original = archived = pixels = image_bytes = 0
+    for e in entries:
+        h = e.header
+        if h is None:
+            table.add_row(f"#{e.index + 1}", "[red]damaged", "", "", "", e.error or "")
+            continue
+        original += h.original_size
+        archived += h.payload_size
+        if h.kind == api.KIND_IMAGE:
+            px = h.width * h.height
+            pixels += px
+            image_bytes += h.payload_size
+            details = f"{h.source_format} {h.color_mode} {h.width}x{h.height}, q{h.quality}, {h.coder}, {h.model_id}"
+            table.add_row(h.path, "photo", _human(h.original_size), _human(h.payload_size),
+                          f"{h.payload_size * 8 / px:.3f}", details)
+        else:
+            how = "LZMA" if h.storage == api.STORAGE_LZMA else "raw"
+            table.add_row(h.path, "stored", _human(h.original_size), _human(h.payload_size), "",
+                          f"{how}" + (f": {h.note}" if h.note else ""))
+    out = _console()
+    out.print(table)
+    total = f"{len(entries)} entries, {_human(original)} -> {_human(archived)} of entry data"
+    if pixels:
+        total += f"; photos {image_bytes * 8 / pixels:.3f} bpp"
+    out.print(total)
+
+
+@app.command()
+def verify(
+    archive: Path = typer.Argument(..., help="Archive to check."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Check every entry of ARCHIVE: CRCs, and that all data (photo latents included) decodes."""
+    from imgarc import api
+    from imgarc.errors import ArchiveError
+
+    with _progress_bar("verifying", progress) as bar:
+        report = api.verify_archive(archive, progress=bar)
+    if report.ok:
+        _console().print(f"{archive}: all {report.checked} entries OK")
+        return
+    for name, detail in report.damaged:
+        _console(stderr=True).print(f"[red]damaged:[/] {name}: {detail}")
+    raise ArchiveError(f"{len(report.damaged)} of {report.checked} entries in {archive} are damaged")
+
+
+@app.command()
+def models() -> None:
+    """List the installed models (the shipped ones and any under IMGARC_MODEL_PATH)."""
+    from imgarc.codec.registry import default_model_id, list_models
+
+    default = default_model_id()
+    for r in list_models():
+        mark = " (default)" if r.model_id == default else ""
+        _console().print(f"{r.model_id}{mark}  quality {r.quality}  {r.description}  [dim]{r.path}[/]")
+
+
+def main() -> None:
+    """Console-script entry: one clean line and a non-zero exit for every error."""
+    import warnings
+
+    from imgarc.errors import ImgarcError
+
+    # CompressAI still uses torch.jit.script, which torch now flags on every import: not the user's concern.
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+    try:
+        app(standalone_mode=False)
+    except ImgarcError as e:
+        _console(stderr=True).print(f"[red]imgarc: error:[/] {e}")
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        _console(stderr=True).print("[red]imgarc: interrupted[/] (no partial file was left under a final name)")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 - the one place a bug is turned into a line, not a traceback
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        _console(stderr=True).print(f"[red]imgarc: internal error:[/] {type(e).__name__}: {e} (please report this)")
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The learned image codec: architectures, shipped weights, image <-> latents."""

@@ -1,0 +1,48 @@
+"""Network architectures imgarc knows how to build (CompressAI hyperprior family)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from imgarc.errors import ModelError
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What to build: a CompressAI model class and its channel widths.
+
+    `stride` is the total downsampling of the analysis transform g_a times h_a,
+    i.e. the multiple images are padded to.
+    """
+
+    name: str  # "mbt2018-mean": CompressAI MeanScaleHyperprior
+    N: int
+    M: int
+
+    @property
+    def stride(self) -> int:
+        return 64
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Architecture":
+        try:
+            return cls(name=str(d["name"]), N=int(d["N"]), M=int(d["M"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"weights file has a malformed architecture record: {d!r}") from e
+
+
+SUPPORTED_ARCHITECTURES = ("mbt2018-mean",)
+
+
+def build_model(arch: Architecture):
+    """A fresh (random) torch model for `arch`. Imports torch/CompressAI lazily."""
+    if arch.name != "mbt2018-mean":
+        raise ModelError(
+            f"unknown architecture {arch.name!r}; this imgarc supports {', '.join(SUPPORTED_ARCHITECTURES)}"
+        )
+    from compressai.models import MeanScaleHyperprior
+
+    return MeanScaleHyperprior(N=arch.N, M=arch.M)

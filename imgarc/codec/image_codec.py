@@ -1,0 +1,87 @@
+"""Image <-> latents with a loaded model: g_a/h_a/g_s in float torch, h_s in integers.
+
+The codec hands out integer symbols and the per-symbol table indexes; coders turn those into
+bytes. Only pixels depend on float math (g_s); which table codes which symbol never does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgarc.codec.architecture import build_model
+from imgarc.codec.int_hyper import ACT_BITS
+from imgarc.codec.padding import pad_to_multiple
+from imgarc.codec.weights import WeightsFile
+from imgarc.errors import ModelError
+
+
+@dataclass
+class LatentCode:
+    z_symbols: np.ndarray  # int32 [N, Hp/64, Wp/64]
+    y_symbols: np.ndarray  # int32 [M, Hp/16, Wp/16]
+
+
+class ImageCodec:
+    def __init__(self, weights: WeightsFile, weights_sha256: str):
+        import torch
+
+        self.weights = weights
+        self.model_id = weights.model_id
+        self.architecture = weights.architecture
+        self.weights_sha256 = weights_sha256
+        self.tables = weights.tables
+        self.tables_sha256 = weights.tables.digest().hex()
+        self.stride = weights.architecture.stride
+        model = build_model(weights.architecture)
+        state = {k: torch.from_numpy(v.astype(np.float32) if v.dtype == np.float16 else v) for k, v in weights.params.items()}
+        # nn.Module's loader, not CompressAI's: that one insists on its float-built table buffers.
+        missing, unexpected = torch.nn.Module.load_state_dict(model, state, strict=False)
+        missing = [k for k in missing if k.rsplit(".", 1)[-1] not in ("_quantized_cdf", "_offset", "_cdf_length", "scale_table", "scale_bound")]
+        if missing or unexpected:
+            raise ModelError(f"weights for model {self.model_id!r} do not fit its architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        self.model = model.eval()
+        self.medians = model.entropy_bottleneck.quantiles[:, 0, 1].detach().numpy().astype(np.float32)
+
+    def latent_shapes(self, padded_h: int, padded_w: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        a = self.architecture
+        return (a.N, padded_h // 64, padded_w // 64), (a.M, padded_h // 16, padded_w // 16)
+
+    def z_indexes(self, z_shape: tuple[int, int, int]) -> np.ndarray:
+        """Hyper-latents use one table per channel."""
+        c, h, w = z_shape
+        return np.repeat(np.arange(c, dtype=np.int32), h * w)
+
+    def y_indexes_and_means(self, z_symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Deterministic table index per latent and its mean (float32), from integer h_s."""
+        indexes, means_fixed = self.tables.hyper.run(z_symbols)
+        return indexes, (means_fixed / (1 << ACT_BITS)).astype(np.float32)
+
+    def analyse(self, rgb: np.ndarray) -> LatentCode:
+        """RGB uint8 [H, W, 3] -> integer latents (the image is padded here)."""
+        import torch
+
+        padded = pad_to_multiple(rgb, self.stride)
+        x = torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1))).float().div_(255.0)[None]
+        with torch.no_grad():
+            y = self.model.g_a(x)
+            z = self.model.h_a(y)
+        z_symbols = np.round(z[0].numpy() - self.medians[:, None, None]).astype(np.int32)
+        _, means = self.y_indexes_and_means(z_symbols)
+        y_symbols = np.round(y[0].numpy() - means).astype(np.int32)
+        return LatentCode(z_symbols, y_symbols)
+
+    def y_hat(self, code: LatentCode) -> np.ndarray:
+        """Dequantized latents ŷ = symbol + μ (float32 [M, h, w]): what g_s and latent readers use."""
+        _, means = self.y_indexes_and_means(code.z_symbols)
+        return code.y_symbols.astype(np.float32) + means
+
+    def synthesize(self, code: LatentCode, height: int, width: int) -> np.ndarray:
+        """Integer latents -> RGB uint8 [height, width, 3] (cropped from the padded size)."""
+        import torch
+
+        with torch.no_grad():
+            x_hat = self.model.g_s(torch.from_numpy(self.y_hat(code))[None])
+        rgb = x_hat[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).numpy().transpose(1, 2, 0)
+        return np.ascontiguousarray(rgb[:height, :width])

@@ -1,0 +1,142 @@
+"""Integer hyper-synthesis h_s: ẑ -> (scale table index, mean) with identical results everywhere.
+
+Why: the table each latent is coded with is chosen from h_s(ẑ). Float convolutions round
+differently across CPUs (AVX2 vs AVX-512), thread counts and library versions; one flipped
+table index desynchronises the entropy decoder and the image is lost. Here every weight,
+bias and activation is an integer (fixed point) and every convolution is computed in
+float64 on integer values whose partial sums stay below 2**53, where float64 addition is
+exact in any order. So the result is the same integers on every machine, by construction
+(Ballé et al., "Integer networks for data compression with latent-variable models", 2019).
+
+Fixed point: activations carry ACT_BITS fractional bits, weights WEIGHT_BITS. After each
+layer the accumulator is floor-divided back to ACT_BITS (exact on integers) and clamped to
+±ACT_LIMIT; export checks that no accumulator can exceed 2**52.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgarc.errors import ModelError
+
+ACT_BITS = 10
+WEIGHT_BITS = 14
+ACT_LIMIT = 1 << 24
+EXACT_LIMIT = 1 << 52
+Z_SYMBOL_LIMIT = 1 << 15  # |ẑ| symbols beyond this are clamped before h_s (never in real images)
+LEAKY_NUM, LEAKY_SHIFT = 655, 16  # LeakyReLU slope 0.01 ≈ 655 / 2**16
+
+
+@dataclass(frozen=True)
+class IntLayer:
+    """One convolution in fixed point. `weight` is int64 [out, in, k, k] (conv layout, already
+    flipped/transposed for transposed convolutions, which run as upsample + conv)."""
+
+    weight: np.ndarray
+    bias: np.ndarray  # int64 [out], at ACT_BITS + WEIGHT_BITS
+    upsample: int  # 2 for a stride-2 transposed conv, 1 for a plain conv
+    stride: int
+    pad_before: int
+    pad_after: int
+    leaky: bool  # LeakyReLU after the layer
+
+
+def _conv_exact(x: np.ndarray, layer: IntLayer) -> np.ndarray:
+    """Convolution of integer-valued float64 arrays, summed tap by tap (bounded memory)."""
+    c, h, w = x.shape
+    if layer.upsample > 1:
+        s = layer.upsample
+        up = np.zeros((c, (h - 1) * s + 1, (w - 1) * s + 1), dtype=np.float64)
+        up[:, ::s, ::s] = x
+        x = up
+    x = np.pad(x, ((0, 0), (layer.pad_before, layer.pad_after), (layer.pad_before, layer.pad_after)))
+    out_c, in_c, k, _ = layer.weight.shape
+    if in_c != x.shape[0]:
+        raise ModelError("integer hyper-synthesis layer does not match its input")
+    oh = (x.shape[1] - k) // layer.stride + 1
+    ow = (x.shape[2] - k) // layer.stride + 1
+    w64 = layer.weight.astype(np.float64)
+    acc = np.zeros((out_c, oh * ow), dtype=np.float64)
+    st = layer.stride
+    for i in range(k):
+        for j in range(k):
+            patch = x[:, i : i + st * (oh - 1) + 1 : st, j : j + st * (ow - 1) + 1 : st]
+            acc += w64[:, :, i, j] @ patch.reshape(in_c, -1)
+    acc += layer.bias.astype(np.float64)[:, None]
+    return acc.reshape(out_c, oh, ow)
+
+
+@dataclass(frozen=True)
+class IntHyperSynthesis:
+    layers: tuple[IntLayer, ...]
+    z_median_fixed: np.ndarray  # int64 [N]: ẑ = symbol + median, at ACT_BITS
+    scale_thresholds: np.ndarray  # int64 [K-1]: table k covers scales in [T[k-1], T[k])
+
+    def run(self, z_symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """z symbols int [N, h, w] -> (table indexes int32 [M, 4h, 4w], means int64 at ACT_BITS)."""
+        z = np.clip(z_symbols.astype(np.int64), -Z_SYMBOL_LIMIT, Z_SYMBOL_LIMIT)
+        x = (z * (1 << ACT_BITS) + self.z_median_fixed[:, None, None]).astype(np.float64)
+        for layer in self.layers:
+            acc = _conv_exact(x, layer)
+            x = np.floor(acc / (1 << WEIGHT_BITS))  # power-of-two division: exact
+            if layer.leaky:
+                x = np.where(x >= 0, x, np.floor(x * LEAKY_NUM / (1 << LEAKY_SHIFT)))
+            x = np.clip(x, -ACT_LIMIT, ACT_LIMIT)
+        out = x.astype(np.int64)
+        m = out.shape[0] // 2
+        scales, means = out[:m], out[m:]
+        indexes = np.searchsorted(self.scale_thresholds, scales, side="right").astype(np.int32)
+        return indexes, means
+
+    def check_exactness(self) -> None:
+        """Raise unless every accumulator provably stays below 2**52 (exact in float64)."""
+        limit = max(ACT_LIMIT, (Z_SYMBOL_LIMIT << ACT_BITS) + int(np.abs(self.z_median_fixed).max(initial=0)))
+        for n, layer in enumerate(self.layers):
+            per_out = np.abs(layer.weight).reshape(layer.weight.shape[0], -1).sum(axis=1)
+            worst = int((per_out * limit + np.abs(layer.bias)).max())
+            if worst >= EXACT_LIMIT:
+                raise ModelError(f"integer hyper-synthesis layer {n} could exceed exact float64 range")
+            limit = ACT_LIMIT
+
+
+def integerize_h_s(h_s, z_medians: np.ndarray, scale_table: np.ndarray) -> IntHyperSynthesis:
+    """Fixed-point copy of CompressAI's mean-scale h_s (deconv, leaky, deconv, leaky, conv)."""
+    import torch.nn as nn
+
+    layers = []
+    modules = list(h_s)
+    for i, mod in enumerate(modules):
+        leaky = i + 1 < len(modules) and isinstance(modules[i + 1], nn.LeakyReLU)
+        if isinstance(mod, nn.LeakyReLU):
+            continue
+        w = mod.weight.detach().double().numpy()
+        b = mod.bias.detach().double().numpy()
+        k = w.shape[-1]
+        p = mod.padding[0]
+        if isinstance(mod, nn.ConvTranspose2d):
+            s = mod.stride[0]
+            w = np.flip(w, axis=(2, 3)).transpose(1, 0, 2, 3)  # [in,out,k,k] -> conv [out,in,k,k]
+            layer_args = dict(upsample=s, stride=1, pad_before=k - 1 - p, pad_after=k - 1 - p + mod.output_padding[0])
+        elif isinstance(mod, nn.Conv2d):
+            layer_args = dict(upsample=1, stride=mod.stride[0], pad_before=p, pad_after=p)
+        else:
+            raise ModelError(f"h_s contains an unsupported layer {type(mod).__name__}")
+        layers.append(
+            IntLayer(
+                weight=np.round(w * (1 << WEIGHT_BITS)).astype(np.int64),
+                bias=np.round(b * (1 << (WEIGHT_BITS + ACT_BITS))).astype(np.int64),
+                leaky=leaky,
+                **layer_args,
+            )
+        )
+    # Table k is used for scales nearest (in log) to scale_table[k]: thresholds at geometric midpoints.
+    mids = np.sqrt(scale_table[:-1] * scale_table[1:])
+    hyper = IntHyperSynthesis(
+        layers=tuple(layers),
+        z_median_fixed=np.round(z_medians * (1 << ACT_BITS)).astype(np.int64),
+        scale_thresholds=np.ceil(mids * (1 << ACT_BITS)).astype(np.int64),
+    )
+    hyper.check_exactness()
+    return hyper

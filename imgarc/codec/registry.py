@@ -1,0 +1,110 @@
+"""Which models this imgarc can use, where their weights are, and loading them (cached).
+
+Models are listed in a `models.json` beside their weights files: the shipped ones in the
+package's `assets/`, more in folders named by the IMGARC_MODEL_PATH environment variable
+(colon-separated; tests use it for tiny models). Each record gives the file's sha256: a file
+that does not match is refused, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from imgarc.errors import ModelError
+
+CATALOG_NAME = "models.json"
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    model_id: str
+    path: Path
+    sha256: str
+    quality: int  # the --quality this model serves best (1-100)
+    description: str
+
+
+def assets_dir() -> Path:
+    """`imgarc/assets` in an installed wheel, the repository's `assets/` in a source checkout."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "assets", here.parent / "assets"):
+        if (candidate / CATALOG_NAME).is_file():
+            return candidate
+    return here.parent / "assets"
+
+
+def _catalog_dirs() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("IMGARC_MODEL_PATH", "").split(os.pathsep) if p]
+    return extra + [assets_dir()]
+
+
+def _read_catalog(folder: Path) -> tuple[str | None, list[ModelRecord]]:
+    path = folder / CATALOG_NAME
+    if not path.is_file():
+        return None, []
+    try:
+        doc = json.loads(path.read_text())
+        records = [
+            ModelRecord(m["id"], folder / m["file"], m["sha256"], int(m["quality"]), m.get("description", ""))
+            for m in doc["models"]
+        ]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"model catalog {path} is unreadable ({e})") from e
+    return doc.get("default"), records
+
+
+def list_models() -> list[ModelRecord]:
+    seen: dict[str, ModelRecord] = {}
+    for folder in _catalog_dirs():
+        for r in _read_catalog(folder)[1]:
+            seen.setdefault(r.model_id, r)
+    return list(seen.values())
+
+
+def default_model_id() -> str:
+    for folder in _catalog_dirs():
+        default, _ = _read_catalog(folder)
+        if default:
+            return default
+    raise ModelError("no default model is installed (assets/models.json is missing); reinstall imgarc")
+
+
+def model_for_quality(quality: int) -> ModelRecord:
+    """The installed model whose nominal quality is nearest to `quality` (ties: the higher)."""
+    models = list_models()
+    if not models:
+        raise ModelError("no models are installed; reinstall imgarc")
+    return min(models, key=lambda r: (abs(r.quality - quality), -r.quality))
+
+
+def find_model(model_id: str) -> ModelRecord:
+    for r in list_models():
+        if r.model_id == model_id:
+            return r
+    known = ", ".join(r.model_id for r in list_models()) or "none"
+    raise ModelError(f"model {model_id!r} is not installed (installed: {known}); install the imgarc version that made the archive")
+
+
+@lru_cache(maxsize=4)
+def _load(path: Path, sha256: str):
+    from imgarc.codec.image_codec import ImageCodec
+    from imgarc.codec.weights import load_weights
+
+    if not path.is_file():
+        raise ModelError(f"weights file {path} is missing; reinstall imgarc")
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != sha256:
+        raise ModelError(f"weights file {path} does not match its recorded sha256 (altered or damaged); reinstall imgarc")
+    weights, _ = load_weights(path)
+    return ImageCodec(weights, actual)
+
+
+def load_codec(model_id: str):
+    """The ImageCodec for an installed model (weights verified against the catalog)."""
+    r = find_model(model_id)
+    return _load(r.path, r.sha256)

@@ -1,0 +1,145 @@
+"""The inference weights file (`.npz`, no pickle): float parameters, integer h_s, coding tables.
+
+Everything that decides entropy-coding probabilities (the CDF tables, the integer
+hyper-synthesis, the scale thresholds) is stored as integers and hashed together into
+`tables_sha256`; loading re-hashes and refuses a file whose tables were altered. Tables are
+never rebuilt at load time.
+
+Keys: `meta` (UTF-8 JSON as uint8), `param/<state-dict name>` (fp16 or fp32),
+`hs/<layer>/weight|bias` (int64), `hs/z_median_fixed`, `hs/scale_thresholds`,
+`tables/<z|y>/cdfs|lengths|offsets` (int32).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imgarc.codec.architecture import Architecture
+from imgarc.codec.int_hyper import IntHyperSynthesis, IntLayer
+from imgarc.coders.tables import CdfTables
+from imgarc.errors import ModelError
+
+FORMAT_NAME = "imgarc-weights"
+FORMAT_VERSION = 1
+LAYER_FIELDS = ("upsample", "stride", "pad_before", "pad_after", "leaky")
+
+
+@dataclass(frozen=True)
+class CodingTables:
+    """All integer data that decides how latents are entropy-coded."""
+
+    z: CdfTables  # one table per hyper-latent channel
+    y: CdfTables  # one table per Gaussian scale level
+    hyper: IntHyperSynthesis
+
+    def digest(self) -> bytes:
+        h = hashlib.sha256()
+        h.update(self.z.digest())
+        h.update(self.y.digest())
+        for a in _hyper_arrays(self.hyper).values():
+            h.update(np.ascontiguousarray(a, dtype="<i8").tobytes())
+            h.update(str(a.shape).encode())
+        h.update(json.dumps(_hyper_layout(self.hyper)).encode())
+        return h.digest()
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    model_id: str
+    architecture: Architecture
+    params: dict[str, np.ndarray]  # float state dict (no CompressAI table buffers)
+    tables: CodingTables
+    meta: dict  # free-form provenance: lambda, steps, training data
+
+
+def _hyper_arrays(h: IntHyperSynthesis) -> dict[str, np.ndarray]:
+    arrays = {"hs/z_median_fixed": h.z_median_fixed, "hs/scale_thresholds": h.scale_thresholds}
+    for i, layer in enumerate(h.layers):
+        arrays[f"hs/{i}/weight"] = layer.weight
+        arrays[f"hs/{i}/bias"] = layer.bias
+    return arrays
+
+
+def _hyper_layout(h: IntHyperSynthesis) -> list[dict]:
+    return [{f: int(getattr(layer, f)) for f in LAYER_FIELDS} for layer in h.layers]
+
+
+def save_weights(w: WeightsFile, path: Path) -> str:
+    """Write atomically; returns the file's sha256 (hex)."""
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "model_id": w.model_id,
+        "architecture": w.architecture.to_dict(),
+        "hyper_layout": _hyper_layout(w.tables.hyper),
+        "tables_sha256": w.tables.digest().hex(),
+        **w.meta,
+    }
+    arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
+    arrays.update({f"param/{k}": v for k, v in w.params.items()})
+    arrays.update(_hyper_arrays(w.tables.hyper))
+    for name, t in (("z", w.tables.z), ("y", w.tables.y)):
+        arrays.update({f"tables/{name}/cdfs": t.cdfs, f"tables/{name}/lengths": t.lengths, f"tables/{name}/offsets": t.offsets})
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    data = buf.getvalue()
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_weights(path: Path) -> tuple[WeightsFile, str]:
+    """Read and check a weights file; returns it and its sha256 (hex)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"cannot read weights file {path}: {e.strerror}") from e
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except (ValueError, OSError, KeyError, UnicodeDecodeError, zipfile.BadZipFile) as e:
+        raise ModelError(f"{path} is not a readable imgarc weights file ({e})") from e
+    if meta.get("format") != FORMAT_NAME or meta.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"{path} is not an imgarc weights file of format version {FORMAT_VERSION}")
+    model_id = str(meta.get("model_id"))
+    try:
+        layers = tuple(
+            IntLayer(weight=arrays[f"hs/{i}/weight"].astype(np.int64), bias=arrays[f"hs/{i}/bias"].astype(np.int64),
+                     upsample=lay["upsample"], stride=lay["stride"], pad_before=lay["pad_before"],
+                     pad_after=lay["pad_after"], leaky=bool(lay["leaky"]))
+            for i, lay in enumerate(meta["hyper_layout"])
+        )
+        hyper = IntHyperSynthesis(layers, arrays["hs/z_median_fixed"].astype(np.int64),
+                                  arrays["hs/scale_thresholds"].astype(np.int64))
+        tables = CodingTables(
+            *(CdfTables(arrays[f"tables/{n}/cdfs"].astype(np.int32), arrays[f"tables/{n}/lengths"].astype(np.int32),
+                        arrays[f"tables/{n}/offsets"].astype(np.int32)) for n in ("z", "y")),
+            hyper=hyper,
+        )
+    except (KeyError, TypeError) as e:
+        raise ModelError(f"weights file for model {model_id!r} is incomplete ({e})") from e
+    except ModelError as e:
+        raise ModelError(f"weights file for model {model_id!r} ({path}) has invalid coding tables: {e}") from e
+    if tables.digest().hex() != meta.get("tables_sha256"):
+        raise ModelError(
+            f"the coding tables in the weights file for model {model_id!r} ({path}) were altered "
+            "(their hash does not match); refusing to use them — reinstall imgarc or re-export the model"
+        )
+    hyper.check_exactness()
+    params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
+    provenance = {k: v for k, v in meta.items() if k not in ("format", "format_version", "model_id", "architecture", "hyper_layout", "tables_sha256")}
+    arch = Architecture.from_dict(meta.get("architecture", {}))
+    return WeightsFile(model_id, arch, params, tables, provenance), hashlib.sha256(data).hexdigest()

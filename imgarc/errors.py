@@ -1,0 +1,53 @@
+"""Errors a user can cause, each with a message that says what and what to do.
+
+Library code raises these; only the CLI turns them into one line and an exit code.
+"""
+
+
+class ImgarcError(Exception):
+    """Base class: anything imgarc reports to a user as a clean error."""
+
+    exit_code = 1
+
+
+class UsageError(ImgarcError):
+    """Bad arguments: missing source, non-empty destination, unknown option value."""
+
+    exit_code = 2
+
+
+class ArchiveError(ImgarcError):
+    """The archive file itself is unusable: not an archive, unknown version, truncated index."""
+
+
+class EntryCorruptError(ArchiveError):
+    """One entry is damaged (CRC mismatch, truncated, inconsistent header)."""
+
+    def __init__(self, entry: str, detail: str):
+        self.entry = entry
+        self.detail = detail
+        super().__init__(f"entry {entry!r} is damaged: {detail}")
+
+
+class UnsafePathError(ArchiveError):
+    """An entry path would land outside the extraction folder."""
+
+
+class ModelError(ImgarcError):
+    """A model or weights file is missing, unknown, altered or inconsistent."""
+
+
+class ImageError(ImgarcError):
+    """An image cannot be coded (decoder failure, unsupported shape)."""
+
+
+class OutOfSpaceError(ImgarcError):
+    """The disk filled up while writing; nothing was left under the final name."""
+
+
+class LatentStreamError(ImgarcError):
+    """A coded latent stream does not decode (damaged data or wrong tables)."""
+
+
+class NewerFormatError(ArchiveError):
+    """The archive or one entry uses a format feature only a newer imgarc knows."""

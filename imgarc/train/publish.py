@@ -1,0 +1,45 @@
+"""Training checkpoint -> inference weights file + its record in a models.json catalog."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from imgarc.codec.architecture import Architecture, build_model
+from imgarc.codec.export import export_model
+from imgarc.codec.registry import CATALOG_NAME
+
+
+def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: int,
+                       description: str, make_default: bool, half: bool = True) -> str:
+    """Export `checkpoint` as `<out_dir>/<model_id>.npz` and list it in out_dir/models.json."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = state["config"]
+    arch = Architecture.from_dict(cfg["architecture"])
+    model = build_model(arch)
+    model.load_state_dict(state["model"])
+    meta = {"lambda": cfg["lmbda"], "steps": state["step"], "train_seconds": round(state["seconds"]),
+            "train_data": str(cfg["data"]), "crop": cfg["crop"], "batch": cfg["batch"]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    filename = f"{model_id}.npz"
+    sha = export_model(model, arch, model_id, out_dir / filename, meta, half=half)
+    register_model(out_dir, model_id, filename, sha, quality, description, make_default)
+    return sha
+
+
+def register_model(folder: Path, model_id: str, filename: str, sha256: str, quality: int,
+                   description: str, make_default: bool) -> None:
+    path = folder / CATALOG_NAME
+    doc = json.loads(path.read_text()) if path.exists() else {"default": None, "models": []}
+    doc["models"] = [m for m in doc["models"] if m["id"] != model_id]
+    doc["models"].append({"id": model_id, "file": filename, "sha256": sha256, "quality": quality,
+                          "description": description})
+    doc["models"].sort(key=lambda m: m["quality"])
+    if make_default or not doc["default"]:
+        doc["default"] = model_id
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)

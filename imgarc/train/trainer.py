@@ -1,0 +1,153 @@
+"""Rate-distortion training loop with time budget, periodic checkpoints and resume.
+
+Runs unchanged on CPU or CUDA. A checkpoint holds the model, both optimizers, the step
+count and the training time spent so far; it is written atomically, so a run killed at any
+moment resumes from the last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from imgarc.codec.architecture import Architecture, build_model
+from imgarc.train.crops import CropSampler, load_photos
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    run_dir: Path
+    architecture: Architecture = field(default_factory=lambda: Architecture("mbt2018-mean", 64, 96))
+    lmbda: float = 0.025  # weight of MSE (on 0..255^2 scaled as in CompressAI: 255^2 * mse)
+    lr: float = 3e-4
+    lr_final: float = 7.5e-5  # used for the last `lr_drop_fraction` of the time budget
+    lr_drop_fraction: float = 0.2
+    aux_lr: float = 1e-3
+    batch: int = 8
+    crop: int = 128
+    minutes: float = 60.0
+    checkpoint_minutes: float = 5.0
+    seed: int = 0
+    threads: int = 0  # 0: torch default
+    device: str = "cpu"
+
+
+@dataclass
+class TrainStatus:
+    step: int
+    seconds: float
+    loss: float
+    bpp: float
+    psnr: float
+    aux: float
+    lr: float
+
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def _save_atomic(obj, path: Path) -> None:
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] | None = None) -> Path:
+    """Train for `config.minutes` of wall time (on top of what a resumed checkpoint spent).
+
+    Returns the checkpoint path. `log` is called every few seconds with running averages.
+    """
+    import torch
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    device = torch.device(config.device)
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = config.run_dir / CHECKPOINT_NAME
+
+    model = build_model(config.architecture).to(device)
+    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    opt = torch.optim.Adam(main_params, lr=config.lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=config.aux_lr)
+    step, spent = 0, 0.0
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        aux_opt.load_state_dict(state["aux_opt"])
+        step, spent = state["step"], state["seconds"]
+
+    photos = load_photos(config.data, config.crop)
+    sampler = CropSampler(photos, config.crop, seed=config.seed + step)
+    budget = spent + config.minutes * 60.0
+    start = time.monotonic() - spent
+    last_ckpt = time.monotonic()
+    last_log = time.monotonic()
+    sums = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "aux": 0.0, "n": 0}
+
+    def checkpoint() -> None:
+        _save_atomic(
+            {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "aux_opt": aux_opt.state_dict(),
+                "step": step,
+                "seconds": time.monotonic() - start,
+                "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+            },
+            ckpt_path,
+        )
+
+    # SIGTERM (kill, session end) stops the loop cleanly so the final checkpoint is written.
+    stop = {"requested": False}
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+    model.train()
+    while time.monotonic() - start < budget and not stop["requested"]:
+        elapsed = time.monotonic() - start
+        lr = config.lr_final if elapsed > budget * (1 - config.lr_drop_fraction) else config.lr
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = torch.from_numpy(sampler.batch(config.batch)).to(device)
+        out = model(x)
+        num_pixels = x.shape[0] * x.shape[2] * x.shape[3]
+        bpp = sum(-torch.log2(l).sum() for l in out["likelihoods"].values()) / num_pixels
+        mse = torch.mean((out["x_hat"] - x) ** 2)
+        loss = config.lmbda * 255**2 * mse + bpp
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(main_params, 1.0)
+        opt.step()
+        aux = model.aux_loss()
+        aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        aux_opt.step()
+        step += 1
+        for k, v in (("loss", loss), ("bpp", bpp), ("mse", mse), ("aux", aux)):
+            sums[k] += float(v.detach())
+        sums["n"] += 1
+        now = time.monotonic()
+        if log and now - last_log > 30:
+            n = sums["n"]
+            log(TrainStatus(step, now - start, sums["loss"] / n, sums["bpp"] / n,
+                            10 * math.log10(1 / max(sums["mse"] / n, 1e-12)), sums["aux"] / n, lr))
+            sums = {k: 0.0 for k in sums} | {"n": 0}
+            last_log = now
+        if now - last_ckpt > config.checkpoint_minutes * 60:
+            checkpoint()
+            last_ckpt = now
+    checkpoint()
+    signal.signal(signal.SIGTERM, previous)
+    return ckpt_path

@@ -1,0 +1,65 @@
+"""The command line: instant help, clean one-line errors, a real round trip through the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+IMGARC = [sys.executable, "-m", "imgarc.cli"]
+
+
+def run(args, env=None):
+    return subprocess.run(IMGARC + args, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys; from imgarc.cli import app\n"
+            "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'help imported heavy modules'")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=60)
+
+
+def test_help_lists_commands():
+    out = run(["--help"]).stdout
+    for cmd in ("compress", "extract", "list", "verify"):
+        assert cmd in out
+
+
+def assert_one_clean_error(result, *words):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("imgarc: error:"), result.stderr
+    for w in words:
+        assert w in lines[0]
+
+
+def test_missing_source(tmp_path):
+    assert_one_clean_error(run(["compress", str(tmp_path / "nope"), str(tmp_path / "a.iarc")]), "does not exist")
+
+
+def test_not_an_archive(tmp_path):
+    junk = tmp_path / "junk.iarc"
+    junk.write_bytes(b"hello, this is not an archive at all" * 3)
+    assert_one_clean_error(run(["list", str(junk)]), "not an imgarc archive")
+    assert_one_clean_error(run(["extract", str(junk), str(tmp_path / "o")]))
+
+
+def test_round_trip_and_damage_through_the_cli(tmp_path, photo_folder, tiny_model_dir):
+    env = dict(os.environ, IMGARC_MODEL_PATH=str(tiny_model_dir))
+    archive = tmp_path / "p.iarc"
+    r = run(["compress", str(photo_folder), str(archive), "--model", "tiny-test", "--no-progress"], env)
+    assert r.returncode == 0, r.stderr
+    assert "5 files (3 coded photos)" in r.stdout
+    assert "broken.jpg" in r.stderr  # warned about, still archived
+    r = run(["list", str(archive)], env)
+    assert r.returncode == 0 and "a.png" in r.stdout and "stored" in r.stdout
+    assert run(["verify", str(archive), "--no-progress"], env).returncode == 0
+    r = run(["extract", str(archive), str(tmp_path / "out"), "--no-progress"], env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out" / "notes.txt").read_bytes() == (photo_folder / "notes.txt").read_bytes()
+    data = archive.read_bytes()
+    (tmp_path / "cut.iarc").write_bytes(data[: len(data) - 30])
+    assert_one_clean_error(run(["verify", str(tmp_path / "cut.iarc"), "--no-progress"], env))

@@ -1,0 +1,96 @@
+"""The integer h_s matches float h_s closely, is exact, and its weights file refuses tampering."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+
+from imgarc.codec.int_hyper import ACT_BITS, IntLayer, _conv_exact
+from imgarc.codec.weights import load_weights
+from imgarc.errors import ModelError
+
+
+def test_exact_convolution_matches_torch():
+    import torch
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(-50, 50, (3, 5, 7)).astype(np.float64)
+    w_t = rng.integers(-20, 20, (3, 4, 5, 5))  # ConvTranspose2d layout [in, out, k, k]
+    ref = torch.nn.functional.conv_transpose2d(torch.from_numpy(x)[None], torch.from_numpy(w_t).double(),
+                                               stride=2, padding=2, output_padding=1)[0].numpy()
+    layer = IntLayer(weight=np.flip(w_t, (2, 3)).transpose(1, 0, 2, 3).astype(np.int64), bias=np.zeros(4, np.int64),
+                     upsample=2, stride=1, pad_before=2, pad_after=3, leaky=False)
+    np.testing.assert_array_equal(_conv_exact(x, layer), ref)
+    w = rng.integers(-20, 20, (6, 3, 3, 3))
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x)[None], torch.from_numpy(w).double(), padding=1)[0].numpy()
+    layer = IntLayer(weight=w.astype(np.int64), bias=np.zeros(6, np.int64), upsample=1, stride=1, pad_before=1,
+                     pad_after=1, leaky=False)
+    np.testing.assert_array_equal(_conv_exact(x, layer), ref)
+
+
+def test_integer_h_s_follows_the_float_network(tiny_model_dir):
+    import torch
+
+    from imgarc.codec.image_codec import ImageCodec
+
+    weights, sha = load_weights(tiny_model_dir / "tiny-test.npz")
+    codec = ImageCodec(weights, sha)
+    z = np.random.default_rng(1).integers(-4, 5, (8, 3, 5)).astype(np.int32)
+    indexes, means = codec.y_indexes_and_means(z)
+    with torch.no_grad():
+        z_hat = torch.from_numpy(z).float() + torch.from_numpy(codec.medians)[:, None, None]
+        params = codec.model.h_s(z_hat[None])[0].numpy()
+    np.testing.assert_allclose(means, params[8:], atol=4 / (1 << ACT_BITS))
+    assert indexes.shape == (8, 12, 20) and indexes.dtype == np.int32
+    assert 0 <= indexes.min() and indexes.max() < weights.tables.y.count
+
+
+def test_same_integers_on_repeated_runs(tiny_model_dir):
+    weights, _ = load_weights(tiny_model_dir / "tiny-test.npz")
+    z = np.random.default_rng(2).integers(-30, 30, (8, 4, 4))
+    a = weights.tables.hyper.run(z)
+    b = weights.tables.hyper.run(z.copy())
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def _rewrite_npz_entry(src, dst, key, change):
+    """Copy an .npz, changing one array (simulates an edited weights file)."""
+    with np.load(src) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays[key] = change(arrays[key].copy())
+    np.savez_compressed(dst, **arrays)
+
+
+@pytest.mark.parametrize("key", ["tables/y/cdfs", "tables/z/offsets", "hs/0/weight", "hs/scale_thresholds"])
+def test_altered_tables_are_refused_naming_the_model(tiny_model_dir, tmp_path, key):
+    def bump(a):
+        flat = a.reshape(-1)
+        flat[len(flat) // 2] += 1
+        return a
+
+    bad = tmp_path / "bad.npz"
+    _rewrite_npz_entry(tiny_model_dir / "tiny-test.npz", bad, key, bump)
+    with pytest.raises(ModelError, match="tiny-test"):
+        load_weights(bad)
+
+
+def test_garbage_weights_file_is_a_clean_error(tmp_path):
+    bad = tmp_path / "x.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ModelError):
+        load_weights(bad)
+
+
+def test_catalog_refuses_a_file_whose_sha256_changed(tiny_model_dir, tmp_path, monkeypatch):
+    from imgarc.codec import registry
+
+    copy = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, copy)
+    with zipfile.ZipFile(copy / "tiny-test.npz", "a") as z:
+        z.writestr("extra.txt", "appended")  # still a valid npz, different bytes
+    monkeypatch.setenv("IMGARC_MODEL_PATH", str(copy))
+    with pytest.raises(ModelError, match="sha256"):
+        registry.load_codec("tiny-test")
