@@ -171,6 +171,58 @@ def verify(
 
 
 @app.command()
+def train(
+    data: Path = typer.Option(Path("../shared/datasets/train"), "--data", help="Folder of training photos (searched recursively)."),
+    run_dir: Path = typer.Option(Path("runs/train"), "--run-dir", help="Where checkpoints and the log go (checkpoint.pt)."),
+    minutes: float = typer.Option(60.0, "--minutes", help="Wall-time budget for this run, on top of what a resumed checkpoint spent."),
+    lmbda: float = typer.Option(0.035, "--lambda", help="Rate-distortion trade-off: loss = bpp + λ·255²·MSE. Higher: better quality, more bits."),
+    resume: bool = typer.Option(True, "--resume/--fresh", help="Continue from RUN_DIR/checkpoint.pt if it exists."),
+    init: Optional[str] = typer.Option(None, "--init", help="Installed model id to start from when there is no checkpoint (fresh optimizer)."),
+    channels: str = typer.Option("64,96", "--channels", help="N,M channel widths of a new mbt2018-mean model."),
+    batch: int = typer.Option(8, "--batch"),
+    crop: int = typer.Option(128, "--crop", help="Square crop size (a multiple of 64)."),
+    lr: float = typer.Option(3e-4, "--lr", help="Adam learning rate; the last 20% of the budget runs at lr/4."),
+    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", help="Minutes between checkpoints."),
+    device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda'."),
+    export: Optional[str] = typer.Option(None, "--export", help="After training, export the inference weights under this model id."),
+    export_dir: Optional[Path] = typer.Option(None, "--export-dir", help="Folder for the exported weights and its models.json (default: the installed assets)."),
+    quality: int = typer.Option(75, "--quality", min=1, max=100, help="Nominal --quality the exported model serves."),
+) -> None:
+    """Train or fine-tune a codec model; SIGTERM or the time budget ends it with a checkpoint written."""
+    from imgarc.codec.architecture import Architecture
+    from imgarc.codec.registry import assets_dir, find_model
+    from imgarc.errors import UsageError
+    from imgarc.train.publish import publish_checkpoint
+    from imgarc.train.trainer import TrainConfig, train as run_training
+
+    try:
+        n, m = (int(v) for v in channels.split(","))
+    except ValueError as e:
+        raise UsageError(f"--channels must be two integers like 64,96, not {channels!r}") from e
+    if crop % 64:
+        raise UsageError(f"--crop must be a multiple of 64, not {crop}")
+    init_weights = None
+    if init:
+        record = find_model(init)
+        init_weights = record.path
+    config = TrainConfig(data=data, run_dir=run_dir, architecture=Architecture("mbt2018-mean", n, m), lmbda=lmbda,
+                         lr=lr, lr_final=lr / 4, batch=batch, crop=crop, minutes=minutes,
+                         checkpoint_minutes=checkpoint_minutes, device=device, init_weights=init_weights)
+    out = _console()
+
+    def log(st) -> None:
+        out.print(f"step {st.step}  {st.seconds / 60:.1f} min  loss {st.loss:.3f}  bpp {st.bpp:.3f}  "
+                  f"PSNR {st.psnr:.2f} dB  aux {st.aux:.1f}  lr {st.lr:.1e}")
+
+    checkpoint = run_training(config, resume=resume, log=log)
+    out.print(f"checkpoint: {checkpoint}")
+    if export:
+        folder = export_dir or assets_dir()
+        sha = publish_checkpoint(checkpoint, export, folder, quality, f"mbt2018-mean {n}/{m}, λ={lmbda}", make_default=False)
+        out.print(f"exported {export} to {folder} (sha256 {sha})")
+
+
+@app.command()
 def models() -> None:
     """List the installed models (the shipped ones and any under IMGARC_MODEL_PATH)."""
     from imgarc.codec.registry import default_model_id, list_models

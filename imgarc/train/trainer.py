@@ -36,6 +36,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # 0: torch default
     device: str = "cpu"
+    init_weights: Path | None = None  # an exported weights file to start from when no checkpoint exists
 
 
 @dataclass
@@ -61,6 +62,20 @@ def _save_atomic(obj, path: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _load_exported(model, path: Path) -> None:
+    """Start from shipped inference weights (fp16 -> fp32); optimizer state starts fresh."""
+    import torch
+
+    from imgarc.codec.weights import load_weights
+    from imgarc.errors import ModelError
+
+    weights, _ = load_weights(path)
+    state = {k: torch.from_numpy(v.astype("float32") if v.dtype.kind == "f" else v) for k, v in weights.params.items()}
+    missing, unexpected = torch.nn.Module.load_state_dict(model, state, strict=False)
+    if unexpected or any(not k.rsplit(".", 1)[-1].startswith(("_", "scale")) for k in missing):
+        raise ModelError(f"{path} does not fit the architecture being trained")
 
 
 def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] | None = None) -> Path:
@@ -89,6 +104,8 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         opt.load_state_dict(state["opt"])
         aux_opt.load_state_dict(state["aux_opt"])
         step, spent = state["step"], state["seconds"]
+    elif config.init_weights is not None:
+        _load_exported(model, config.init_weights)
 
     photos = load_photos(config.data, config.crop)
     sampler = CropSampler(photos, config.crop, seed=config.seed + step)
