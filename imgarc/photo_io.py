@@ -63,6 +63,11 @@ def read_photo(data: bytes) -> Photo | NotCoded:
                 return NotCoded("animated image: stored as it is")
             if im.mode not in CODED_MODES:
                 return NotCoded(f"{im.mode} pixels (not 8-bit RGB or grayscale): stored as they are")
+            # Pillow opens 16-bit RGB PNGs as 8-bit "RGB": read the IHDR bit depth (byte 24) itself.
+            if fmt == "PNG" and (len(data) < 25 or data[24] != 8):
+                return NotCoded("16-bit PNG: stored as it is")
+            if "transparency" in im.info:
+                return NotCoded("PNG with a transparent colour: stored as it is")
             w, h = im.size
             if w * h > MAX_PIXELS:
                 return NotCoded(f"{w}x{h} is over the codec's {MAX_PIXELS // 1_000_000} MP limit: stored as it is")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from PIL import Image
 from imgarc import api
 from imgarc.coders import CODER_NAMES
 from imgarc.errors import ArchiveError, ImgarcError, UsageError
+from tests.conftest import noise_rgb
 
 
 def files_under(folder: Path) -> dict[str, Path]:
@@ -87,6 +90,32 @@ def test_photo_that_would_grow_is_stored(tmp_path, tiny_model, monkeypatch):
     assert summary.entries[0].kind == "stored" and "smaller" in summary.entries[0].note
     api.extract_archive(out, tmp_path / "o")
     assert (tmp_path / "o" / "flat.png").read_bytes() == (src / "flat.png").read_bytes()
+
+
+def test_images_the_codec_must_not_touch_are_stored_byte_exact(tmp_path, tiny_model):
+    src = tmp_path / "src"
+    src.mkdir()
+    rgb = (np.random.default_rng(0).integers(0, 65535, (40, 40, 3))).astype(">u2")
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    raw = b"".join(b"\x00" + row.tobytes() for row in rgb)  # filter byte 0 per row
+    png16 = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 40, 40, 16, 2, 0, 0, 0)) + \
+        chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    (src / "deep.png").write_bytes(png16)
+    Image.fromarray(noise_rgb(40, 40, 5)).save(src / "trns.png", transparency=(0, 0, 0))
+    Image.fromarray(noise_rgb(40, 40, 6)).convert("RGBA").save(src / "alpha.png")
+    Image.fromarray(noise_rgb(40, 40, 7)).convert("CMYK").save(src / "cmyk.jpg")
+    frames = [Image.fromarray(noise_rgb(30, 30, i)).convert("P") for i in range(2)]
+    frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:])
+    out = tmp_path / "s.iarc"
+    summary = api.compress_folder(src, out, model_id=tiny_model)
+    notes = {e.path: (e.kind, e.note) for e in summary.entries}
+    assert all(kind == "stored" for kind, _ in notes.values()), notes
+    assert "16-bit" in notes["deep.png"][1] and "transparent" in notes["trns.png"][1]
+    api.extract_archive(out, tmp_path / "o")
+    for p in src.iterdir():
+        assert (tmp_path / "o" / p.name).read_bytes() == p.read_bytes()
 
 
 def test_usage_errors(tmp_path, photo_folder, archive, tiny_model):
