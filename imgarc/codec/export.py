@@ -32,13 +32,18 @@ def _cdf_tables(entropy_model) -> CdfTables:
 
 
 def float_params(model, half: bool) -> dict[str, np.ndarray]:
-    """The model's state dict minus CompressAI's table buffers, as numpy (fp16 if `half`)."""
+    """The model's state dict minus CompressAI's table buffers, as numpy.
+
+    With `half`, learned parameters are stored as fp16; buffers stay fp32 (they hold constants
+    such as the 1e-9 likelihood bound and GDN's 2**-36 pedestal, which fp16 flushes to zero).
+    """
+    learned = {name for name, _ in model.named_parameters()}
     out = {}
     for name, t in model.state_dict().items():
         if name.rsplit(".", 1)[-1] in COMPRESSAI_TABLE_BUFFERS:
             continue
         a = t.detach().cpu().numpy()
-        out[name] = a.astype(np.float16) if half and a.dtype == np.float32 else a
+        out[name] = a.astype(np.float16) if half and name in learned and a.dtype == np.float32 else a
     return out
 
 

@@ -57,13 +57,14 @@ def _conv_exact(x: np.ndarray, layer: IntLayer) -> np.ndarray:
         raise ModelError("integer hyper-synthesis layer does not match its input")
     oh = (x.shape[1] - k) // layer.stride + 1
     ow = (x.shape[2] - k) // layer.stride + 1
-    w64 = layer.weight.astype(np.float64)
+    # [k, k, out, in], contiguous: each tap's matrix must be contiguous for numpy to use BLAS.
+    taps = np.ascontiguousarray(layer.weight.transpose(2, 3, 0, 1), dtype=np.float64)
     acc = np.zeros((out_c, oh * ow), dtype=np.float64)
     st = layer.stride
     for i in range(k):
         for j in range(k):
             patch = x[:, i : i + st * (oh - 1) + 1 : st, j : j + st * (ow - 1) + 1 : st]
-            acc += w64[:, :, i, j] @ patch.reshape(in_c, -1)
+            acc += taps[i, j] @ patch.reshape(in_c, -1)
     acc += layer.bias.astype(np.float64)[:, None]
     return acc.reshape(out_c, oh, ow)
 
