@@ -46,7 +46,7 @@ def entropy_gap(data: Path, model_id: str | None) -> dict:
     for path in sorted(data.glob("*.png")):
         rgb = np.asarray(Image.open(path).convert("RGB"))
         code = codec.analyse(rgb)
-        idx, _ = codec.y_indexes_and_means(code.z_symbols)
+        idx = code.y_indexes
         coded_bits += 8 * len(rans.encode(code.z_symbols.ravel(), codec.z_indexes(code.z_symbols.shape), codec.tables.z))
         coded_bits += 8 * len(rans.encode(code.y_symbols.ravel(), idx.ravel(), codec.tables.y))
         x = torch.from_numpy(pad_to_multiple(rgb, codec.stride).transpose(2, 0, 1).copy()).float()[None] / 255

@@ -138,10 +138,9 @@ def _encode_photo(photo: Photo, codec, coder, timer: _Timer) -> tuple[bytes, int
 
     t0 = time.perf_counter()
     code = codec.analyse(photo.rgb)
-    y_indexes, _ = codec.y_indexes_and_means(code.z_symbols)
     t1 = time.perf_counter()
     z_stream = coder.encode(code.z_symbols.ravel(), codec.z_indexes(code.z_symbols.shape), codec.tables.z)
-    y_stream = coder.encode(code.y_symbols.ravel(), y_indexes.ravel(), codec.tables.y)
+    y_stream = coder.encode(code.y_symbols.ravel(), code.y_indexes.ravel(), codec.tables.y)
     t2 = time.perf_counter()
     timer.model += t1 - t0
     timer.coder += t2 - t1
@@ -258,13 +257,13 @@ def _decode_latents(header: EntryHeader, payload: bytes, timer: _Timer):
     t0 = time.perf_counter()
     z = coder.decode(z_stream, codec.z_indexes(z_shape), codec.tables.z).reshape(z_shape)
     t1 = time.perf_counter()
-    y_indexes, _ = codec.y_indexes_and_means(z)
+    y_indexes, y_means = codec.y_indexes_and_means(z)
     t2 = time.perf_counter()
     y = coder.decode(y_stream, y_indexes.ravel(), codec.tables.y).reshape(y_shape)
     t3 = time.perf_counter()
     timer.coder += (t1 - t0) + (t3 - t2)
     timer.model += t2 - t1
-    return codec, LatentCode(z, y)
+    return codec, LatentCode(z, y, y_indexes, y_means)
 
 
 def _decode_stored(header: EntryHeader, payload: bytes) -> bytes:

@@ -21,6 +21,8 @@ from imgarc.errors import ModelError
 class LatentCode:
     z_symbols: np.ndarray  # int32 [N, Hp/64, Wp/64]
     y_symbols: np.ndarray  # int32 [M, Hp/16, Wp/16]
+    y_indexes: np.ndarray  # int32 [M, Hp/16, Wp/16]: table of each y symbol, from integer h_s(ẑ)
+    y_means: np.ndarray  # float32 [M, Hp/16, Wp/16]: μ, from the same h_s run
 
 
 class ImageCodec:
@@ -68,14 +70,13 @@ class ImageCodec:
             y = self.model.g_a(x)
             z = self.model.h_a(y)
         z_symbols = np.round(z[0].numpy() - self.medians[:, None, None]).astype(np.int32)
-        _, means = self.y_indexes_and_means(z_symbols)
+        indexes, means = self.y_indexes_and_means(z_symbols)
         y_symbols = np.round(y[0].numpy() - means).astype(np.int32)
-        return LatentCode(z_symbols, y_symbols)
+        return LatentCode(z_symbols, y_symbols, indexes, means)
 
     def y_hat(self, code: LatentCode) -> np.ndarray:
         """Dequantized latents ŷ = symbol + μ (float32 [M, h, w]): what g_s and latent readers use."""
-        _, means = self.y_indexes_and_means(code.z_symbols)
-        return code.y_symbols.astype(np.float32) + means
+        return code.y_symbols.astype(np.float32) + code.y_means
 
     def synthesize(self, code: LatentCode, height: int, width: int) -> np.ndarray:
         """Integer latents -> RGB uint8 [height, width, 3] (cropped from the padded size).
