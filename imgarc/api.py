@@ -249,7 +249,9 @@ def _decode_latents(header: EntryHeader, payload: bytes, timer: _Timer):
         raise ArchiveError(f"{header.path!r} uses coder {header.coder!r}, unknown to this imgarc; upgrade imgarc")
     codec = _image_codec_for(header)
     w, h = header.width, header.height
-    if not (0 < w * h <= MAX_PIXELS) or (header.padded_height, header.padded_width) != padded_size(h, w, codec.stride):
+    padded = padded_size(h, w, codec.stride) if w > 0 and h > 0 else (0, 0)
+    # The padded area bounds decode memory: a 1-pixel-tall, 40M-wide header must not pass.
+    if not (0 < padded[0] * padded[1] <= MAX_PIXELS) or (header.padded_height, header.padded_width) != padded:
         raise LatentStreamError(f"image size {w}x{h} (padded {header.padded_width}x{header.padded_height}) is inconsistent")
     coder = get_coder(header.coder)
     z_stream, y_stream = unpack_image_payload(payload)

@@ -133,7 +133,7 @@ def list_(archive: Path = typer.Argument(..., help="Archive to list.")) -> None:
         original += h.original_size
         archived += h.payload_size
         if h.kind == api.KIND_IMAGE:
-            px = h.width * h.height
+            px = max(h.width * h.height, 1)  # a damaged header may say 0; never divide by it
             pixels += px
             image_bytes += h.payload_size
             details = f"{h.source_format} {h.color_mode} {h.width}x{h.height}, q{h.quality}, {h.coder}, {h.model_id}"
@@ -249,19 +249,16 @@ def main() -> None:
     except KeyboardInterrupt:
         _console(stderr=True).print("[red]imgarc: interrupted[/] (no partial file was left under a final name)")
         sys.exit(130)
+    except typer.Abort:
+        sys.exit(130)
+    except typer.TyperException as e:  # usage mistakes: typer prints its own short usage message
+        e.show()
+        sys.exit(e.exit_code)
     except SystemExit:
         raise
     except Exception as e:  # noqa: BLE001 - the one place a bug is turned into a line, not a traceback
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(130)
         _console(stderr=True).print(f"[red]imgarc: internal error:[/] {type(e).__name__}: {e} (please report this)")
         sys.exit(70)
-
 
 if __name__ == "__main__":
     main()

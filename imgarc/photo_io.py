@@ -69,7 +69,7 @@ def read_photo(data: bytes) -> Photo | NotCoded:
             if "transparency" in im.info:
                 return NotCoded("PNG with a transparent colour: stored as it is")
             w, h = im.size
-            if w * h > MAX_PIXELS:
+            if (-(-w // 64) * 64) * (-(-h // 64) * 64) > MAX_PIXELS:  # padded area: what the codec allocates
                 return NotCoded(f"{w}x{h} is over the codec's {MAX_PIXELS // 1_000_000} MP limit: stored as it is")
             im.load()
             info = dict(im.info)

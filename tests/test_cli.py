@@ -63,3 +63,10 @@ def test_round_trip_and_damage_through_the_cli(tmp_path, photo_folder, tiny_mode
     data = archive.read_bytes()
     (tmp_path / "cut.iarc").write_bytes(data[: len(data) - 30])
     assert_one_clean_error(run(["verify", str(tmp_path / "cut.iarc"), "--no-progress"], env))
+
+
+def test_usage_mistakes_give_no_traceback(tmp_path):
+    for args in ([], ["bogus"], ["list"], ["compress", str(tmp_path), str(tmp_path / "a.iarc"), "--quality", "500"]):
+        r = run(args)
+        assert r.returncode != 0, args
+        assert "Traceback" not in r.stderr + r.stdout, args
