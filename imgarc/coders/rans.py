@@ -62,8 +62,11 @@ class RansCoder(LatentCoder):
             coder = constriction.stream.stack.AnsCoder(words)
             for k, start, end in zip(present, starts, ends):
                 coded[start:end] = coder.decode(_model(tables, k), int(end - start))
+            leftover = not coder.is_empty()
         except (ValueError, RuntimeError, AssertionError) as e:
             raise LatentStreamError(f"rANS stream does not decode: {e}") from e
+        if leftover:  # constriction decodes garbage without complaint; a valid stream ends exactly
+            raise LatentStreamError("rANS stream does not match its symbol count")
         sorted_indexes = indexes[order]
         escape = tables.lengths[sorted_indexes] - 2
         escaped = coded == escape
