@@ -36,6 +36,10 @@ class Architecture:
 
 SUPPORTED_ARCHITECTURES = ("mbt2018-mean",)
 
+# CompressAI buffers that hold coding tables it rebuilds with float math; imgarc ships its own
+# integer tables instead, so these are neither exported nor expected when loading.
+COMPRESSAI_TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table", "scale_bound")
+
 
 def build_model(arch: Architecture):
     """A fresh (random) torch model for `arch`. Imports torch/CompressAI lazily."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgarc.codec.architecture import Architecture
+from imgarc.codec.architecture import COMPRESSAI_TABLE_BUFFERS, Architecture
 from imgarc.codec.int_hyper import integerize_h_s
 from imgarc.codec.weights import CodingTables, WeightsFile, save_weights
 from imgarc.coders.tables import CdfTables
@@ -15,8 +15,6 @@ from imgarc.coders.tables import CdfTables
 # its level costs well under 0.1 % in rate); CompressAI's lower bound 0.11.
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 64.0, 128
 
-# CompressAI buffers that hold tables it rebuilds with float math; ours replace them.
-COMPRESSAI_TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table", "scale_bound")
 
 
 def scale_table() -> np.ndarray:

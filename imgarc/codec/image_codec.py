@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imgarc.codec.architecture import build_model
+from imgarc.codec.architecture import COMPRESSAI_TABLE_BUFFERS, build_model
 from imgarc.codec.int_hyper import ACT_BITS
 from imgarc.codec.padding import pad_to_multiple
 from imgarc.codec.weights import WeightsFile
@@ -40,7 +40,7 @@ class ImageCodec:
         state = {k: torch.from_numpy(v.astype(np.float32) if v.dtype == np.float16 else v) for k, v in weights.params.items()}
         # nn.Module's loader, not CompressAI's: that one insists on its float-built table buffers.
         missing, unexpected = torch.nn.Module.load_state_dict(model, state, strict=False)
-        missing = [k for k in missing if k.rsplit(".", 1)[-1] not in ("_quantized_cdf", "_offset", "_cdf_length", "scale_table", "scale_bound")]
+        missing = [k for k in missing if k.rsplit(".", 1)[-1] not in COMPRESSAI_TABLE_BUFFERS]
         if missing or unexpected:
             raise ModelError(f"weights for model {self.model_id!r} do not fit its architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
         self.model = model.eval()
