@@ -9,6 +9,7 @@ from imgarc.archive.layout import (
     KIND_IMAGE,
     KIND_STORED,
     MAGIC,
+    STORAGE_JXL,
     STORAGE_LZMA,
     STORAGE_RAW,
     EntryHeader,
@@ -20,7 +21,7 @@ from imgarc.archive.reader import ArchiveReader, EntryLocation
 from imgarc.archive.writer import ArchiveWriter
 
 __all__ = [
-    "FIELDS", "FORMAT_VERSION", "KIND_IMAGE", "KIND_STORED", "MAGIC", "STORAGE_LZMA", "STORAGE_RAW",
+    "FIELDS", "FORMAT_VERSION", "KIND_IMAGE", "KIND_STORED", "MAGIC", "STORAGE_JXL", "STORAGE_LZMA", "STORAGE_RAW",
     "ArchiveReader", "ArchiveWriter", "EntryHeader", "EntryLocation", "FieldSpec", "Tag",
     "resolve_inside", "safe_relative_path",
 ]

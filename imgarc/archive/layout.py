@@ -50,6 +50,7 @@ KIND_IMAGE = 1
 KINDS = (KIND_STORED, KIND_IMAGE)
 STORAGE_RAW = 0
 STORAGE_LZMA = 1  # xz container
+STORAGE_JXL = 2  # JPEG XL lossless recompression of a JPEG (needs ORIGINAL_SHA256)
 
 
 def crc32(data: bytes) -> int:
@@ -171,11 +172,13 @@ class Tag(enum.IntEnum):
     COLOR_MODE = 0x0018
     QUALITY = 0x0019
     SOURCE_FORMAT = 0x001A
+    ALPHA = 0x001B  # critical: a reader that skipped it would lose the transparency
     NOTE = 0x8001
     EXIF = 0x8010
     ICC_PROFILE = 0x8011
     XMP = 0x8012
     SOURCE_INFO = 0x8013
+    ORIGINAL_SHA256 = 0x8014
 
 
 @dataclass(frozen=True)
@@ -212,11 +215,13 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec(Tag.COLOR_MODE, UTF8, _IMAGE),
     FieldSpec(Tag.QUALITY, U8, _IMAGE),
     FieldSpec(Tag.SOURCE_FORMAT, UTF8, _IMAGE),
+    FieldSpec(Tag.ALPHA, BYTES, ()),
     FieldSpec(Tag.NOTE, UTF8, ()),
     FieldSpec(Tag.EXIF, BYTES, ()),
     FieldSpec(Tag.ICC_PROFILE, BYTES, ()),
     FieldSpec(Tag.XMP, BYTES, ()),
     FieldSpec(Tag.SOURCE_INFO, BYTES, ()),
+    FieldSpec(Tag.ORIGINAL_SHA256, SHA256, ()),
 )
 FIELD_BY_TAG: dict[int, FieldSpec] = {f.tag: f for f in FIELDS}
 
@@ -251,11 +256,13 @@ class EntryHeader:
     color_mode: str | None = None
     quality: int | None = None
     source_format: str | None = None
+    alpha: bytes | None = None  # xz-packed alpha plane of a coded RGBA/LA photo
     note: str | None = None
     exif: bytes | None = None
     icc_profile: bytes | None = None
     xmp: bytes | None = None
     source_info: bytes | None = None
+    original_sha256: bytes | None = None
     # Optional fields this imgarc does not know, kept so a re-writer can preserve them
     # (to_bytes writes them back).
     unknown_optional: dict[int, bytes] = field(default_factory=dict)
