@@ -36,7 +36,7 @@ def image_header(**kw) -> EntryHeader:
                 coder="rans", width=4000, height=3000, padded_width=4032, padded_height=3008,
                 color_mode="RGB", quality=100, source_format="JPEG", note="hello ✓",
                 exif=b"Exif\x00\x00MM", icc_profile=b"\x00" * 300, xmp=b"<x:xmpmeta/>",
-                source_info=b'{"subsampling": 2}')
+                source_info=b'{"subsampling": 2}', alpha=b"\xfd7zXZ", original_sha256=bytes(32))
     base.update(kw)
     return EntryHeader(**base)
 
@@ -64,8 +64,9 @@ def test_field_table_matches_spec():
     attrs = {f.name for f in dataclasses.fields(EntryHeader)}
     assert {s.attr for s in FIELDS} | {"unknown_optional"} == attrs
     for s in FIELDS:
-        # Optional tags are never required; critical tags are required for at least one kind.
-        assert bool(s.tag & OPTIONAL_BIT) == (s.required_for == ())
+        # Optional tags are never required; critical tags are required for at least one kind,
+        # except ALPHA: only some photos have it, but a reader that skipped it would lose data.
+        assert bool(s.tag & OPTIONAL_BIT) == (s.required_for == ()) or s.tag == Tag.ALPHA
     assert Tag.PATH == 1 and Tag.SOURCE_FORMAT == 0x1A and Tag.SOURCE_INFO == 0x8013
 
 
