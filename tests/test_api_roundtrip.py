@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import struct
 import zlib
@@ -81,8 +83,8 @@ def test_photo_that_would_grow_is_stored(tmp_path, tiny_model, monkeypatch):
     real_encode = api._encode_photo
 
     def bloated(*args):  # a coded payload bigger than the file it came from
-        payload, h, w = real_encode(*args)
-        return payload + bytes(10_000), h, w
+        coded, h, w = real_encode(*args)
+        return dataclasses.replace(coded, payload=coded.payload + bytes(10_000)), h, w
 
     monkeypatch.setattr(api, "_encode_photo", bloated)
     out = tmp_path / "f.iarc"
@@ -104,7 +106,7 @@ def test_images_the_codec_must_not_touch_are_stored_byte_exact(tmp_path, tiny_mo
         chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
     (src / "deep.png").write_bytes(png16)
     Image.fromarray(noise_rgb(40, 40, 5)).save(src / "trns.png", transparency=(0, 0, 0))
-    Image.fromarray(noise_rgb(40, 40, 6)).convert("RGBA").save(src / "alpha.png")
+    Image.fromarray(noise_rgb(40, 40, 6)).convert("P").save(src / "palette.png")  # graphics: kept as they are
     Image.fromarray(noise_rgb(40, 40, 7)).convert("CMYK").save(src / "cmyk.jpg")
     frames = [Image.fromarray(noise_rgb(30, 30, i)).convert("P") for i in range(2)]
     frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:])
@@ -112,7 +114,7 @@ def test_images_the_codec_must_not_touch_are_stored_byte_exact(tmp_path, tiny_mo
     summary = api.compress_folder(src, out, model_id=tiny_model)
     notes = {e.path: (e.kind, e.note) for e in summary.entries}
     assert all(kind == "stored" for kind, _ in notes.values()), notes
-    assert "16-bit" in notes["deep.png"][1] and "transparent" in notes["trns.png"][1]
+    assert "16-bit" in notes["deep.png"][1] and "transparent" in notes["trns.png"][1] and "palette" in notes["palette.png"][1]
     api.extract_archive(out, tmp_path / "o")
     for p in src.iterdir():
         assert (tmp_path / "o" / p.name).read_bytes() == p.read_bytes()
