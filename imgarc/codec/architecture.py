@@ -18,6 +18,7 @@ class Architecture:
     name: str  # "mbt2018-mean": CompressAI MeanScaleHyperprior
     N: int
     M: int
+    rate_points: int = 1  # > 1: variable-rate, with learned gains per rate point (gained.py)
 
     @property
     def stride(self) -> int:
@@ -29,7 +30,7 @@ class Architecture:
     @classmethod
     def from_dict(cls, d: dict) -> "Architecture":
         try:
-            return cls(name=str(d["name"]), N=int(d["N"]), M=int(d["M"]))
+            return cls(name=str(d["name"]), N=int(d["N"]), M=int(d["M"]), rate_points=int(d.get("rate_points", 1)))
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"weights file has a malformed architecture record: {d!r}") from e
 
@@ -47,6 +48,10 @@ def build_model(arch: Architecture):
         raise ModelError(
             f"unknown architecture {arch.name!r}; this imgarc supports {', '.join(SUPPORTED_ARCHITECTURES)}"
         )
+    if arch.rate_points > 1:
+        from imgarc.codec.gained import GainedMeanScaleHyperprior
+
+        return GainedMeanScaleHyperprior(N=arch.N, M=arch.M, rate_points=arch.rate_points)
     from compressai.models import MeanScaleHyperprior
 
     return MeanScaleHyperprior(N=arch.N, M=arch.M)

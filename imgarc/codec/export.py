@@ -8,6 +8,7 @@ import numpy as np
 
 from imgarc.codec.architecture import COMPRESSAI_TABLE_BUFFERS, Architecture
 from imgarc.codec.int_hyper import integerize_h_s
+from imgarc.codec.quality import build_quality_gains
 from imgarc.codec.weights import CodingTables, WeightsFile, save_weights
 from imgarc.coders.tables import CdfTables
 
@@ -56,7 +57,9 @@ def coding_tables(model) -> CodingTables:
         model.gaussian_conditional.update_scale_table(torch.tensor(scales, dtype=torch.float32), force=True)
         medians = model.entropy_bottleneck.quantiles[:, 0, 1].double().numpy()
     hyper = integerize_h_s(model.h_s, medians, scales)
-    return CodingTables(z=_cdf_tables(model.entropy_bottleneck), y=_cdf_tables(model.gaussian_conditional), hyper=hyper)
+    quality = build_quality_gains(model) if getattr(model, "rate_points", 1) > 1 else None
+    return CodingTables(z=_cdf_tables(model.entropy_bottleneck), y=_cdf_tables(model.gaussian_conditional),
+                        hyper=hyper, quality=quality)
 
 
 def export_model(model, arch: Architecture, model_id: str, path: Path, meta: dict, half: bool = True) -> str:

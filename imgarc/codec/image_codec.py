@@ -13,6 +13,7 @@ import numpy as np
 from imgarc.codec.architecture import COMPRESSAI_TABLE_BUFFERS, build_model
 from imgarc.codec.int_hyper import ACT_BITS
 from imgarc.codec.padding import pad_to_multiple
+from imgarc.codec.quality import QualityRow
 from imgarc.codec.weights import WeightsFile
 from imgarc.errors import ModelError
 
@@ -22,7 +23,16 @@ class LatentCode:
     z_symbols: np.ndarray  # int32 [N, Hp/64, Wp/64]
     y_symbols: np.ndarray  # int32 [M, Hp/16, Wp/16]
     y_indexes: np.ndarray  # int32 [M, Hp/16, Wp/16]: table of each y symbol, from integer h_s(ẑ)
-    y_means: np.ndarray  # float32 [M, Hp/16, Wp/16]: μ, from the same h_s run
+    y_means: np.ndarray  # float32 [M, Hp/16, Wp/16]: μ (of the gained latent), from the same h_s run
+    gains: QualityRow | None = None  # variable-rate models: the entry's quality
+
+
+@dataclass
+class AnalysedImage:
+    """g_a/h_a outputs before quantization: they do not depend on the quality."""
+
+    y: np.ndarray  # float32 [M, Hp/16, Wp/16]
+    z: np.ndarray  # float32 [N, Hp/64, Wp/64]
 
 
 class ImageCodec:
@@ -55,13 +65,25 @@ class ImageCodec:
         c, h, w = z_shape
         return np.repeat(np.arange(c, dtype=np.int32), h * w)
 
-    def y_indexes_and_means(self, z_symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def variable_rate(self) -> bool:
+        return self.tables.quality is not None
+
+    def gains_for(self, quality: int | None) -> QualityRow | None:
+        """The fixed-point gains of `quality` (None for a single-rate model: quality is moot)."""
+        if self.tables.quality is None:
+            return None
+        if quality is None:
+            raise ModelError(f"model {self.model_id!r} is variable-rate: an image entry must record its quality")
+        return self.tables.quality.row(quality)
+
+    def y_indexes_and_means(self, z_symbols: np.ndarray, gains: QualityRow | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Deterministic table index per latent and its mean (float32), from integer h_s."""
-        indexes, means_fixed = self.tables.hyper.run(z_symbols)
+        indexes, means_fixed = self.tables.hyper.run(z_symbols, gains)
         return indexes, (means_fixed / (1 << ACT_BITS)).astype(np.float32)
 
-    def analyse(self, rgb: np.ndarray) -> LatentCode:
-        """RGB uint8 [H, W, 3] -> integer latents (the image is padded here)."""
+    def transform(self, rgb: np.ndarray) -> AnalysedImage:
+        """RGB uint8 [H, W, 3] -> unquantized latents (the image is padded here); the slow half."""
         import torch
 
         padded = pad_to_multiple(rgb, self.stride)
@@ -69,14 +91,26 @@ class ImageCodec:
         with torch.no_grad():
             y = self.model.g_a(x)
             z = self.model.h_a(y)
-        z_symbols = np.round(z[0].numpy() - self.medians[:, None, None]).astype(np.int32)
-        indexes, means = self.y_indexes_and_means(z_symbols)
-        y_symbols = np.round(y[0].numpy() - means).astype(np.int32)
-        return LatentCode(z_symbols, y_symbols, indexes, means)
+        return AnalysedImage(y[0].numpy(), z[0].numpy())
+
+    def quantize(self, analysed: AnalysedImage, quality: int | None) -> LatentCode:
+        """Unquantized latents -> integer latents at `quality` (cheap: no g_a, so rate search can repeat it)."""
+        gains = self.gains_for(quality)
+        z = analysed.z if gains is None else analysed.z * gains.as_float("hyper_gain")[:, None, None]
+        z_symbols = np.round(z - self.medians[:, None, None]).astype(np.int32)
+        indexes, means = self.y_indexes_and_means(z_symbols, gains)
+        y = analysed.y if gains is None else analysed.y * gains.as_float("gain")[:, None, None]
+        y_symbols = np.round(y - means).astype(np.int32)
+        return LatentCode(z_symbols, y_symbols, indexes, means, gains)
+
+    def analyse(self, rgb: np.ndarray, quality: int | None = None) -> LatentCode:
+        """RGB uint8 [H, W, 3] -> integer latents at `quality`."""
+        return self.quantize(self.transform(rgb), quality)
 
     def y_hat(self, code: LatentCode) -> np.ndarray:
-        """Dequantized latents ŷ = symbol + μ (float32 [M, h, w]): what g_s and latent readers use."""
-        return code.y_symbols.astype(np.float32) + code.y_means
+        """Dequantized, ungained latents ŷ = (symbol + μ)·inv_gain (float32 [M, h, w]): what g_s and latent readers use."""
+        y = code.y_symbols.astype(np.float32) + code.y_means
+        return y if code.gains is None else y * code.gains.as_float("inv_gain")[:, None, None]
 
     def synthesize(self, code: LatentCode, height: int, width: int) -> np.ndarray:
         """Integer latents -> RGB uint8 [height, width, 3] (cropped from the padded size).

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imgarc.codec.quality import GAIN_BITS, QualityRow
 from imgarc.errors import ModelError
 
 ACT_BITS = 10
@@ -75,10 +76,18 @@ class IntHyperSynthesis:
     z_median_fixed: np.ndarray  # int64 [N]: ẑ = symbol + median, at ACT_BITS
     scale_thresholds: np.ndarray  # int64 [K-1]: table k covers scales in [T[k-1], T[k])
 
-    def run(self, z_symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """z symbols int [N, h, w] -> (table indexes int32 [M, 4h, 4w], means int64 at ACT_BITS)."""
+    def run(self, z_symbols: np.ndarray, gains: QualityRow | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """z symbols int [N, h, w] -> (table indexes int32 [M, 4h, 4w], means int64 at ACT_BITS).
+
+        With `gains` (a variable-rate model's quality), ẑ is ungained before h_s and the
+        predicted scale and mean are gained after it, all in integer arithmetic.
+        """
         z = np.clip(z_symbols.astype(np.int64), -Z_SYMBOL_LIMIT, Z_SYMBOL_LIMIT)
-        x = (z * (1 << ACT_BITS) + self.z_median_fixed[:, None, None]).astype(np.float64)
+        x = z * (1 << ACT_BITS) + self.z_median_fixed[:, None, None]
+        if gains is not None:
+            z_limit = Z_SYMBOL_LIMIT << ACT_BITS  # keeps check_exactness()'s input bound
+            x = np.clip((x * gains.hyper_inv_gain[:, None, None]) >> GAIN_BITS, -z_limit, z_limit)
+        x = x.astype(np.float64)
         for layer in self.layers:
             acc = _conv_exact(x, layer)
             x = np.floor(acc / (1 << WEIGHT_BITS))  # power-of-two division: exact
@@ -88,6 +97,9 @@ class IntHyperSynthesis:
         out = x.astype(np.int64)
         m = out.shape[0] // 2
         scales, means = out[:m], out[m:]
+        if gains is not None:
+            scales = (scales * gains.gain[:, None, None]) >> GAIN_BITS
+            means = (means * gains.gain[:, None, None]) >> GAIN_BITS
         indexes = np.searchsorted(self.scale_thresholds, scales, side="right").astype(np.int32)
         return indexes, means
 

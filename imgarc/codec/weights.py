@@ -7,7 +7,8 @@ never rebuilt at load time.
 
 Keys: `meta` (UTF-8 JSON as uint8), `param/<state-dict name>` (fp16 or fp32),
 `hs/<layer>/weight|bias` (int64), `hs/z_median_fixed`, `hs/scale_thresholds`,
-`tables/<z|y>/cdfs|lengths|offsets` (int32).
+`tables/<z|y>/cdfs|lengths|offsets` (int32), and for variable-rate models
+`gains/<gain|inv_gain|hyper_gain|hyper_inv_gain>` (int64 [100, C], see quality.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 
 from imgarc.codec.architecture import Architecture
 from imgarc.codec.int_hyper import IntHyperSynthesis, IntLayer
+from imgarc.codec.quality import QualityGains
 from imgarc.coders.tables import CdfTables
 from imgarc.errors import ModelError
 
@@ -39,6 +41,7 @@ class CodingTables:
     z: CdfTables  # one table per hyper-latent channel
     y: CdfTables  # one table per Gaussian scale level
     hyper: IntHyperSynthesis
+    quality: QualityGains | None = None  # variable-rate models: fixed-point gains per --quality
 
     def digest(self) -> bytes:
         h = hashlib.sha256()
@@ -48,6 +51,10 @@ class CodingTables:
             h.update(np.ascontiguousarray(a, dtype="<i8").tobytes())
             h.update(str(a.shape).encode())
         h.update(json.dumps(_hyper_layout(self.hyper)).encode())
+        if self.quality is not None:  # absent for single-rate models, whose digest predates gains
+            for name, a in self.quality.arrays().items():
+                h.update(name.encode())
+                h.update(np.ascontiguousarray(a, dtype="<i8").tobytes())
         return h.digest()
 
 
@@ -86,6 +93,8 @@ def save_weights(w: WeightsFile, path: Path) -> str:
     arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
     arrays.update({f"param/{k}": v for k, v in w.params.items()})
     arrays.update(_hyper_arrays(w.tables.hyper))
+    if w.tables.quality is not None:
+        arrays.update({f"gains/{k}": v for k, v in w.tables.quality.arrays().items()})
     for name, t in (("z", w.tables.z), ("y", w.tables.y)):
         arrays.update({f"tables/{name}/cdfs": t.cdfs, f"tables/{name}/lengths": t.lengths, f"tables/{name}/offsets": t.offsets})
     buf = io.BytesIO()
@@ -128,6 +137,8 @@ def load_weights(path: Path) -> tuple[WeightsFile, str]:
             *(CdfTables(arrays[f"tables/{n}/cdfs"].astype(np.int32), arrays[f"tables/{n}/lengths"].astype(np.int32),
                         arrays[f"tables/{n}/offsets"].astype(np.int32)) for n in ("z", "y")),
             hyper=hyper,
+            quality=QualityGains(*(arrays[f"gains/{n}"].astype(np.int64) for n in QualityGains.NAMES))
+            if "gains/gain" in arrays else None,
         )
     except (KeyError, TypeError) as e:
         raise ModelError(f"weights file for model {model_id!r} is incomplete ({e})") from e
@@ -139,7 +150,11 @@ def load_weights(path: Path) -> tuple[WeightsFile, str]:
             "(their hash does not match); refusing to use them — reinstall imgarc or re-export the model"
         )
     hyper.check_exactness()
+    arch = Architecture.from_dict(meta.get("architecture", {}))
+    if (tables.quality is not None) != (arch.rate_points > 1):
+        raise ModelError(f"weights file for model {model_id!r} ({path}): gain table and architecture disagree")
+    if tables.quality is not None:
+        tables.quality.check(arch.N, arch.M)
     params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
     provenance = {k: v for k, v in meta.items() if k not in ("format", "format_version", "model_id", "architecture", "hyper_layout", "tables_sha256")}
-    arch = Architecture.from_dict(meta.get("architecture", {}))
     return WeightsFile(model_id, arch, params, tables, provenance), hashlib.sha256(data).hexdigest()

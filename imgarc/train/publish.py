@@ -21,7 +21,7 @@ def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: 
     arch = Architecture.from_dict(cfg["architecture"])
     model = build_model(arch)
     model.load_state_dict(state["model"])
-    meta = {"lambda": cfg["lmbda"], "steps": state["step"], "train_seconds": round(state["seconds"]),
+    meta = {"lambda": cfg["lmbda"], "lambdas": list(cfg.get("lambdas", ())), "steps": state["step"], "train_seconds": round(state["seconds"]),
             "train_data": str(cfg["data"]), "crop": cfg["crop"], "batch": cfg["batch"]}
     out_dir.mkdir(parents=True, exist_ok=True)
     filename = f"{model_id}.npz"

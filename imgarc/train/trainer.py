@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,9 @@ class TrainConfig:
     run_dir: Path
     architecture: Architecture = field(default_factory=lambda: Architecture("mbt2018-mean", 64, 96))
     lmbda: float = 0.025  # weight of MSE (on 0..255^2 scaled as in CompressAI: 255^2 * mse)
+    # Variable-rate: one λ per rate point (ascending; architecture.rate_points == len). Each step
+    # trains one point, chosen at random; `lmbda` is then only the λ the init weights were trained at.
+    lambdas: tuple[float, ...] = ()
     lr: float = 3e-4
     lr_final: float = 7.5e-5  # used for the last `lr_drop_fraction` of the time budget
     lr_drop_fraction: float = 0.2
@@ -48,9 +52,14 @@ class TrainStatus:
     psnr: float
     aux: float
     lr: float
+    per_point: tuple[tuple[float, float], ...] = ()  # variable-rate: (bpp, PSNR) per rate point
 
 
 CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def _psnr(mse: float) -> float:
+    return 10 * math.log10(1 / max(mse, 1e-12))
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -64,18 +73,26 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _load_exported(model, path: Path) -> None:
-    """Start from shipped inference weights (fp16 -> fp32); optimizer state starts fresh."""
+def _load_exported(model, path: Path, lambdas: tuple[float, ...]) -> None:
+    """Start from shipped inference weights (fp16 -> fp32); optimizer state starts fresh.
+
+    A single-rate model can seed a variable-rate one: its gains start at √(λ_k/λ_init).
+    """
     import torch
 
+    from imgarc.codec.gained import GAIN_NAMES, initial_gains
     from imgarc.codec.weights import load_weights
     from imgarc.errors import ModelError
 
     weights, _ = load_weights(path)
     state = {k: torch.from_numpy(v.astype("float32") if v.dtype.kind == "f" else v) for k, v in weights.params.items()}
     missing, unexpected = torch.nn.Module.load_state_dict(model, state, strict=False)
-    if unexpected or any(not k.rsplit(".", 1)[-1].startswith(("_", "scale")) for k in missing):
+    missing_gains = [k for k in missing if k in GAIN_NAMES]
+    if unexpected or any(not k.rsplit(".", 1)[-1].startswith(("_", "scale")) for k in missing if k not in GAIN_NAMES):
         raise ModelError(f"{path} does not fit the architecture being trained")
+    if missing_gains:
+        reference = float(weights.meta.get("lambda", lambdas[len(lambdas) // 2]))
+        model.set_initial_gains(initial_gains(list(lambdas), reference))
 
 
 def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] | None = None) -> Path:
@@ -105,7 +122,11 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         aux_opt.load_state_dict(state["aux_opt"])
         step, spent = state["step"], state["seconds"]
     elif config.init_weights is not None:
-        _load_exported(model, config.init_weights)
+        _load_exported(model, config.init_weights, config.lambdas)
+    variable_rate = config.architecture.rate_points > 1
+    if variable_rate and len(config.lambdas) != config.architecture.rate_points:
+        raise ValueError("a variable-rate model needs one λ per rate point")
+    point_rng = random.Random(config.seed * 7919 + step)
 
     photos = load_photos(config.data, config.crop)
     sampler = CropSampler(photos, config.crop, seed=config.seed + step)
@@ -114,6 +135,7 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
     last_ckpt = time.monotonic()
     last_log = time.monotonic()
     sums = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "aux": 0.0, "n": 0}
+    point_sums = [[0.0, 0.0, 0] for _ in config.lambdas]  # bpp, mse, count per rate point
 
     def checkpoint() -> None:
         _save_atomic(
@@ -138,11 +160,12 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         for g in opt.param_groups:
             g["lr"] = lr
         x = torch.from_numpy(sampler.batch(config.batch)).to(device)
-        out = model(x)
+        point = point_rng.randrange(len(config.lambdas)) if variable_rate else 0
+        out = model(x, rate_position=point) if variable_rate else model(x)
         num_pixels = x.shape[0] * x.shape[2] * x.shape[3]
         bpp = sum(-torch.log2(l).sum() for l in out["likelihoods"].values()) / num_pixels
         mse = torch.mean((out["x_hat"] - x) ** 2)
-        loss = config.lmbda * 255**2 * mse + bpp
+        loss = (config.lambdas[point] if variable_rate else config.lmbda) * 255**2 * mse + bpp
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
@@ -155,12 +178,18 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         for k, v in (("loss", loss), ("bpp", bpp), ("mse", mse), ("aux", aux)):
             sums[k] += float(v.detach())
         sums["n"] += 1
+        if variable_rate:
+            point_sums[point][0] += float(bpp.detach())
+            point_sums[point][1] += float(mse.detach())
+            point_sums[point][2] += 1
         now = time.monotonic()
         if log and now - last_log > 30:
             n = sums["n"]
-            log(TrainStatus(step, now - start, sums["loss"] / n, sums["bpp"] / n,
-                            10 * math.log10(1 / max(sums["mse"] / n, 1e-12)), sums["aux"] / n, lr))
+            per_point = tuple((b / c, _psnr(m / c)) for b, m, c in point_sums if c)
+            log(TrainStatus(step, now - start, sums["loss"] / n, sums["bpp"] / n, _psnr(sums["mse"] / n),
+                            sums["aux"] / n, lr, per_point))
             sums = {k: 0.0 for k in sums} | {"n": 0}
+            point_sums = [[0.0, 0.0, 0] for _ in config.lambdas]
             last_log = now
         if now - last_ckpt > config.checkpoint_minutes * 60:
             checkpoint()
