@@ -26,13 +26,16 @@ from imgarc.archive import (
 )
 from imgarc.errors import (
     ArchiveError,
+    DamagedArchiveError,
+    DestinationError,
     ImageError,
     ImgarcError,
     LatentStreamError,
     ModelError,
+    OutOfSpaceError,
     UsageError,
 )
-from imgarc.fileio import write_file_atomic
+from imgarc.fileio import NO_SPACE, write_file_atomic
 from imgarc.photo_io import (
     MAX_PIXELS,
     NotCoded,
@@ -98,6 +101,15 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.damaged
+
+
+@dataclass
+class SalvageSummary:
+    entries: list[EntryResult]  # extracted, byte-identical to what an undamaged archive gives
+    damaged: list[tuple[str, str]]  # (entry or byte range, what is wrong): each one not extracted
+    warnings: list[str]  # damage that cost no entry (a damaged footer or index)
+    index_rebuilt: bool  # the index was unusable: entries were found by scanning for entry headers
+    seconds: float
 
 
 # --------------------------------------------------------------------------- compress
@@ -299,7 +311,7 @@ def _entry_file_bytes(header: EntryHeader, payload: bytes, timer: _Timer) -> byt
 
 
 # Per-entry problems that leave the other entries extractable.
-ENTRY_ERRORS = (ArchiveError, LatentStreamError, ImageError, ModelError)
+ENTRY_ERRORS = (ArchiveError, LatentStreamError, ImageError, ModelError, DestinationError)
 
 
 def _dest_is_usable(dest: Path, force: bool) -> None:
@@ -309,13 +321,47 @@ def _dest_is_usable(dest: Path, force: bool) -> None:
         raise UsageError(f"{dest} is not empty; use --force to extract into it (files of the same name are replaced)")
 
 
+SALVAGE_HINT = "run `imgarc extract --salvage ARCHIVE DEST` to recover its intact entries"
+
+
+def _open_reader(archive: Path) -> ArchiveReader:
+    """ArchiveReader(archive); a damaged frame's error says how to recover the entries."""
+    try:
+        return ArchiveReader(archive)
+    except DamagedArchiveError as e:
+        raise DamagedArchiveError(f"{e}; {SALVAGE_HINT}") from e
+
+
+def _write_entry_file(target: Path, data: bytes, header: EntryHeader) -> None:
+    """Write one extracted file; what is in the way is a per-entry DestinationError."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if e.errno in NO_SPACE:
+            raise OutOfSpaceError(f"the disk is full: cannot create the folder {target.parent}") from e
+        why = "a file of that name is in the way" if isinstance(e, (FileExistsError, NotADirectoryError)) else e.strerror
+        raise DestinationError(f"cannot create the folder {target.parent}: {why}") from e
+    # setuid/setgid/sticky bits are kept in the archive but not applied (as tar does for non-root)
+    write_file_atomic(target, data, header.mtime_ns, header.mode & 0o777)
+
+
+def _extract_entry(header: EntryHeader, payload: bytes, dest: Path, timer: _Timer) -> EntryResult:
+    """Decode one entry and write its file under `dest` (atomically)."""
+    target = resolve_inside(dest, safe_relative_path(header.path))
+    data = _entry_file_bytes(header, payload, timer)
+    _write_entry_file(target, data, header)
+    image = header.kind == KIND_IMAGE
+    return EntryResult(header.path, "image" if image else "stored", len(data), header.payload_size,
+                       header.width * header.height if image else 0)
+
+
 def extract_archive(archive: Path, dest: Path, force: bool = False, progress: Progress | None = None) -> ExtractSummary:
     """Extract every entry; damaged entries are skipped and reported in one error at the end."""
     started = time.perf_counter()
     timer = _Timer()
     results: list[EntryResult] = []
     failures: list[tuple[str, str]] = []
-    with ArchiveReader(archive) as reader:
+    with _open_reader(archive) as reader:
         _dest_is_usable(dest, force)
         dest.mkdir(parents=True, exist_ok=True)
         for i in range(len(reader)):
@@ -323,13 +369,7 @@ def extract_archive(archive: Path, dest: Path, force: bool = False, progress: Pr
             try:
                 header = reader.header(i)
                 name = header.path
-                target = resolve_inside(dest, safe_relative_path(header.path))
-                data = _entry_file_bytes(header, reader.payload(i), timer)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                # setuid/setgid/sticky bits are kept in the archive but not applied (as tar does for non-root)
-                write_file_atomic(target, data, header.mtime_ns, header.mode & 0o777)
-                results.append(EntryResult(header.path, "image" if header.kind == KIND_IMAGE else "stored",
-                                           len(data), header.payload_size, header.width * header.height if header.kind == KIND_IMAGE else 0))
+                results.append(_extract_entry(header, reader.payload(i), dest, timer))
             except ENTRY_ERRORS as e:
                 failures.append((name, str(e)))
             if progress:
@@ -341,9 +381,41 @@ def extract_archive(archive: Path, dest: Path, force: bool = False, progress: Pr
     return ExtractSummary(results, time.perf_counter() - started, timer.model, timer.coder)
 
 
+def salvage_archive(archive: Path, dest: Path, force: bool = False, progress: Progress | None = None) -> SalvageSummary:
+    """Extract every entry of a damaged or truncated archive whose CRCs check out.
+
+    Uses the index when it is intact, else rebuilds it by scanning for entry headers
+    (imgarc.archive.salvage). Returns what was extracted and what was not; never raises for
+    damage to entries (the caller decides how to report `damaged`).
+    """
+    from imgarc.archive.salvage import SalvageReader
+
+    started = time.perf_counter()
+    timer = _Timer()
+    results: list[EntryResult] = []
+    with SalvageReader(archive) as reader:
+        plan = reader.plan
+        damaged = [(d.name, d.detail) for d in plan.damaged]
+        _dest_is_usable(dest, force)
+        dest.mkdir(parents=True, exist_ok=True)
+        written: set[str] = set()
+        for n, found in enumerate(plan.entries):
+            name = found.header.path
+            try:
+                if name in written:  # a crafted or rescanned archive: never let one entry overwrite another
+                    raise DestinationError(f"a second entry named {name!r}; the first one was extracted")
+                results.append(_extract_entry(found.header, reader.payload(found), dest, timer))
+                written.add(name)
+            except ENTRY_ERRORS as e:
+                damaged.append((name, str(e)))
+            if progress:
+                progress(n + 1, len(plan.entries), name)
+    return SalvageSummary(results, damaged, plan.warnings, plan.index_rebuilt, time.perf_counter() - started)
+
+
 def list_archive(archive: Path) -> list[EntryListing]:
     """Every entry's header; damaged headers are listed with their error."""
-    with ArchiveReader(archive) as reader:
+    with _open_reader(archive) as reader:
         out = []
         for i in range(len(reader)):
             try:
@@ -356,7 +428,7 @@ def list_archive(archive: Path) -> list[EntryListing]:
 def verify_archive(archive: Path, progress: Progress | None = None) -> VerifyReport:
     """Check every CRC and decode every entry's data (image latents fully entropy-decoded)."""
     timer = _Timer()
-    with ArchiveReader(archive) as reader:
+    with _open_reader(archive) as reader:
         report = VerifyReport(checked=len(reader))
         for i in range(len(reader)):
             name = f"#{i + 1}"
@@ -378,5 +450,6 @@ def verify_archive(archive: Path, progress: Progress | None = None) -> VerifyRep
 
 __all__ = [
     "CompressSummary", "DEFAULT_CODER", "DEFAULT_QUALITY", "EntryListing", "EntryResult", "ExtractSummary",
-    "ImgarcError", "VerifyReport", "compress_folder", "extract_archive", "list_archive", "verify_archive",
+    "ImgarcError", "SalvageSummary", "VerifyReport", "compress_folder", "extract_archive", "list_archive",
+    "salvage_archive", "verify_archive",
 ]

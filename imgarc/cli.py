@@ -100,16 +100,49 @@ def extract(
     dest: Path = typer.Argument(..., help="Folder to extract into (created if missing; must be empty unless --force)."),
     force: bool = typer.Option(False, "--force", "-f", help="Extract into a non-empty folder, replacing files of the same name."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    salvage: bool = typer.Option(False, "--salvage", help="For a damaged or truncated archive: extract every entry whose "
+                                 "checksums check out, finding entries by scanning when the index is lost; one line per "
+                                 "damaged item, non-zero exit if anything was lost."),
 ) -> None:
     """Extract ARCHIVE into DEST: photos decoded to their original names and formats, other files byte-exact.
 
     Damaged entries are skipped and named; everything intact is still extracted.
     """
     from imgarc import api
+    from imgarc.errors import ArchiveError
 
-    with _progress_bar("extracting", progress) as bar:
-        s = api.extract_archive(archive, dest, force=force, progress=bar)
-    _console().print(f"{dest}: {len(s.entries)} files extracted in {s.seconds:.1f} s")
+    with _sigterm_as_interrupt(), _progress_bar("extracting", progress) as bar:
+        if salvage:
+            r = api.salvage_archive(archive, dest, force=force, progress=bar)
+        else:
+            s = api.extract_archive(archive, dest, force=force, progress=bar)
+    if not salvage:
+        _console().print(f"{dest}: {len(s.entries)} files extracted in {s.seconds:.1f} s")
+        return
+    err = _console(stderr=True)
+    for w in r.warnings:
+        err.print(f"[yellow]warning:[/] {w}")
+    for name, detail in r.damaged:
+        err.print(f"[red]damaged:[/] {name}: {detail}")
+    _console().print(f"{dest}: {len(r.entries)} files salvaged in {r.seconds:.1f} s")
+    if r.damaged:
+        raise ArchiveError(f"{len(r.damaged)} damaged item(s) in {archive} could not be extracted "
+                           f"(the {len(r.entries)} intact entries were)")
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a `kill`, a closing terminal) unwinds like Ctrl-C, so temp files are removed."""
+    import signal
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command("list")

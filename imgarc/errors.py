@@ -20,6 +20,14 @@ class ArchiveError(ImgarcError):
     """The archive file itself is unusable: not an archive, unknown version, truncated index."""
 
 
+class DamagedArchiveError(ArchiveError):
+    """The archive's frame (file header, index or footer) is damaged or cut short.
+
+    Its index cannot be trusted, but entries may still be intact: `imgarc extract --salvage`
+    finds them by scanning for entry headers.
+    """
+
+
 class EntryCorruptError(ArchiveError):
     """One entry is damaged (CRC mismatch, truncated, inconsistent header)."""
 
@@ -39,6 +47,11 @@ class ModelError(ImgarcError):
 
 class ImageError(ImgarcError):
     """An image cannot be coded (decoder failure, unsupported shape)."""
+
+
+class DestinationError(ImgarcError):
+    """An extracted file cannot be written where it belongs (a folder or file of that name is in the
+    way, no permission, read-only file system); other entries may still be written."""
 
 
 class OutOfSpaceError(ImgarcError):

@@ -31,7 +31,7 @@ from imgarc.archive.layout import (
     EntryHeader,
     crc32,
 )
-from imgarc.errors import ArchiveError, EntryCorruptError, NewerFormatError, UsageError
+from imgarc.errors import ArchiveError, DamagedArchiveError, EntryCorruptError, NewerFormatError, UsageError
 
 _SMALLEST = FILE_HEADER.size + INDEX_OVERHEAD + FOOTER.size  # an archive with no entries
 
@@ -74,8 +74,8 @@ class ArchiveReader:
 
     # ------------------------------------------------------------------ opening
 
-    def _truncated(self, detail: str) -> ArchiveError:
-        return ArchiveError(
+    def _truncated(self, detail: str) -> DamagedArchiveError:
+        return DamagedArchiveError(
             f"{self.path} is truncated or its index is damaged ({detail}); "
             "it was not completely written or copied"
         )
@@ -90,7 +90,7 @@ class ArchiveReader:
         if magic != MAGIC:
             raise ArchiveError(f"{self.path} is not an imgarc archive")
         if crc != crc32(head[:12]):
-            raise ArchiveError(f"{self.path}: the file header is damaged (checksum mismatch)")
+            raise DamagedArchiveError(f"{self.path}: the file header is damaged (checksum mismatch)")
         if version not in SUPPORTED_VERSIONS:
             if version > max(SUPPORTED_VERSIONS):
                 raise NewerFormatError(
@@ -99,7 +99,7 @@ class ArchiveReader:
                 )
             raise ArchiveError(f"{self.path} has an invalid format version {version}")
         if reserved != 0:
-            raise ArchiveError(f"{self.path}: the file header's reserved field is {reserved}, not 0 (damaged)")
+            raise DamagedArchiveError(f"{self.path}: the file header's reserved field is {reserved}, not 0 (damaged)")
         return version
 
     def _read_footer(self) -> int:
@@ -182,6 +182,10 @@ class ArchiveReader:
     def header(self, i: int) -> EntryHeader:
         """Entry i's header, CRC-checked. Raises EntryCorruptError / NewerFormatError."""
         return self._header_and_payload_offset(i)[0]
+
+    def payload_offset(self, i: int) -> int:
+        """Where entry i's payload starts (its header is read and checked first)."""
+        return self._header_and_payload_offset(i)[1]
 
     def payload(self, i: int) -> bytes:
         """Entry i's payload, size- and CRC-checked. Raises EntryCorruptError naming the entry's path."""

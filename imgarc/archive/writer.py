@@ -43,9 +43,13 @@ class ArchiveWriter:
             self._state = "aborted"
             raise UsageError(f"{self.path} is a folder; give a file name for the archive")
         try:
-            # A leftover of a crashed run that had our pid is ours to replace.
+            # A leftover of a crashed run that had our pid is ours to replace (unlinking a link
+            # removes the link, never its target).
             self.temp_path.unlink(missing_ok=True)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            # O_EXCL|O_NOFOLLOW: a link planted under the temp name between the unlink and here
+            # makes the open fail instead of redirecting the archive's bytes.
+            flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_BINARY", 0))
             self._fd = os.open(self.temp_path, flags, 0o666)
         except OSError as e:
             self._state = "aborted"
