@@ -214,19 +214,21 @@ def _read_pillow(data: bytes) -> Photo:
             raise _Refuse(f"{fmt} files are stored as they are")
         if getattr(im, "n_frames", 1) > 1:
             raise _Refuse("animated or multi-page image: stored as it is")
-        _check_mode(im.mode)
         # Pillow opens 16-bit RGB PNGs as 8-bit "RGB": read the IHDR bit depth (byte 24) itself.
-        if fmt == "PNG" and (len(data) < 25 or data[24] != 8):
+        if fmt == "PNG" and len(data) > 24 and data[24] == 16:
             raise _Refuse("16-bit PNG: stored as it is")
+        _check_mode(im.mode)
+        if fmt == "PNG" and data[24:25] != b"\x08":
+            raise _Refuse(f"{data[24] if len(data) > 24 else '?'}-bit PNG: stored as it is")
         if fmt == "AVIF" and _avif_deep(data):
             raise _Refuse("AVIF with more than 8 bits per channel: stored as it is")
         if "transparency" in im.info:
             raise _Refuse("image with a transparent colour: stored as it is")
         w, h = im.size
         _check_size(w, h)
+        details = _format_details(im, fmt, data)  # before load: Pillow drops a TIFF's orientation tag when loading
         im.load()
         info = dict(im.info)
-        details = _format_details(im, fmt, data)
         rgb, alpha = _pixels(im)
         exif = None if fmt == "TIFF" else (info.get("exif") or None)  # TIFF tags are the file itself
         return Photo(rgb, im.mode, fmt, exif, info.get("icc_profile") or None, _xmp(info), details, alpha)
