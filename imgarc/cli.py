@@ -275,7 +275,7 @@ def main() -> None:
     # CompressAI still uses torch.jit.script, which torch now flags on every import: not the user's concern.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except ImgarcError as e:
         _console(stderr=True).print(f"[red]imgarc: error:[/] {e}")
         sys.exit(e.exit_code)
@@ -292,6 +292,11 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - the one place a bug is turned into a line, not a traceback
         _console(stderr=True).print(f"[red]imgarc: internal error:[/] {type(e).__name__}: {e} (please report this)")
         sys.exit(70)
+    # Outside standalone mode typer turns Ctrl-C into Exit(130) and returns that code instead of raising.
+    if code == 130:
+        _console(stderr=True).print("[red]imgarc: interrupted[/] (no partial file was left under a final name)")
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 if __name__ == "__main__":
     main()
