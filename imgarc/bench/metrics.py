@@ -28,3 +28,34 @@ def ms_ssim(reference: np.ndarray, test: np.ndarray) -> float:
         return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).double()[None]
 
     return float(_ms_ssim(t(reference), t(test), data_range=255.0))
+
+
+MS_SSIM_MIN_SIDE = 161  # 5 scales of an 11-tap window
+
+
+def load_rgb(path) -> np.ndarray:
+    """The pixels of an image file as RGB uint8 (grayscale replicated, alpha dropped)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def file_pair_metrics(reference_path, decoded_path) -> tuple[float, float | None]:
+    """(PSNR, MS-SSIM) of a decoded image file against its original; MS-SSIM None below 161 px.
+
+    Runs on one intra-op thread so that the value does not depend on how many threads or
+    worker processes the caller uses.
+    """
+    import torch
+
+    a, b = load_rgb(reference_path), load_rgb(decoded_path)
+    if a.shape != b.shape:
+        raise ValueError(f"{decoded_path} is {b.shape[1]}x{b.shape[0]}, its original {a.shape[1]}x{a.shape[0]}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        m = ms_ssim(a, b) if min(a.shape[:2]) >= MS_SSIM_MIN_SIDE else None
+    finally:
+        torch.set_num_threads(threads)
+    return psnr(a, b), m

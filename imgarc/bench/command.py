@@ -1,0 +1,96 @@
+"""`imgarc bench` without the CLI: parse the options, find the data, run, write every output."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgarc.bench.baselines import BASELINE_NAMES, PILLOW_CODECS
+from imgarc.bench.datasets import resolve_dataset
+from imgarc.bench.methods import BenchConfig, parse_int_list, parse_name_list
+from imgarc.bench.plots import write_plots
+from imgarc.bench.report import human_bytes, write_report
+from imgarc.bench.results import BenchResult
+from imgarc.bench.runner import Progress, run_bench
+from imgarc.errors import UsageError
+
+CODERS = ("rans", "lzma", "ref")
+
+
+@dataclass
+class BenchOptions:
+    """The command-line options, as text where the CLI takes lists."""
+
+    dataset: str
+    data: Path | None = None
+    out: Path | None = None
+    qualities: str = "10,25,50,75,95"
+    coders: str = "rans,lzma,ref"
+    coder_qualities: str = "75"
+    baselines: str = ",".join(BASELINE_NAMES)
+    jpeg_qualities: str = ",".join(map(str, PILLOW_CODECS["jpeg"].default_qualities))
+    webp_qualities: str = ",".join(map(str, PILLOW_CODECS["webp"].default_qualities))
+    avif_qualities: str = ",".join(map(str, PILLOW_CODECS["avif"].default_qualities))
+    model: str | None = None
+    jobs: int = 0  # 0: one per CPU core
+    download: bool = True
+    keep_work: bool = False
+
+
+def build_config(o: BenchOptions) -> BenchConfig:
+    """The BenchConfig the options describe; UsageError naming the option on bad input."""
+    if o.jobs < 0:
+        raise UsageError(f"--jobs must be 0 (one per core) or more, not {o.jobs}")
+    coders = parse_name_list(o.coders, "--coders", CODERS)
+    baselines = parse_name_list(o.baselines, "--baselines", BASELINE_NAMES) if o.baselines.strip() else []
+    if not coders and not baselines:
+        raise UsageError("nothing to run: give at least one of --coders and --baselines")
+    return BenchConfig(
+        qualities=parse_int_list(o.qualities, "--qualities"),
+        coders=coders,
+        coder_qualities=None if o.coder_qualities.strip().lower() == "all" else parse_int_list(o.coder_qualities, "--coder-qualities"),
+        baselines=baselines,
+        baseline_qualities={"jpeg": parse_int_list(o.jpeg_qualities, "--jpeg-qualities"),
+                            "webp": parse_int_list(o.webp_qualities, "--webp-qualities"),
+                            "avif": parse_int_list(o.avif_qualities, "--avif-qualities")},
+        model=o.model,
+        jobs=o.jobs or os.cpu_count() or 1,
+    )
+
+
+def default_out(dataset: str) -> Path:
+    return Path("runs") / "bench" / Path(dataset).name
+
+
+def bench(o: BenchOptions, command: str, progress: Progress | None = None) -> tuple[BenchResult, Path]:
+    """Run `imgarc bench` and write results.json, results.csv, report.md and the plots; returns (result, folder)."""
+    config = build_config(o)
+    if o.model:
+        from imgarc.codec.registry import find_model
+
+        find_model(o.model)  # an unknown model: one clear error now, not one failed row per quality
+    out = o.out or default_out(o.dataset)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder")
+    dataset = resolve_dataset(o.dataset, o.data, download=o.download)
+    out.mkdir(parents=True, exist_ok=True)
+    result = run_bench(dataset, config, command, work_dir=out, keep_work=o.keep_work, progress=progress)
+    plots = write_plots(result, out)
+    write_report(result, out, plots)
+    return result, out
+
+
+def summary_lines(result: BenchResult, out: Path) -> list[str]:
+    """A few lines for the terminal: the best imgarc row, the baselines near it, where the report is."""
+    lines = [f"{result.dataset.name}: {result.dataset.note}; {len(result.methods)} methods in {result.seconds / 60:.1f} min"]
+    for m in result.methods:
+        if not m.ok:
+            lines.append(f"  {m.label}: {m.status} ({m.reason})")
+    imgarc = [m for m in result.methods if m.ok and m.family == "imgarc"]
+    if imgarc:
+        m = max(imgarc, key=lambda m: (m.params["quality"], -(m.bytes or 0)))
+        lines.append(f"  {m.label}: {human_bytes(m.bytes or 0)} ({m.ratio:.1f}x), {m.bpp_mean:.3f} bpp, "
+                     f"PSNR {m.psnr_mean or float('inf'):.2f} dB, MS-SSIM {m.ms_ssim_mean or 1:.4f}, {m.total_seconds:.1f} s")
+    lines.append(f"report: {out / 'report.md'}")
+    return lines

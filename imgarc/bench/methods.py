@@ -1,0 +1,80 @@
+"""What one bench run measures: the list of methods, each a technique at one setting."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from imgarc.bench.baselines import ARCHIVERS, BASELINE_NAMES, PILLOW_CODECS
+from imgarc.errors import UsageError
+
+DEFAULT_QUALITIES = (10, 25, 50, 75, 95)
+DEFAULT_CODERS = ("rans", "lzma", "ref")
+DEFAULT_CODER_QUALITIES = (75,)  # the other coders only change bytes and time: one quality suffices
+
+
+@dataclass
+class BenchConfig:
+    """The settings of one bench run (every field is recorded in the report)."""
+
+    qualities: list[int] = field(default_factory=lambda: list(DEFAULT_QUALITIES))
+    coders: list[str] = field(default_factory=lambda: list(DEFAULT_CODERS))
+    # Qualities the coders after the first run at; None: every quality in `qualities`.
+    coder_qualities: list[int] | None = field(default_factory=lambda: list(DEFAULT_CODER_QUALITIES))
+    baselines: list[str] = field(default_factory=lambda: list(BASELINE_NAMES))
+    baseline_qualities: dict[str, list[int]] = field(
+        default_factory=lambda: {k: list(c.default_qualities) for k, c in PILLOW_CODECS.items()})
+    model: str | None = None  # None: the model --quality picks, as `imgarc compress` does
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes for the quality metrics
+
+
+@dataclass
+class Method:
+    id: str  # unique in a run, e.g. "imgarc-rans-q75", "webp-q35", "7z-mx9"
+    family: str  # "imgarc", "jpeg", "webp", "avif", "7z", "tar"
+    label: str
+    params: dict
+    lossless: bool = False
+
+
+def parse_int_list(text: str, option: str, lo: int = 1, hi: int = 100) -> list[int]:
+    """'10,25,50' -> [10, 25, 50], each within [lo, hi]; a UsageError naming the option otherwise."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        raise UsageError(f"{option} takes comma-separated whole numbers like 10,50,90, not {text!r}") from e
+    if not values:
+        raise UsageError(f"{option} needs at least one value")
+    bad = [v for v in values if not lo <= v <= hi]
+    if bad:
+        raise UsageError(f"{option} values must be between {lo} and {hi}, not {bad[0]}")
+    return sorted(set(values))
+
+
+def parse_name_list(text: str, option: str, known: tuple[str, ...]) -> list[str]:
+    names = [v.strip().lower() for v in text.split(",") if v.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(f"{option}: unknown {unknown[0]!r} (choose from {', '.join(known)})")
+    return list(dict.fromkeys(names))
+
+
+def plan_methods(config: BenchConfig) -> list[Method]:
+    """Every method of a run, in the order they run (imgarc first, then the baselines)."""
+    methods: list[Method] = []
+    for i, coder in enumerate(config.coders):
+        qualities = config.qualities if i == 0 or config.coder_qualities is None else config.coder_qualities
+        for q in sorted(set(qualities)):
+            params = {"quality": q, "coder": coder, "model": config.model}
+            methods.append(Method(f"imgarc-{coder}-q{q}", "imgarc", f"imgarc {coder} q{q}", params))
+    for name in config.baselines:
+        if name in PILLOW_CODECS:
+            codec = PILLOW_CODECS[name]
+            for q in sorted(set(config.baseline_qualities.get(name, codec.default_qualities))):
+                methods.append(Method(f"{name}-q{q}", name, f"{codec.label} q{q}",
+                                      {"quality": q, **codec.fixed, "library": "Pillow"}))
+        else:
+            for a in ARCHIVERS.values():
+                if a.family == name:
+                    methods.append(Method(a.id, a.family, a.label, {"options": list(a.options)}, lossless=True))
+    return methods

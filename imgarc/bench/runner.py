@@ -1,0 +1,272 @@
+"""Running a bench: every method on a private copy of the same folder, then the quality metrics.
+
+Phase 1 runs the methods one after another, each step (compress the folder, restore it) in
+its own process, timed and measured (imgarc.bench.process). Nothing else runs meanwhile.
+Phase 2, with no timing running, compares every decoded image with its original (PSNR,
+MS-SSIM) in a few worker processes; identical decoded files are scored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from datetime import datetime, timezone
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable
+
+from imgarc.bench.baselines import ARCHIVERS, PILLOW_CODECS
+from imgarc.bench.curves import bd_rate_table
+from imgarc.bench.datasets import Dataset, sha256_file
+from imgarc.bench.machine import describe_machine, load_average
+from imgarc.bench.methods import BenchConfig, Method, plan_methods
+from imgarc.bench.metrics import file_pair_metrics
+from imgarc.bench.process import Measured, python_worker, run_measured
+from imgarc.bench.results import BenchResult, DatasetInfo, ImageResult, MethodResult, Step
+
+# progress(done, total, label)
+Progress = Callable[[int, int, str], None]
+
+
+class _Work:
+    """The private folders of one run: src (the copy every method reads), outputs, specs."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.src = root / "src"
+        self.out = root / "out"
+        self.decoded = root / "decoded"
+        self.specs = root / "specs"
+        for p in (self.src, self.out, self.decoded, self.specs):
+            p.mkdir(parents=True)
+
+    def spec(self, name: str, spec: dict) -> list[str]:
+        path = self.specs / f"{name}.json"
+        path.write_text(json.dumps(spec))
+        return python_worker(path)
+
+
+def _copy_source(dataset: Dataset, work: _Work) -> list[ImageResult]:
+    """Copy the images (mtimes kept, folder mtimes fixed) so every run archives identical bytes."""
+    from PIL import Image
+
+    images = []
+    latest = 0
+    for path in dataset.images:
+        rel = path.relative_to(dataset.folder).as_posix()
+        target = work.src / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+        latest = max(latest, target.stat().st_mtime_ns)
+        with Image.open(target) as im:
+            w, h = im.size
+        images.append(ImageResult(rel, w, h, target.stat().st_size))
+    for folder in sorted({p.parent for p in work.src.rglob("*")} | {work.src}, reverse=True):
+        os.utime(folder, ns=(latest, latest))
+    return images
+
+
+def _worker_json(m: Measured) -> dict:
+    lines = [line for line in m.stdout.splitlines() if line.strip()]
+    try:
+        return json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def _failed(result: MethodResult, step: str, m: Measured) -> MethodResult:
+    detail = _worker_json(m).get("error") or m.failure()
+    result.status, result.reason = "failed", f"{step} failed: {detail}"
+    return result
+
+
+def _python_split(m: Measured, report: dict, keys: tuple[str, ...] = ()) -> dict[str, float]:
+    inner = float(report.get("seconds", 0.0))
+    split = {k: float(report[f"seconds_{k}"]) for k in keys}
+    split["work" if not keys else "other"] = max(inner - sum(split.values()), 0.0)
+    split["startup"] = max(m.seconds - inner, 0.0)
+    return split
+
+
+def _run_imgarc(method: Method, work: _Work, images: list[ImageResult], decoded: dict) -> MethodResult:
+    from imgarc import api
+
+    r = MethodResult(method.id, method.family, method.label, method.params, method.lossless, "ok")
+    archive = work.out / f"{method.id}.iarc"
+    dest = work.decoded / method.id
+    p = method.params
+    c = run_measured(work.spec(f"{method.id}-c", {"step": "imgarc-compress", "src": str(work.src), "archive": str(archive),
+                                                 "quality": p["quality"], "coder": p["coder"], "model": p["model"]}))
+    if not c.ok:
+        return _failed(r, "compress", c)
+    d = run_measured(work.spec(f"{method.id}-d", {"step": "imgarc-extract", "archive": str(archive), "dest": str(dest)}))
+    if not d.ok:
+        return _failed(r, "extract", d)
+    r.compress = Step(c.seconds, c.peak_rss_bytes, _python_split(c, _worker_json(c), ("model", "coder")))
+    r.decompress = Step(d.seconds, d.peak_rss_bytes, _python_split(d, _worker_json(d), ("model", "coder")))
+    r.bytes = archive.stat().st_size
+    headers = {e.header.path: e.header for e in api.list_archive(archive) if e.header is not None}
+    coded = [h for h in headers.values() if h.kind == api.KIND_IMAGE]
+    r.extra = {"models": sorted({h.model_id for h in coded}), "entry_qualities": sorted({h.quality for h in coded}),
+               "stored_images": sum(1 for im in images if im.name in headers and headers[im.name].kind != api.KIND_IMAGE)}
+    r.images = [ImageResult(im.name, im.width, im.height, im.original_bytes,
+                            headers[im.name].payload_size if im.name in headers else None) for im in images]
+    decoded[method.id] = {im.name: dest / im.name for im in images}
+    archive.unlink()
+    return r
+
+
+def _run_pillow(method: Method, work: _Work, images: list[ImageResult], decoded: dict) -> MethodResult:
+    codec = PILLOW_CODECS[method.family]
+    r = MethodResult(method.id, method.family, method.label, method.params, method.lossless, "ok")
+    why = codec.unavailable()
+    if why:
+        r.status, r.reason = "skipped", why
+        return r
+    coded, dest = work.out / method.id, work.decoded / method.id
+    files = [im.name for im in images]
+    c = run_measured(work.spec(f"{method.id}-c", {"step": "pillow-encode", "codec": codec.name, "src": str(work.src),
+                                                 "out": str(coded), "files": files, "quality": method.params["quality"]}))
+    if not c.ok:
+        return _failed(r, "encode", c)
+    d = run_measured(work.spec(f"{method.id}-d", {"step": "pillow-decode", "codec": codec.name, "coded": str(coded),
+                                                 "dest": str(dest), "files": files}))
+    if not d.ok:
+        return _failed(r, "decode", d)
+    r.compress = Step(c.seconds, c.peak_rss_bytes, _python_split(c, _worker_json(c)))
+    r.decompress = Step(d.seconds, d.peak_rss_bytes, _python_split(d, _worker_json(d)))
+    r.images = [ImageResult(im.name, im.width, im.height, im.original_bytes,
+                            (coded / (im.name + codec.suffix)).stat().st_size) for im in images]
+    r.bytes = sum(im.bytes or 0 for im in r.images)
+    decoded[method.id] = {im.name: dest / (im.name + ".png") for im in images}
+    shutil.rmtree(coded)
+    return r
+
+
+def _run_archiver(method: Method, work: _Work, images: list[ImageResult]) -> MethodResult:
+    a = ARCHIVERS[method.id]
+    r = MethodResult(method.id, method.family, method.label, method.params, method.lossless, "ok")
+    binary = a.binary()
+    if binary is None:
+        r.status = "skipped"
+        r.reason = f"no {' / '.join(a.binaries)} on PATH" + (" (install 7-Zip: apt-get install 7zip)" if a.family == "7z" else "")
+        return r
+    r.extra = {"binary": binary, "version": a.version(binary)}
+    archive, dest = work.out / (method.id + a.suffix), work.decoded / method.id
+    dest.mkdir()
+    c = run_measured(a.compress_argv(binary, work.src, archive), cwd=work.src)
+    if not c.ok:
+        return _failed(r, "compress", c)
+    d = run_measured(a.extract_argv(binary, archive, dest))
+    if not d.ok:
+        return _failed(r, "extract", d)
+    r.compress, r.decompress = Step(c.seconds, c.peak_rss_bytes), Step(d.seconds, d.peak_rss_bytes)
+    r.bytes = archive.stat().st_size
+    changed = [im.name for im in images
+               if not (dest / im.name).is_file() or sha256_file(dest / im.name) != sha256_file(work.src / im.name)]
+    if changed:
+        r.status, r.reason = "failed", f"extracted files differ from the originals: {', '.join(changed[:3])}"
+        return r
+    r.images = [ImageResult(im.name, im.width, im.height, im.original_bytes, None, None, 1.0, True) for im in images]
+    archive.unlink()
+    shutil.rmtree(dest)
+    return r
+
+
+def _init_metric_worker() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+
+
+def _score(pairs: list[tuple[Path, Path]], jobs: int, tick: Callable[[], None]) -> list[tuple[float, float | None]]:
+    """file_pair_metrics over all pairs, in `jobs` processes (each on one thread: same values for any jobs)."""
+    if jobs <= 1 or len(pairs) <= 1:
+        out = []
+        for ref, dec in pairs:
+            out.append(file_pair_metrics(ref, dec))
+            tick()
+        return out
+    with ProcessPoolExecutor(max_workers=min(jobs, len(pairs)), mp_context=get_context("spawn"),
+                             initializer=_init_metric_worker) as pool:
+        futures = [pool.submit(file_pair_metrics, ref, dec) for ref, dec in pairs]
+        out = []
+        for f in futures:
+            out.append(f.result())
+            tick()
+        return out
+
+
+def run_bench(dataset: Dataset, config: BenchConfig, command: str, work_dir: Path | None = None,
+              keep_work: bool = False, progress: Progress | None = None) -> BenchResult:
+    """Run every method of `config` on `dataset` and score it; the result, ready to report."""
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = time.perf_counter()
+    machine = describe_machine()
+    methods = plan_methods(config)
+    root = Path(tempfile.mkdtemp(prefix="imgarc-bench-", dir=work_dir))
+    try:
+        work = _Work(root)
+        images = _copy_source(dataset, work)
+        source_bytes = sum(im.original_bytes for im in images)
+        pixels = sum(im.pixels for im in images)
+        decoded: dict[str, dict[str, Path]] = {}
+        results: list[MethodResult] = []
+        total = len(methods)
+        for n, method in enumerate(methods):
+            if progress:
+                progress(n, total, method.label)
+            if method.family == "imgarc":
+                results.append(_run_imgarc(method, work, images, decoded))
+            elif method.family in PILLOW_CODECS:
+                results.append(_run_pillow(method, work, images, decoded))
+            else:
+                results.append(_run_archiver(method, work, images))
+            if results[-1].status != "ok":
+                decoded.pop(method.id, None)
+        # Phase 2: quality. One score per distinct (original, decoded file bytes).
+        keys: dict[tuple[str, str], tuple[Path, Path]] = {}
+        wanted: dict[str, dict[str, tuple[str, str]]] = {}
+        for mid, files in decoded.items():
+            wanted[mid] = {}
+            for name, path in files.items():
+                if not path.is_file():
+                    raise FileNotFoundError(f"{mid}: decoded {name} is missing")
+                key = (name, sha256_file(path))
+                keys.setdefault(key, (work.src / name, path))
+                wanted[mid][name] = key
+        total += len(keys)
+        done = [len(methods)]
+
+        def tick() -> None:
+            done[0] += 1
+            if progress:
+                progress(done[0], total, "quality metrics")
+
+        if progress:
+            progress(done[0], total, "quality metrics")
+        scores = dict(zip(keys, _score(list(keys.values()), config.jobs, tick)))
+        for r in results:
+            if r.id in wanted:
+                for im in r.images:
+                    p, m = scores[wanted[r.id][im.name]]
+                    im.identical = p == float("inf")
+                    im.psnr, im.ms_ssim = (None if im.identical else p), m
+            r.summarize(source_bytes, pixels)
+    finally:
+        if not keep_work:
+            shutil.rmtree(root, ignore_errors=True)
+    info = DatasetInfo(dataset.name, str(dataset.folder), len(images), dataset.full_count, dataset.verified,
+                       dataset.found_via, pixels, source_bytes, dataset.note)
+    result = BenchResult(info, asdict(config), command, machine, started_at, time.perf_counter() - started, results)
+    result.bd_rates = bd_rate_table(results)
+    result.machine["load_average_at_end"] = load_average()
+    if keep_work:
+        result.machine["work_dir"] = str(root)
+    return result
