@@ -24,6 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from imgarc.alpha import MAX_PACKED_ALPHA, pack_alpha
+from imgarc.errors import ImgarcError
 from imgarc.photo_write import encode_photo_file
 from imgarc.source_info import decode_source_info, encode_source_info
 
@@ -234,6 +235,20 @@ def _read_pillow(data: bytes) -> Photo:
         return Photo(rgb, im.mode, fmt, exif, info.get("icc_profile") or None, _xmp(info), details, alpha)
 
 
+def _check_writable(photo: Photo) -> None:
+    """Write the photo back once now (its own pixels, its format and metadata): whatever a writer
+    refuses is found while the original is still at hand, and stored byte-exact, never lost."""
+    from imgarc.alpha import unpack_alpha
+
+    h, w = photo.rgb.shape[:2]
+    try:
+        alpha = unpack_alpha(photo.alpha, w, h) if photo.alpha is not None else None
+        encode_photo_file(photo.rgb, photo.mode, photo.source_format, photo.exif, photo.icc_profile, photo.xmp,
+                          decode_source_info(encode_source_info(photo.source_info)), alpha)
+    except ImgarcError as e:
+        raise _Refuse(f"{photo.source_format} file imgarc could not write back ({e}): stored as it is") from e
+
+
 def read_photo(data: bytes) -> Photo | NotCoded:
     """Decode the file `data` if the codec should code it, else say why not (never raises for bad files)."""
     from PIL import Image, UnidentifiedImageError
@@ -245,15 +260,19 @@ def read_photo(data: bytes) -> Photo | NotCoded:
             if heif:
                 if not heif_available():
                     return NotCoded("HEIC file and pillow-heif is not installed: stored as it is")
-                return _read_heif(data)
-            return _read_pillow(data)
+                photo = _read_heif(data)
+            else:
+                photo = _read_pillow(data)
+            _check_writable(photo)
+            return photo
     except _Refuse as e:
         return NotCoded(str(e))
     except (UnidentifiedImageError, Image.DecompressionBombError):
         return NotCoded("not an image")
     except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as e:
         # Pillow (and pillow-heif) raise these for truncated or corrupt image data.
-        return NotCoded(f"image data does not decode ({e}): stored as it is", warning=True)
+        detail = " ".join(str(e).split())  # one line: libheif's messages end in a newline
+        return NotCoded(f"image data does not decode ({detail}): stored as it is", warning=True)
 
 
 __all__ = ["CODED_FORMATS", "MAX_PIXELS", "NotCoded", "Photo", "decode_source_info", "encode_photo_file",
