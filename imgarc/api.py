@@ -6,7 +6,6 @@ the container (entries <-> file). The CLI calls only this module.
 
 from __future__ import annotations
 
-import lzma
 import os
 import time
 from dataclasses import dataclass, field
@@ -36,18 +35,13 @@ from imgarc.errors import (
     UsageError,
 )
 from imgarc.fileio import NO_SPACE, write_file_atomic
-from imgarc.photo_io import (
-    MAX_PIXELS,
-    NotCoded,
-    Photo,
-    decode_source_info,
-    encode_photo_file,
-    encode_source_info,
-    read_photo,
-)
+from imgarc.output_format import check_extract_format, entry_output_path, photo_file_bytes
+from imgarc.photo_io import MAX_PIXELS, NotCoded, Photo, read_photo
+from imgarc.stored import StoredPayload, pack_stored, unpack_stored
 
 DEFAULT_QUALITY = 75
 DEFAULT_CODER = "rans"
+KEEP_ORIGINALS_NOTE = "--keep-originals: kept byte-exact"
 
 # progress(done, total, label): called after each entry.
 Progress = Callable[[int, int, str], None]
@@ -134,9 +128,8 @@ def _walk(src: Path, skip: set[Path], warnings: list[str]) -> list[tuple[Path, s
     return files
 
 
-def _stored_payload(data: bytes) -> tuple[int, bytes]:
-    packed = lzma.compress(data, format=lzma.FORMAT_XZ, preset=6)
-    return (STORAGE_LZMA, packed) if len(packed) < len(data) else (STORAGE_RAW, data)
+def _stored_payload(data: bytes) -> StoredPayload:
+    return pack_stored(data)  # raw, LZMA, or JPEG XL for a JPEG (imgarc.stored)
 
 
 class _Timer:
@@ -168,8 +161,12 @@ def compress_folder(
     model_id: str | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    keep_originals: bool = False,
 ) -> CompressSummary:
-    """Archive every regular file under `src` into `archive` (written atomically)."""
+    """Archive every regular file under `src` into `archive` (written atomically).
+
+    `keep_originals`: no photo is coded; every file is kept byte-exact (imgarc.stored).
+    """
     from imgarc.codec.padding import padded_size
     from imgarc.codec.registry import load_codec, model_for_quality
     from imgarc.coders import get_coder
@@ -190,7 +187,8 @@ def compress_folder(
     if not files:
         raise UsageError(f"{src} has no files to archive")
     coder = get_coder(coder_name)
-    codec = load_codec(model_id or model_for_quality(quality).model_id)
+    # --keep-originals codes nothing: no model to load (and no torch to import).
+    codec = None if keep_originals else load_codec(model_id or model_for_quality(quality).model_id)
     timer = _Timer()
     results: list[EntryResult] = []
     with ArchiveWriter(archive) as writer:
@@ -201,18 +199,16 @@ def compress_folder(
             except OSError as e:
                 raise UsageError(f"cannot read {path}: {e.strerror}; nothing was written") from e
             common = dict(path=rel, original_size=len(data), mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o7777)
-            photo = read_photo(data)
+            photo = NotCoded(KEEP_ORIGINALS_NOTE) if keep_originals else read_photo(data)
             note = None
             if isinstance(photo, Photo):
                 payload, h, w = _encode_photo(photo, codec, coder, timer)
-                if len(payload) < len(data):
+                if len(payload) + photo.side_bytes < len(data):  # metadata and alpha ride in the header
                     ph, pw = padded_size(h, w, codec.stride)
                     header = EntryHeader(
                         kind=KIND_IMAGE, model_id=codec.model_id, weights_sha256=bytes.fromhex(codec.weights_sha256),
                         tables_sha256=bytes.fromhex(codec.tables_sha256), coder=coder.name, width=w, height=h,
-                        padded_width=pw, padded_height=ph, color_mode=photo.mode, quality=quality,
-                        source_format=photo.source_format, exif=photo.exif, icc_profile=photo.icc_profile,
-                        xmp=photo.xmp, source_info=encode_source_info(photo.source_info), **common,
+                        padded_width=pw, padded_height=ph, quality=quality, **photo.header_fields, **common,
                     )
                     writer.add(header, payload)
                     results.append(EntryResult(rel, "image", len(data), len(payload), h * w))
@@ -224,8 +220,10 @@ def compress_folder(
                 note = photo.reason
                 if photo.warning:
                     warnings.append(f"{rel}: {photo.reason}")
-            storage, payload = _stored_payload(data)
-            writer.add(EntryHeader(kind=KIND_STORED, storage=storage, note=note, **common), payload)
+            stored = _stored_payload(data)
+            payload = stored.payload
+            writer.add(EntryHeader(kind=KIND_STORED, storage=stored.storage, original_sha256=stored.original_sha256,
+                                   note=note, **common), payload)
             results.append(EntryResult(rel, "stored", len(data), len(payload), note=note))
             if progress:
                 progress(n + 1, len(files), rel)
@@ -281,22 +279,10 @@ def _decode_latents(header: EntryHeader, payload: bytes, timer: _Timer):
 
 
 def _decode_stored(header: EntryHeader, payload: bytes) -> bytes:
-    if header.storage == STORAGE_RAW:
-        data = payload
-    elif header.storage == STORAGE_LZMA:
-        try:
-            d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-            data = d.decompress(payload, max_length=header.original_size + 1)  # no bombs
-        except lzma.LZMAError as e:
-            raise LatentStreamError(f"stored data does not decompress ({e})") from e
-    else:
-        raise ArchiveError(f"{header.path!r} uses storage method {header.storage}, unknown to this imgarc; upgrade imgarc")
-    if len(data) != header.original_size:
-        raise LatentStreamError(f"stored data has {len(data)} bytes, the header says {header.original_size}")
-    return data
+    return unpack_stored(header.storage, payload, header.original_size, header.original_sha256, header.path)
 
 
-def _entry_file_bytes(header: EntryHeader, payload: bytes, timer: _Timer) -> bytes:
+def _entry_file_bytes(header: EntryHeader, payload: bytes, timer: _Timer, image_format: str = "keep") -> bytes:
     """The bytes of the file an entry extracts to."""
     if header.kind == KIND_STORED:
         return _decode_stored(header, payload)
@@ -306,8 +292,7 @@ def _entry_file_bytes(header: EntryHeader, payload: bytes, timer: _Timer) -> byt
     t0 = time.perf_counter()
     rgb = codec.synthesize(code, header.height, header.width)
     timer.model += time.perf_counter() - t0
-    return encode_photo_file(rgb, header.color_mode, header.source_format, header.exif, header.icc_profile,
-                             header.xmp, decode_source_info(header.source_info))
+    return photo_file_bytes(rgb, header, image_format)  # source format (or --format), metadata, alpha
 
 
 # Per-entry problems that leave the other entries extractable.
@@ -345,18 +330,33 @@ def _write_entry_file(target: Path, data: bytes, header: EntryHeader) -> None:
     write_file_atomic(target, data, header.mtime_ns, header.mode & 0o777)
 
 
-def _extract_entry(header: EntryHeader, payload: bytes, dest: Path, timer: _Timer) -> EntryResult:
-    """Decode one entry and write its file under `dest` (atomically)."""
-    target = resolve_inside(dest, safe_relative_path(header.path))
-    data = _entry_file_bytes(header, payload, timer)
+def _extract_entry(header: EntryHeader, payload: bytes, dest: Path, timer: _Timer, image_format: str = "keep",
+                   taken: set[str] | None = None) -> EntryResult:
+    """Decode one entry and write its file under `dest` (atomically).
+
+    `image_format` (extract --format) may change a coded photo's format and extension; `taken`
+    holds the names already used, so a renamed photo never replaces another file.
+    """
+    safe_relative_path(header.path)
+    out_path = entry_output_path(header, image_format, taken if taken is not None else set())
+    target = resolve_inside(dest, safe_relative_path(out_path))
+    data = _entry_file_bytes(header, payload, timer, image_format)
     _write_entry_file(target, data, header)
+    if taken is not None:
+        taken.add(out_path)
     image = header.kind == KIND_IMAGE
-    return EntryResult(header.path, "image" if image else "stored", len(data), header.payload_size,
+    return EntryResult(out_path, "image" if image else "stored", len(data), header.payload_size,
                        header.width * header.height if image else 0)
 
 
-def extract_archive(archive: Path, dest: Path, force: bool = False, progress: Progress | None = None) -> ExtractSummary:
-    """Extract every entry; damaged entries are skipped and reported in one error at the end."""
+def extract_archive(archive: Path, dest: Path, force: bool = False, progress: Progress | None = None,
+                    image_format: str = "keep") -> ExtractSummary:
+    """Extract every entry; damaged entries are skipped and reported in one error at the end.
+
+    `image_format`: `keep` (each photo in its source format) or `png`/`jpeg`/`webp`
+    (imgarc.output_format says how names change).
+    """
+    image_format = check_extract_format(image_format)
     started = time.perf_counter()
     timer = _Timer()
     results: list[EntryResult] = []
@@ -364,12 +364,13 @@ def extract_archive(archive: Path, dest: Path, force: bool = False, progress: Pr
     with _open_reader(archive) as reader:
         _dest_is_usable(dest, force)
         dest.mkdir(parents=True, exist_ok=True)
+        taken = _entry_paths(reader)  # a photo renamed by --format must not take another file's name
         for i in range(len(reader)):
             name = f"#{i + 1}"
             try:
                 header = reader.header(i)
                 name = header.path
-                results.append(_extract_entry(header, reader.payload(i), dest, timer))
+                results.append(_extract_entry(header, reader.payload(i), dest, timer, image_format, taken))
             except ENTRY_ERRORS as e:
                 failures.append((name, str(e)))
             if progress:
@@ -379,6 +380,16 @@ def extract_archive(archive: Path, dest: Path, force: bool = False, progress: Pr
         raise ArchiveError(f"{len(failures)} of {len(results) + len(failures)} entries could not be extracted "
                            f"(the other {len(results)} were): {listed}")
     return ExtractSummary(results, time.perf_counter() - started, timer.model, timer.coder)
+
+
+def _entry_paths(reader: ArchiveReader) -> set[str]:
+    paths = set()
+    for i in range(len(reader)):
+        try:
+            paths.add(reader.header(i).path)
+        except ArchiveError:
+            pass  # reported when the loop reaches it
+    return paths
 
 
 def salvage_archive(archive: Path, dest: Path, force: bool = False, progress: Progress | None = None) -> SalvageSummary:

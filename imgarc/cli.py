@@ -73,13 +73,16 @@ def compress(
     coder: str = typer.Option("rans", "--coder", help=CODER_HELP),
     model: Optional[str] = typer.Option(None, "--model", help="Model id to use instead of the one --quality picks (see `imgarc models`)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace ARCHIVE if it exists."),
+    keep_originals: bool = typer.Option(False, "--keep-originals", help="Code no photo: keep every file byte-exact "
+                                        "(JPEGs recompressed losslessly with JPEG XL, others LZMA), each extracted identical to the byte."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Compress the folder SRC into ARCHIVE (written to a temporary name, renamed when complete)."""
     from imgarc import api
 
     with _progress_bar("compressing", progress) as bar:
-        s = api.compress_folder(src, archive, quality=quality, coder_name=coder, model_id=model, force=force, progress=bar)
+        s = api.compress_folder(src, archive, quality=quality, coder_name=coder, model_id=model, force=force,
+                                progress=bar, keep_originals=keep_originals)
     out = _console()
     for w in s.warnings:
         _console(stderr=True).print(f"[yellow]warning:[/] {w}")
@@ -100,6 +103,9 @@ def extract(
     dest: Path = typer.Argument(..., help="Folder to extract into (created if missing; must be empty unless --force)."),
     force: bool = typer.Option(False, "--force", "-f", help="Extract into a non-empty folder, replacing files of the same name."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    image_format: str = typer.Option("keep", "--format", help="Format of the coded photos: 'keep' (each in its source's format and "
+                                     "name), 'png', 'jpeg' or 'webp' (extension replaced; alpha photos never become JPEG). "
+                                     "Byte-exact files never change."),
     salvage: bool = typer.Option(False, "--salvage", help="For a damaged or truncated archive: extract every entry whose "
                                  "checksums check out, finding entries by scanning when the index is lost; one line per "
                                  "damaged item, non-zero exit if anything was lost."),
@@ -115,7 +121,7 @@ def extract(
         if salvage:
             r = api.salvage_archive(archive, dest, force=force, progress=bar)
         else:
-            s = api.extract_archive(archive, dest, force=force, progress=bar)
+            s = api.extract_archive(archive, dest, force=force, progress=bar, image_format=image_format)
     if not salvage:
         _console().print(f"{dest}: {len(s.entries)} files extracted in {s.seconds:.1f} s")
         return
@@ -148,9 +154,11 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 @app.command("list")
 def list_(archive: Path = typer.Argument(..., help="Archive to list.")) -> None:
     """List the entries of ARCHIVE: how each is stored, its size and bits per pixel."""
+    from rich.markup import escape
     from rich.table import Table
 
     from imgarc import api
+    from imgarc.describe import describe_entry
 
     entries = api.list_archive(archive)
     table = Table(box=None, header_style="bold")
@@ -169,13 +177,10 @@ def list_(archive: Path = typer.Argument(..., help="Archive to list.")) -> None:
             px = max(h.width * h.height, 1)  # a damaged header may say 0; never divide by it
             pixels += px
             image_bytes += h.payload_size
-            details = f"{h.source_format} {h.color_mode} {h.width}x{h.height}, q{h.quality}, {h.coder}, {h.model_id}"
             table.add_row(h.path, "photo", _human(h.original_size), _human(h.payload_size),
-                          f"{h.payload_size * 8 / px:.3f}", details)
+                          f"{h.payload_size * 8 / px:.3f}", escape(describe_entry(h)))
         else:
-            how = "LZMA" if h.storage == api.STORAGE_LZMA else "raw"
-            table.add_row(h.path, "stored", _human(h.original_size), _human(h.payload_size), "",
-                          f"{how}" + (f": {h.note}" if h.note else ""))
+            table.add_row(h.path, "stored", _human(h.original_size), _human(h.payload_size), "", escape(describe_entry(h)))
     out = _console()
     out.print(table)
     total = f"{len(entries)} entries, {_human(original)} -> {_human(archived)} of entry data"
