@@ -35,7 +35,7 @@ from imgarc.errors import (
     UsageError,
 )
 from imgarc.fileio import NO_SPACE, write_file_atomic
-from imgarc.output_format import check_extract_format, entry_output_path, photo_file_bytes
+from imgarc.output_format import check_extract_format, check_photo_fields, entry_output_path, photo_file_bytes
 from imgarc.photo_io import MAX_PIXELS, NotCoded, Photo, read_photo
 from imgarc.stored import StoredPayload, pack_stored, unpack_stored
 
@@ -450,6 +450,7 @@ def verify_archive(archive: Path, progress: Progress | None = None) -> VerifyRep
                 payload = reader.payload(i)
                 if header.kind == KIND_IMAGE:
                     _decode_latents(header, payload, timer)
+                    check_photo_fields(header)  # alpha plane, SOURCE_INFO
                 else:
                     _entry_file_bytes(header, payload, timer)
             except ENTRY_ERRORS as e:

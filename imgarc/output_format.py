@@ -83,3 +83,16 @@ def photo_file_bytes(rgb, header, requested: str = "keep") -> bytes:
     return encode_photo_file(rgb, header.color_mode, header.source_format, header.exif, header.icc_profile,
                              header.xmp, decode_source_info(header.source_info, header.path), alpha, fmt,
                              header.original_size)
+
+
+def check_photo_fields(header) -> None:
+    """What `verify` checks beyond the latents: the alpha plane unpacks, SOURCE_INFO is well formed."""
+    from imgarc.alpha import unpack_alpha
+    from imgarc.errors import ImageError
+    from imgarc.source_info import decode_source_info
+
+    decode_source_info(header.source_info, header.path)
+    if header.alpha is not None:
+        unpack_alpha(header.alpha, header.width, header.height)
+    elif header.color_mode in ("RGBA", "LA"):
+        raise ImageError(f"{header.path!r} is a {header.color_mode} photo without its alpha plane")

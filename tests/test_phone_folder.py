@@ -204,6 +204,7 @@ def test_malformed_source_info_is_a_clean_entry_error(tmp_path, phone_folder, ti
             w.add(h, r.payload(i))
     with pytest.raises(ArchiveError, match="SOURCE_INFO"):
         api.extract_archive(bad, tmp_path / "o")
+    assert [name for name, _ in api.verify_archive(bad).damaged] == [CODED[0]]
     assert (tmp_path / "o" / CODED[5]).exists()  # the other entries are extracted
 
 
