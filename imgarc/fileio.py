@@ -47,7 +47,7 @@ def write_file_atomic(path: Path, data: bytes, mtime_ns: int | None = None, mode
         if isinstance(e, OSError):
             if e.errno in NO_SPACE:
                 raise OutOfSpaceError(f"the disk is full while writing {path}; nothing was left half-written") from e
-            if isinstance(e, IsADirectoryError) or path.is_dir():
+            if isinstance(e, IsADirectoryError):  # os.replace onto a folder
                 raise DestinationError(f"cannot write {path}: a folder of that name is in the way") from e
             raise DestinationError(f"cannot write {path}: {e.strerror or e}") from e
         raise
