@@ -18,9 +18,10 @@ app = typer.Typer(
     no_args_is_help=True,
     help=(
         "Archive folders of photos with a learned image codec.\n\n"
-        "PNG and JPEG photos are coded lossily at the chosen --quality (a few times smaller than the "
-        "originals); every other file, and any photo the codec must not touch, is stored byte-exact. "
-        "Paths, modification times and permissions are kept."
+        "Photos (JPEG, PNG, HEIC, WebP, AVIF, TIFF) are coded lossily at the chosen --quality (a few times "
+        "smaller than the originals) and come back under their own names and formats with their EXIF, ICC "
+        "and XMP; every other file, and any photo the codec must not touch, is stored byte-exact "
+        "(--keep-originals: every file). Paths, modification times and permissions are kept."
     ),
 )
 
