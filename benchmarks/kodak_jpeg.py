@@ -77,6 +77,7 @@ def main() -> None:
     ap.add_argument("--jpeg-quality", type=int, default=90)
     args = ap.parse_args()
     imgarc = [sys.executable, "-m", "imgarc.cli"]
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         src = tmp / "kodak-jpeg"
@@ -109,10 +110,12 @@ def main() -> None:
         keep = {"archive_bytes": archive_k.stat().st_size, "sha256_identical": identical,
                 "compress_s": t_kc, "extract_s": t_kx}
         models = subprocess.run(imgarc + ["models"], capture_output=True, text=True, check=True).stdout
+    load_after = os.getloadavg()[0]
     default_model = next((line.split()[0] for line in models.splitlines() if "(default)" in line), "?")
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average_1min": [round(load_before, 2), round(load_after, 2)],  # other jobs slow the times
         "default_model": default_model, "images": len(names), "jpeg_quality": args.jpeg_quality,
         "source_folder_bytes": source_bytes, **sz, "coded": coded, "keep_originals": keep,
     }
@@ -121,7 +124,8 @@ def main() -> None:
     n = len(names)
     lines = [
         f"# Kodak as camera JPEGs (q{args.jpeg_quality}, EXIF), {n} images", "",
-        f"Command: `{result['command']}`  ", f"Machine: {result['machine']}  ",
+        f"Command: `{result['command']}`  ", f"Machine: {result['machine']}; 1-min load average "
+        f"{load_before:.1f} at the start, {load_after:.1f} at the end (times are wall-clock under that load)  ",
         f"Default model: `{default_model}`; 7-Zip: `7zz a` (default) and `7zz a -mx9` on the same folder.", "",
         "| mode | archive bytes | vs source folder | vs 7zz default | vs 7zz -mx9 | compress s | extract s |",
         "|---|---|---|---|---|---|---|",
