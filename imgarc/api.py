@@ -392,15 +392,18 @@ def _entry_paths(reader: ArchiveReader) -> set[str]:
     return paths
 
 
-def salvage_archive(archive: Path, dest: Path, force: bool = False, progress: Progress | None = None) -> SalvageSummary:
+def salvage_archive(archive: Path, dest: Path, force: bool = False, progress: Progress | None = None,
+                    image_format: str = "keep") -> SalvageSummary:
     """Extract every entry of a damaged or truncated archive whose CRCs check out.
 
     Uses the index when it is intact, else rebuilds it by scanning for entry headers
     (imgarc.archive.salvage). Returns what was extracted and what was not; never raises for
-    damage to entries (the caller decides how to report `damaged`).
+    damage to entries (the caller decides how to report `damaged`). `image_format` as for
+    extract_archive.
     """
     from imgarc.archive.salvage import SalvageReader
 
+    image_format = check_extract_format(image_format)
     started = time.perf_counter()
     timer = _Timer()
     results: list[EntryResult] = []
@@ -410,12 +413,13 @@ def salvage_archive(archive: Path, dest: Path, force: bool = False, progress: Pr
         _dest_is_usable(dest, force)
         dest.mkdir(parents=True, exist_ok=True)
         written: set[str] = set()
+        taken = {found.header.path for found in plan.entries}  # as in extract_archive
         for n, found in enumerate(plan.entries):
             name = found.header.path
             try:
                 if name in written:  # a crafted or rescanned archive: never let one entry overwrite another
                     raise DestinationError(f"a second entry named {name!r}; the first one was extracted")
-                results.append(_extract_entry(found.header, reader.payload(found), dest, timer))
+                results.append(_extract_entry(found.header, reader.payload(found), dest, timer, image_format, taken))
                 written.add(name)
             except ENTRY_ERRORS as e:
                 damaged.append((name, str(e)))

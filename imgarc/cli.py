@@ -120,7 +120,7 @@ def extract(
 
     with _sigterm_as_interrupt(), _progress_bar("extracting", progress) as bar:
         if salvage:
-            r = api.salvage_archive(archive, dest, force=force, progress=bar)
+            r = api.salvage_archive(archive, dest, force=force, progress=bar, image_format=image_format)
         else:
             s = api.extract_archive(archive, dest, force=force, progress=bar, image_format=image_format)
     if not salvage:

@@ -73,6 +73,11 @@ def test_damaged_footer_rebuilds_the_index_and_loses_nothing(tmp_path, good):
     assert "found by scanning" in plan.warnings[0]
 
 
+def test_cut_footer_loses_nothing(tmp_path, good):
+    plan, payloads = plan_of(damaged_copy(tmp_path, good.read_bytes()[:-7]))
+    assert plan.index_rebuilt and payloads == FILES and plan.damaged == []
+
+
 def test_damaged_file_header_and_index(tmp_path, good):
     b = bytearray(good.read_bytes())
     b[3] ^= 0xFF  # magic

@@ -199,14 +199,15 @@ class SalvageReader:
         return plan, headers_found
 
     def _find_index(self, start: int) -> int | None:
-        """Where an intact index lies at or after `start`, ending where the footer starts or at the end of the file."""
+        """Where an intact index lies at or after `start`, followed by at most a footer's bytes (a cut
+        footer loses no entry)."""
         pos = start
         while (at := self._find(INDEX_MAGIC, pos)) >= 0:
             head = self._read(at, INDEX_PREFIX.size)
             if len(head) == INDEX_PREFIX.size:
                 count = INDEX_PREFIX.unpack(head)[1]
                 end = at + INDEX_OVERHEAD + 8 * count
-                if end in (self.file_size, self.file_size - FOOTER.size):
+                if self.file_size - FOOTER.size <= end <= self.file_size:
                     raw = self._read(at, end - at)
                     if CRC.unpack_from(raw, len(raw) - 4)[0] == crc32(raw[4:-4]):
                         return at
