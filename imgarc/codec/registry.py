@@ -27,6 +27,7 @@ class ModelRecord:
     sha256: str
     quality: int  # the --quality this model serves best (1-100)
     description: str
+    variable_rate: bool = False  # serves every --quality itself (gain table in its weights)
 
 
 def assets_dir() -> Path:
@@ -50,7 +51,8 @@ def _read_catalog(folder: Path) -> tuple[str | None, list[ModelRecord]]:
     try:
         doc = json.loads(path.read_text())
         records = [
-            ModelRecord(m["id"], folder / m["file"], m["sha256"], int(m["quality"]), m.get("description", ""))
+            ModelRecord(m["id"], folder / m["file"], m["sha256"], int(m["quality"]), m.get("description", ""),
+                        bool(m.get("variable_rate", False)))
             for m in doc["models"]
         ]
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -75,10 +77,15 @@ def default_model_id() -> str:
 
 
 def model_for_quality(quality: int) -> ModelRecord:
-    """The installed model whose nominal quality is nearest to `quality` (ties: the higher)."""
+    """The model that codes at `quality`: the default model if it is variable-rate, else the
+    installed single-rate model whose nominal quality is nearest (ties: the higher)."""
     models = list_models()
     if not models:
         raise ModelError("no models are installed; reinstall imgarc")
+    default = next((r for r in models if r.model_id == default_model_id()), None)
+    if default is not None and default.variable_rate:
+        return default
+    models = [r for r in models if not r.variable_rate] or models
     return min(models, key=lambda r: (abs(r.quality - quality), -r.quality))
 
 

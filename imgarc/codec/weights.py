@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from imgarc.codec.int_hyper import IntHyperSynthesis, IntLayer
 from imgarc.codec.quality import QualityGains
 from imgarc.coders.tables import CdfTables
 from imgarc.errors import ModelError
+from imgarc.fileio import write_file_atomic
 
 FORMAT_NAME = "imgarc-weights"
 FORMAT_VERSION = 1
@@ -100,12 +100,7 @@ def save_weights(w: WeightsFile, path: Path) -> str:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     data = buf.getvalue()
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_file_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
 
 

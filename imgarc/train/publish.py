@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from imgarc.codec.architecture import Architecture, build_model
 from imgarc.codec.export import export_model
 from imgarc.codec.registry import CATALOG_NAME
+from imgarc.fileio import write_file_atomic
 
 
 def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: int,
@@ -26,20 +26,20 @@ def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: 
     out_dir.mkdir(parents=True, exist_ok=True)
     filename = f"{model_id}.npz"
     sha = export_model(model, arch, model_id, out_dir / filename, meta, half=half)
-    register_model(out_dir, model_id, filename, sha, quality, description, make_default)
+    register_model(out_dir, model_id, filename, sha, quality, description, make_default, arch.rate_points > 1)
     return sha
 
 
 def register_model(folder: Path, model_id: str, filename: str, sha256: str, quality: int,
-                   description: str, make_default: bool) -> None:
+                   description: str, make_default: bool, variable_rate: bool = False) -> None:
     path = folder / CATALOG_NAME
     doc = json.loads(path.read_text()) if path.exists() else {"default": None, "models": []}
     doc["models"] = [m for m in doc["models"] if m["id"] != model_id]
-    doc["models"].append({"id": model_id, "file": filename, "sha256": sha256, "quality": quality,
-                          "description": description})
+    record = {"id": model_id, "file": filename, "sha256": sha256, "quality": quality, "description": description}
+    if variable_rate:
+        record["variable_rate"] = True
+    doc["models"].append(record)
     doc["models"].sort(key=lambda m: m["quality"])
     if make_default or not doc["default"]:
         doc["default"] = model_id
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_file_atomic(path, (json.dumps(doc, indent=2) + "\n").encode())
