@@ -138,19 +138,22 @@ class _Timer:
         self.coder = 0.0
 
 
-def _encode_photo(photo: Photo, codec, coder, timer: _Timer) -> tuple[bytes, int, int]:
-    from imgarc.codec.payload import pack_image_payload
+def _encode_photo(photo: Photo, codec, coder, timer: _Timer, quality: int, target_bpp: float | None):
+    """The photo's CodedImage (payload and the quality it was coded at), its height and width."""
+    from imgarc.codec.rate_control import code_at_quality, code_at_target_bpp
 
     t0 = time.perf_counter()
-    code = codec.analyse(photo.rgb)
+    analysed = codec.transform(photo.rgb)
     t1 = time.perf_counter()
-    z_stream = coder.encode(code.z_symbols.ravel(), codec.z_indexes(code.z_symbols.shape), codec.tables.z)
-    y_stream = coder.encode(code.y_symbols.ravel(), code.y_indexes.ravel(), codec.tables.y)
+    h, w = photo.rgb.shape[:2]
+    if target_bpp is None:
+        coded = code_at_quality(codec, coder, analysed, quality)
+    else:
+        coded = code_at_target_bpp(codec, coder, analysed, h * w, target_bpp)
     t2 = time.perf_counter()
     timer.model += t1 - t0
-    timer.coder += t2 - t1
-    h, w = photo.rgb.shape[:2]
-    return pack_image_payload(z_stream, y_stream), h, w
+    timer.coder += t2 - t1  # includes the integer h_s: small next to the coder
+    return coded, h, w
 
 
 def compress_folder(
@@ -161,10 +164,13 @@ def compress_folder(
     model_id: str | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    target_bpp: float | None = None,
     keep_originals: bool = False,
 ) -> CompressSummary:
     """Archive every regular file under `src` into `archive` (written atomically).
 
+    Photos are coded at `quality`, or, with `target_bpp`, each at the quality whose coded size
+    is nearest that many bits per pixel (the quality used is recorded per entry).
     `keep_originals`: no photo is coded; every file is kept byte-exact (imgarc.stored).
     """
     from imgarc.codec.padding import padded_size
@@ -174,6 +180,8 @@ def compress_folder(
     started = time.perf_counter()
     if not 1 <= quality <= 100:
         raise UsageError(f"--quality must be between 1 and 100, not {quality}")
+    if target_bpp is not None and not 0 < target_bpp <= 24:
+        raise UsageError(f"--target-bpp must be above 0 and at most 24, not {target_bpp}")
     if not src.exists():
         raise UsageError(f"{src} does not exist")
     if not src.is_dir():
@@ -202,13 +210,14 @@ def compress_folder(
             photo = NotCoded(KEEP_ORIGINALS_NOTE) if keep_originals else read_photo(data)
             note = None
             if isinstance(photo, Photo):
-                payload, h, w = _encode_photo(photo, codec, coder, timer)
+                coded, h, w = _encode_photo(photo, codec, coder, timer, quality, target_bpp)
+                payload = coded.payload
                 if len(payload) + photo.side_bytes < len(data):  # metadata and alpha ride in the header
                     ph, pw = padded_size(h, w, codec.stride)
                     header = EntryHeader(
                         kind=KIND_IMAGE, model_id=codec.model_id, weights_sha256=bytes.fromhex(codec.weights_sha256),
                         tables_sha256=bytes.fromhex(codec.tables_sha256), coder=coder.name, width=w, height=h,
-                        padded_width=pw, padded_height=ph, quality=quality, **photo.header_fields, **common,
+                        padded_width=pw, padded_height=ph, quality=coded.quality, **photo.header_fields, **common,
                     )
                     writer.add(header, payload)
                     results.append(EntryResult(rel, "image", len(data), len(payload), h * w))
@@ -269,13 +278,14 @@ def _decode_latents(header: EntryHeader, payload: bytes, timer: _Timer):
     t0 = time.perf_counter()
     z = coder.decode(z_stream, codec.z_indexes(z_shape), codec.tables.z).reshape(z_shape)
     t1 = time.perf_counter()
-    y_indexes, y_means = codec.y_indexes_and_means(z)
+    gains = codec.gains_for(header.quality)
+    y_indexes, y_means = codec.y_indexes_and_means(z, gains)
     t2 = time.perf_counter()
     y = coder.decode(y_stream, y_indexes.ravel(), codec.tables.y).reshape(y_shape)
     t3 = time.perf_counter()
     timer.coder += (t1 - t0) + (t3 - t2)
     timer.model += t2 - t1
-    return codec, LatentCode(z, y, y_indexes, y_means)
+    return codec, LatentCode(z, y, y_indexes, y_means, gains)
 
 
 def _decode_stored(header: EntryHeader, payload: bytes) -> bytes:

@@ -69,8 +69,10 @@ def compress(
     src: Path = typer.Argument(..., help="Folder of photos (and any other files) to archive."),
     archive: Path = typer.Argument(..., help="Archive file to write, e.g. photos.iarc."),
     quality: int = typer.Option(75, "--quality", "-q", min=1, max=100,
-                                help="1-100, like JPEG's: higher keeps more detail and makes larger entries. "
-                                     "Picks the installed model nearest to this quality; recorded per entry."),
+                                help="1-100, like JPEG's: higher keeps more detail and makes larger entries "
+                                     "(continuous on the variable-rate default model); recorded per entry."),
+    target_bpp: Optional[float] = typer.Option(None, "--target-bpp", help="Instead of --quality: code each photo at the quality whose "
+                                               "size is nearest this many bits per pixel (e.g. 0.5)."),
     coder: str = typer.Option("rans", "--coder", help=CODER_HELP),
     model: Optional[str] = typer.Option(None, "--model", help="Model id to use instead of the one --quality picks (see `imgarc models`)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace ARCHIVE if it exists."),
@@ -83,7 +85,7 @@ def compress(
 
     with _progress_bar("compressing", progress) as bar:
         s = api.compress_folder(src, archive, quality=quality, coder_name=coder, model_id=model, force=force,
-                                progress=bar, keep_originals=keep_originals)
+                                progress=bar, target_bpp=target_bpp, keep_originals=keep_originals)
     out = _console()
     for w in s.warnings:
         _console(stderr=True).print(f"[yellow]warning:[/] {w}")
@@ -215,6 +217,8 @@ def train(
     run_dir: Path = typer.Option(Path("runs/train"), "--run-dir", help="Where checkpoints and the log go (checkpoint.pt)."),
     minutes: float = typer.Option(60.0, "--minutes", help="Wall-time budget for this run, on top of what a resumed checkpoint spent."),
     lmbda: float = typer.Option(0.035, "--lambda", help="Rate-distortion trade-off: loss = bpp + λ·255²·MSE. Higher: better quality, more bits."),
+    lambdas: Optional[str] = typer.Option(None, "--lambdas", help="Comma-separated ascending λs: train one variable-rate model with a "
+                                          "learned gain vector per λ (then --lambda is the λ of the --init model)."),
     resume: bool = typer.Option(True, "--resume/--fresh", help="Continue from RUN_DIR/checkpoint.pt if it exists."),
     init: Optional[str] = typer.Option(None, "--init", help="Installed model id to start from when there is no checkpoint (fresh optimizer)."),
     channels: str = typer.Option("64,96", "--channels", help="N,M channel widths of a new mbt2018-mean model."),
@@ -244,20 +248,29 @@ def train(
     if init:
         record = find_model(init)
         init_weights = record.path
-    config = TrainConfig(data=data, run_dir=run_dir, architecture=Architecture("mbt2018-mean", n, m), lmbda=lmbda,
+    try:
+        rate_lambdas = tuple(float(v) for v in lambdas.split(",")) if lambdas else ()
+    except ValueError as e:
+        raise UsageError(f"--lambdas must be numbers separated by commas, not {lambdas!r}") from e
+    if rate_lambdas and (len(rate_lambdas) < 2 or list(rate_lambdas) != sorted(set(rate_lambdas)) or rate_lambdas[0] <= 0):
+        raise UsageError("--lambdas needs at least two distinct positive values in ascending order")
+    arch = Architecture("mbt2018-mean", n, m, rate_points=max(1, len(rate_lambdas)))
+    config = TrainConfig(data=data, run_dir=run_dir, architecture=arch, lmbda=lmbda, lambdas=rate_lambdas,
                          lr=lr, lr_final=lr / 4, batch=batch, crop=crop, minutes=minutes,
                          checkpoint_minutes=checkpoint_minutes, device=device, init_weights=init_weights)
     out = _console()
 
     def log(st) -> None:
+        points = "  ".join(f"[{b:.3f} bpp {p:.2f} dB]" for b, p in st.per_point)
         out.print(f"step {st.step}  {st.seconds / 60:.1f} min  loss {st.loss:.3f}  bpp {st.bpp:.3f}  "
-                  f"PSNR {st.psnr:.2f} dB  aux {st.aux:.1f}  lr {st.lr:.1e}")
+                  f"PSNR {st.psnr:.2f} dB  aux {st.aux:.1f}  lr {st.lr:.1e}  {points}".rstrip())
 
     checkpoint = run_training(config, resume=resume, log=log)
     out.print(f"checkpoint: {checkpoint}")
     if export:
         folder = export_dir or assets_dir()
-        sha = publish_checkpoint(checkpoint, export, folder, quality, f"mbt2018-mean {n}/{m}, λ={lmbda}", make_default=False)
+        what = f"λ={','.join(map(str, rate_lambdas))} (variable rate)" if rate_lambdas else f"λ={lmbda}"
+        sha = publish_checkpoint(checkpoint, export, folder, quality, f"mbt2018-mean {n}/{m}, {what}", make_default=False)
         out.print(f"exported {export} to {folder} (sha256 {sha})")
 
 
@@ -277,7 +290,7 @@ def bench(
     dataset: str = typer.Argument(..., help="'kodak', 'clic', or a folder of images."),
     data: Optional[Path] = typer.Option(None, "--data", help="Folder holding kodak/ and clic/ (e.g. ../shared/datasets); "
                                         "else $IMGARC_DATA, else ~/.cache/imgarc/datasets (downloaded there if missing)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for results.json, results.csv, report.md and the PNG plots [default: runs/bench/DATASET]."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for results.json, results.csv, report.md and the PNG plots (default: runs/bench/DATASET)."),
     qualities: str = typer.Option("10,25,50,75,95", "--qualities", help="imgarc --quality values; the first coder runs at each."),
     coders: str = typer.Option("rans,lzma,ref", "--coders", help="imgarc latent coders to measure."),
     coder_qualities: str = typer.Option("75", "--coder-qualities", help="Qualities the coders after the first run at (they change bytes and time, not pixels), or 'all'."),
