@@ -195,3 +195,10 @@ def test_train_variable_rate_from_a_single_rate_model(tmp_path):
     # gains were seeded at sqrt(λ/λ_init): 0.5, 1, 2 (training for seconds barely moves them)
     g = weights.tables.quality.gain
     assert g[0].mean() < g[49].mean() < g[99].mean()
+
+
+def test_a_variable_rate_default_serves_every_quality(vr_dir, monkeypatch):
+    from imgarc.codec.registry import model_for_quality
+
+    monkeypatch.setenv("IMGARC_MODEL_PATH", str(vr_dir))
+    assert {model_for_quality(q).model_id for q in (1, 40, 100)} == {VR_MODEL_ID}
