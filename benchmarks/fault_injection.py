@@ -23,9 +23,10 @@ Method
    distinct entry is really decoded once, by the clean extraction; a damaged entry (which never
    passes its CRC) would be a cache miss and be decoded for real. Everything else (reading,
    CRC checks, index rebuilding, path checks, writing the files) runs for every case. To show
-   the memo changes nothing, a sample of cases is also run without it (in-process), and a
-   smaller sample through the real `imgarc extract [--salvage]` command; their outputs must be
-   identical to the memoized run's.
+   the memo changes nothing, the salvage of a few cases (from different regions) is rerun
+   in-process without it, and a truncation and a payload corruption go through the real
+   `imgarc extract` and `imgarc extract --salvage` commands; their files must be identical to
+   the memoized run's.
 """
 
 from __future__ import annotations
@@ -156,8 +157,9 @@ def damaged_bytes(clean: bytes, case: dict) -> bytes:
     return bytes(b)
 
 
-def run_case(case: dict, clean: bytes, layout: Layout, reference: dict[str, bytes], work: Path) -> dict:
-    """Plain extract and salvage of one damaged archive, in-process; the outcome."""
+def run_case(case: dict, clean: bytes, layout: Layout, reference: dict[str, bytes], work: Path,
+             plain: bool = True) -> dict:
+    """Plain extract (unless `plain` is False) and salvage of one damaged archive, in-process; the outcome."""
     archive = work / "damaged.iarc"
     archive.write_bytes(damaged_bytes(clean, case))
     region, hit = layout.region(min(case["pos"], layout.size - 1))
@@ -169,7 +171,8 @@ def run_case(case: dict, clean: bytes, layout: Layout, reference: dict[str, byte
     shutil.rmtree(work / "plain", ignore_errors=True)
     shutil.rmtree(work / "salvaged", ignore_errors=True)
     try:
-        api.extract_archive(archive, work / "plain")
+        if plain:
+            api.extract_archive(archive, work / "plain")
         out["detected"] = False
     except ImgarcError as e:
         out["detected"] = True
@@ -334,8 +337,8 @@ def main() -> None:
     ap.add_argument("--truncations", type=int, default=100)
     ap.add_argument("--seed", type=int, default=6)
     ap.add_argument("--coder", default="rans")
-    ap.add_argument("--unmemoized", type=int, default=6, help="cases rerun in-process without the decode memo")
-    ap.add_argument("--cli", type=int, default=3, help="cases rerun through the real imgarc command")
+    ap.add_argument("--unmemoized", type=int, default=3, help="cases whose salvage is rerun in-process without the decode memo")
+    ap.add_argument("--cli", type=int, default=2, help="cases rerun through the real imgarc command")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N files of --data (sorted)")
     args = ap.parse_args()
     started = time.perf_counter()
@@ -383,13 +386,17 @@ def main() -> None:
         sample = picks[: args.unmemoized]
         identical = 0
         for k in sample:
-            again = run_case(cases[k], clean, layout, reference, work)
+            again = run_case(cases[k], clean, layout, reference, work, plain=False)
             identical += again.get("output_sha256") == results[k].get("output_sha256")
             print(f"unmemoized case {k} ({results[k]['region']}): identical={again.get('output_sha256') == results[k].get('output_sha256')}",
                   flush=True)
         cli = []
         env = dict(os.environ)
-        for k in picks[args.unmemoized : args.unmemoized + args.cli] or sample[: args.cli]:
+        # A truncation first (plain extract stops at once), then an entry corruption (it decodes the rest).
+        cli_picks = [k for k in picks if results[k]["kind"] == "truncation"][:1]
+        cli_picks += [k for k in picks if results[k]["region"] == "entry payload" and k not in cli_picks][:1]
+        cli_picks += [k for k in picks if k not in cli_picks]
+        for k in cli_picks[: args.cli]:
             r = run_cli_case(cases[k], clean, reference, work, env)
             r["region"] = results[k]["region"]
             r["same_as_in_process"] = r["output_sha256"] == results[k].get("output_sha256")
