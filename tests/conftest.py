@@ -11,20 +11,26 @@ import pytest
 TINY_MODEL_ID = "tiny-test"
 
 
+def install_model(folder: Path, model, arch, model_id: str, description: str) -> str:
+    """Export `model` through the real export path into `folder` and make it that catalog's default."""
+    from imgarc.codec.export import export_model
+    from imgarc.train.publish import register_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sha = export_model(model, arch, model_id, folder / f"{model_id}.npz", {"note": "random test model"})
+    register_model(folder, model_id, f"{model_id}.npz", sha, 75, description, make_default=True,
+                   variable_rate=arch.rate_points > 1)
+    return sha
+
+
 def export_tiny_model(folder: Path, seed: int = 0, model_id: str = TINY_MODEL_ID) -> str:
     import torch
 
     from imgarc.codec.architecture import Architecture, build_model
-    from imgarc.codec.export import export_model
-    from imgarc.train.publish import register_model
 
     torch.manual_seed(seed)
     arch = Architecture("mbt2018-mean", N=8, M=8)
-    model = build_model(arch)
-    folder.mkdir(parents=True, exist_ok=True)
-    sha = export_model(model, arch, model_id, folder / f"{model_id}.npz", {"note": "random test model"})
-    register_model(folder, model_id, f"{model_id}.npz", sha, 75, "tiny random model for tests", make_default=True)
-    return sha
+    return install_model(folder, build_model(arch), arch, model_id, "tiny random model for tests")
 
 
 @pytest.fixture(scope="session")

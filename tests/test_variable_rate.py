@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import image_bytes, noise_rgb
+from tests.conftest import image_bytes, install_model, noise_rgb
 
 VR_MODEL_ID = "tiny-vr"
 
@@ -22,8 +22,6 @@ def export_tiny_vr_model(folder: Path, seed: int = 0) -> str:
     import torch
 
     from imgarc.codec.architecture import Architecture, build_model
-    from imgarc.codec.export import export_model
-    from imgarc.train.publish import register_model
 
     torch.manual_seed(seed)
     arch = Architecture("mbt2018-mean", N=8, M=8, rate_points=3)
@@ -33,10 +31,7 @@ def export_tiny_vr_model(folder: Path, seed: int = 0) -> str:
         model.gain.mul_(1 + 0.1 * torch.rand_like(model.gain))  # channels differ, as after training
         model.hyper_gain.copy_(torch.tensor([0.5, 1.0, 2.0])[:, None].expand_as(model.hyper_gain))
         model.hyper_inv_gain.copy_(1 / model.hyper_gain)
-    folder.mkdir(parents=True, exist_ok=True)
-    sha = export_model(model, arch, VR_MODEL_ID, folder / f"{VR_MODEL_ID}.npz", {"note": "random test model"})
-    register_model(folder, VR_MODEL_ID, f"{VR_MODEL_ID}.npz", sha, 75, "tiny variable-rate model", make_default=True)
-    return sha
+    return install_model(folder, model, arch, VR_MODEL_ID, "tiny variable-rate model")
 
 
 @pytest.fixture(scope="module")
