@@ -244,14 +244,14 @@ def compress_folder(
 
 
 def _image_codec_for(header: EntryHeader):
-    from imgarc.codec.registry import load_codec
+    from imgarc.codec.registry import how_to_get_model, load_codec
 
     codec = load_codec(header.model_id)
     if codec.weights_sha256 != header.weights_sha256.hex():
         raise ModelError(
             f"{header.path!r} was made with other weights for model {header.model_id!r} "
             f"(sha256 {header.weights_sha256.hex()[:12]}…, installed {codec.weights_sha256[:12]}…); "
-            "install the imgarc version that made the archive"
+            f"{how_to_get_model(header.model_id)}"
         )
     if codec.tables_sha256 != header.tables_sha256.hex():
         raise ModelError(f"{header.path!r} was coded with other coding tables than model {header.model_id!r} has; refusing to decode")

@@ -74,7 +74,10 @@ def compress(
     target_bpp: Optional[float] = typer.Option(None, "--target-bpp", help="Instead of --quality: code each photo at the quality whose "
                                                "size is nearest this many bits per pixel (e.g. 0.5)."),
     coder: str = typer.Option("rans", "--coder", help=CODER_HELP),
-    model: Optional[str] = typer.Option(None, "--model", help="Model id to use instead of the one --quality picks (see `imgarc models`)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model id to use instead of the one --quality picks (see `imgarc models`); "
+                                        "a CompressAI pretrained model as cai:ARCH:METRIC:Q, e.g. cai:mbt2018-mean:mse:3 "
+                                        "(downloaded into the torch cache at first use; cai:ARCH alone takes the zoo quality "
+                                        "nearest --quality)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace ARCHIVE if it exists."),
     keep_originals: bool = typer.Option(False, "--keep-originals", help="Code no photo: keep every file byte-exact "
                                         "(JPEGs recompressed losslessly with JPEG XL, others LZMA), each extracted identical to the byte."),
@@ -83,6 +86,10 @@ def compress(
     """Compress the folder SRC into ARCHIVE (written to a temporary name, renamed when complete)."""
     from imgarc import api
 
+    if model and not keep_originals:
+        from imgarc.codec.registry import resolve_model_id
+
+        model = resolve_model_id(model, quality)  # completes zoo shorthands such as cai:mbt2018-mean
     with _progress_bar("compressing", progress) as bar:
         s = api.compress_folder(src, archive, quality=quality, coder_name=coder, model_id=model, force=force,
                                 progress=bar, target_bpp=target_bpp, keep_originals=keep_originals)
@@ -275,14 +282,39 @@ def train(
 
 
 @app.command()
-def models() -> None:
-    """List the installed models (the shipped ones and any under IMGARC_MODEL_PATH)."""
+def models(
+    download: Optional[str] = typer.Option(None, "--download", help="Download and convert a CompressAI zoo model "
+                                           "(cai:ARCH:METRIC:Q) now, so it works offline later."),
+    zoo: bool = typer.Option(True, "--zoo/--no-zoo", help="Also list CompressAI's pretrained models."),
+) -> None:
+    """List the models: embedded (shipped or under IMGARC_MODEL_PATH) and CompressAI's pretrained ones
+    (cached: ready offline; downloaded: converted at first use; downloadable: needs internet once)."""
     from imgarc.codec.registry import default_model_id, list_models
 
+    out = _console()
+    if download:
+        from imgarc.codec.zoo import parse_zoo_id
+        from imgarc.codec.zoo_convert import load_zoo_codec
+
+        model_id = parse_zoo_id(download).model_id
+        codec = load_zoo_codec(model_id)
+        out.print(f"{model_id}: cached (CompressAI file sha256 {codec.weights_sha256})")
+        return
     default = default_model_id()
     for r in list_models():
         mark = " (default)" if r.model_id == default else ""
-        _console().print(f"{r.model_id}{mark}  quality {r.quality}  {r.description}  [dim]{r.path}[/]")
+        out.print(f"{r.model_id}{mark}  embedded  quality {r.quality}  {r.description}  [dim]{r.path}[/]")
+    if not zoo:
+        return
+    from imgarc.codec.zoo import REFUSED, conversion_dir, list_zoo, torch_hub_dir
+
+    for e in list_zoo():
+        n, m = e.model.channels
+        out.print(f"{e.model.model_id}  {e.state}  CompressAI {e.model.architecture} {e.model.metric} "
+                  f"quality {e.model.quality} (N={n}, M={m})")
+    for arch, why in REFUSED.items():
+        out.print(f"[dim]cai:{arch}  not supported: {why}[/]")
+    out.print(f"[dim]CompressAI files: {torch_hub_dir() / 'checkpoints'}; imgarc's conversions: {conversion_dir()}[/]")
 
 
 @app.command()

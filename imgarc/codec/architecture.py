@@ -15,7 +15,7 @@ class Architecture:
     i.e. the multiple images are padded to.
     """
 
-    name: str  # "mbt2018-mean": CompressAI MeanScaleHyperprior
+    name: str  # "mbt2018-mean": CompressAI MeanScaleHyperprior; "bmshj2018-hyperprior": ScaleHyperprior
     N: int
     M: int
     rate_points: int = 1  # > 1: variable-rate, with learned gains per rate point (gained.py)
@@ -23,6 +23,11 @@ class Architecture:
     @property
     def stride(self) -> int:
         return 64
+
+    @property
+    def scale_only(self) -> bool:
+        """ScaleHyperprior: h_a reads |y| and h_s predicts scales only (zero means)."""
+        return self.name == "bmshj2018-hyperprior"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -35,7 +40,7 @@ class Architecture:
             raise ModelError(f"weights file has a malformed architecture record: {d!r}") from e
 
 
-SUPPORTED_ARCHITECTURES = ("mbt2018-mean",)
+SUPPORTED_ARCHITECTURES = ("mbt2018-mean", "bmshj2018-hyperprior")
 
 # CompressAI buffers that hold coding tables it rebuilds with float math; imgarc ships its own
 # integer tables instead, so these are neither exported nor expected when loading.
@@ -44,10 +49,14 @@ COMPRESSAI_TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_t
 
 def build_model(arch: Architecture):
     """A fresh (random) torch model for `arch`. Imports torch/CompressAI lazily."""
-    if arch.name != "mbt2018-mean":
+    if arch.name not in SUPPORTED_ARCHITECTURES or (arch.scale_only and arch.rate_points > 1):
         raise ModelError(
             f"unknown architecture {arch.name!r}; this imgarc supports {', '.join(SUPPORTED_ARCHITECTURES)}"
         )
+    if arch.scale_only:
+        from compressai.models import ScaleHyperprior
+
+        return ScaleHyperprior(N=arch.N, M=arch.M)
     if arch.rate_points > 1:
         from imgarc.codec.gained import GainedMeanScaleHyperprior
 

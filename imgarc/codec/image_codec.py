@@ -90,7 +90,7 @@ class ImageCodec:
         x = torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1))).float().div_(255.0)[None]
         with torch.no_grad():
             y = self.model.g_a(x)
-            z = self.model.h_a(y)
+            z = self.model.h_a(y.abs() if self.architecture.scale_only else y)  # ScaleHyperprior reads |y|
         return AnalysedImage(y[0].numpy(), z[0].numpy())
 
     def quantize(self, analysed: AnalysedImage, quality: int | None) -> LatentCode:

@@ -42,6 +42,7 @@ class IntLayer:
     pad_before: int
     pad_after: int
     leaky: bool  # LeakyReLU after the layer
+    relu: bool = False  # ReLU after the layer (CompressAI ScaleHyperprior's h_s)
 
 
 def _conv_exact(x: np.ndarray, layer: IntLayer) -> np.ndarray:
@@ -75,6 +76,7 @@ class IntHyperSynthesis:
     layers: tuple[IntLayer, ...]
     z_median_fixed: np.ndarray  # int64 [N]: ẑ = symbol + median, at ACT_BITS
     scale_thresholds: np.ndarray  # int64 [K-1]: table k covers scales in [T[k-1], T[k])
+    scale_only: bool = False  # h_s predicts scales only (ScaleHyperprior): every mean is 0
 
     def run(self, z_symbols: np.ndarray, gains: QualityRow | None = None) -> tuple[np.ndarray, np.ndarray]:
         """z symbols int [N, h, w] -> (table indexes int32 [M, 4h, 4w], means int64 at ACT_BITS).
@@ -93,10 +95,15 @@ class IntHyperSynthesis:
             x = np.floor(acc / (1 << WEIGHT_BITS))  # power-of-two division: exact
             if layer.leaky:
                 x = np.where(x >= 0, x, np.floor(x * LEAKY_NUM / (1 << LEAKY_SHIFT)))
+            elif layer.relu:
+                x = np.maximum(x, 0.0)
             x = np.clip(x, -ACT_LIMIT, ACT_LIMIT)
         out = x.astype(np.int64)
-        m = out.shape[0] // 2
-        scales, means = out[:m], out[m:]
+        if self.scale_only:
+            scales, means = out, np.zeros_like(out)
+        else:
+            m = out.shape[0] // 2
+            scales, means = out[:m], out[m:]
         if gains is not None:
             scales = (scales * gains.gain[:, None, None]) >> GAIN_BITS
             means = (means * gains.gain[:, None, None]) >> GAIN_BITS
@@ -114,15 +121,22 @@ class IntHyperSynthesis:
             limit = ACT_LIMIT
 
 
-def integerize_h_s(h_s, z_medians: np.ndarray, scale_table: np.ndarray) -> IntHyperSynthesis:
-    """Fixed-point copy of CompressAI's mean-scale h_s (deconv, leaky, deconv, leaky, conv)."""
+def integerize_h_s(h_s, z_medians: np.ndarray, scale_table: np.ndarray, scale_only: bool = False) -> IntHyperSynthesis:
+    """Fixed-point copy of a CompressAI h_s: the mean-scale one (deconv, leaky, deconv, leaky,
+    conv) or, with `scale_only`, ScaleHyperprior's (deconv, ReLU, deconv, ReLU, conv, ReLU).
+
+    Deterministic given the float32 weights: scaling by powers of two and rounding are exact,
+    and the thresholds use only IEEE-754 multiply and sqrt (correctly rounded everywhere).
+    """
     import torch.nn as nn
 
     layers = []
     modules = list(h_s)
     for i, mod in enumerate(modules):
-        leaky = i + 1 < len(modules) and isinstance(modules[i + 1], nn.LeakyReLU)
-        if isinstance(mod, nn.LeakyReLU):
+        following = modules[i + 1] if i + 1 < len(modules) else None
+        leaky = isinstance(following, nn.LeakyReLU)
+        relu = isinstance(following, nn.ReLU)
+        if isinstance(mod, (nn.LeakyReLU, nn.ReLU)):
             continue
         w = mod.weight.detach().double().numpy()
         b = mod.bias.detach().double().numpy()
@@ -141,6 +155,7 @@ def integerize_h_s(h_s, z_medians: np.ndarray, scale_table: np.ndarray) -> IntHy
                 weight=np.round(w * (1 << WEIGHT_BITS)).astype(np.int64),
                 bias=np.round(b * (1 << (WEIGHT_BITS + ACT_BITS))).astype(np.int64),
                 leaky=leaky,
+                relu=relu,
                 **layer_args,
             )
         )
@@ -150,6 +165,7 @@ def integerize_h_s(h_s, z_medians: np.ndarray, scale_table: np.ndarray) -> IntHy
         layers=tuple(layers),
         z_median_fixed=np.round(z_medians * (1 << ACT_BITS)).astype(np.int64),
         scale_thresholds=np.ceil(mids * (1 << ACT_BITS)).astype(np.int64),
+        scale_only=scale_only,
     )
     hyper.check_exactness()
     return hyper

@@ -51,6 +51,8 @@ class CodingTables:
             h.update(np.ascontiguousarray(a, dtype="<i8").tobytes())
             h.update(str(a.shape).encode())
         h.update(json.dumps(_hyper_layout(self.hyper)).encode())
+        if self.hyper.scale_only:  # absent for mean-scale h_s, whose digest predates scale-only models
+            h.update(b"hyper:scale-only")
         if self.quality is not None:  # absent for single-rate models, whose digest predates gains
             for name, a in self.quality.arrays().items():
                 h.update(name.encode())
@@ -76,7 +78,8 @@ def _hyper_arrays(h: IntHyperSynthesis) -> dict[str, np.ndarray]:
 
 
 def _hyper_layout(h: IntHyperSynthesis) -> list[dict]:
-    return [{f: int(getattr(layer, f)) for f in LAYER_FIELDS} for layer in h.layers]
+    # "relu" only where set, so the layouts (and digests) of leaky-ReLU models stay as they were.
+    return [{f: int(getattr(layer, f)) for f in LAYER_FIELDS} | ({"relu": 1} if layer.relu else {}) for layer in h.layers]
 
 
 def save_weights(w: WeightsFile, path: Path) -> str:
@@ -87,6 +90,7 @@ def save_weights(w: WeightsFile, path: Path) -> str:
         "model_id": w.model_id,
         "architecture": w.architecture.to_dict(),
         "hyper_layout": _hyper_layout(w.tables.hyper),
+        **({"hyper_scale_only": True} if w.tables.hyper.scale_only else {}),
         "tables_sha256": w.tables.digest().hex(),
         **w.meta,
     }
@@ -123,11 +127,12 @@ def load_weights(path: Path) -> tuple[WeightsFile, str]:
         layers = tuple(
             IntLayer(weight=arrays[f"hs/{i}/weight"].astype(np.int64), bias=arrays[f"hs/{i}/bias"].astype(np.int64),
                      upsample=lay["upsample"], stride=lay["stride"], pad_before=lay["pad_before"],
-                     pad_after=lay["pad_after"], leaky=bool(lay["leaky"]))
+                     pad_after=lay["pad_after"], leaky=bool(lay["leaky"]), relu=bool(lay.get("relu", 0)))
             for i, lay in enumerate(meta["hyper_layout"])
         )
         hyper = IntHyperSynthesis(layers, arrays["hs/z_median_fixed"].astype(np.int64),
-                                  arrays["hs/scale_thresholds"].astype(np.int64))
+                                  arrays["hs/scale_thresholds"].astype(np.int64),
+                                  scale_only=bool(meta.get("hyper_scale_only", False)))
         tables = CodingTables(
             *(CdfTables(arrays[f"tables/{n}/cdfs"].astype(np.int32), arrays[f"tables/{n}/lengths"].astype(np.int32),
                         arrays[f"tables/{n}/offsets"].astype(np.int32)) for n in ("z", "y")),
@@ -146,10 +151,13 @@ def load_weights(path: Path) -> tuple[WeightsFile, str]:
         )
     hyper.check_exactness()
     arch = Architecture.from_dict(meta.get("architecture", {}))
+    if hyper.scale_only != arch.scale_only:
+        raise ModelError(f"weights file for model {model_id!r} ({path}): integer h_s and architecture disagree")
     if (tables.quality is not None) != (arch.rate_points > 1):
         raise ModelError(f"weights file for model {model_id!r} ({path}): gain table and architecture disagree")
     if tables.quality is not None:
         tables.quality.check(arch.N, arch.M)
     params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
-    provenance = {k: v for k, v in meta.items() if k not in ("format", "format_version", "model_id", "architecture", "hyper_layout", "tables_sha256")}
+    provenance = {k: v for k, v in meta.items() if k not in ("format", "format_version", "model_id", "architecture", "hyper_layout",
+                                                             "hyper_scale_only", "tables_sha256")}
     return WeightsFile(model_id, arch, params, tables, provenance), hashlib.sha256(data).hexdigest()
