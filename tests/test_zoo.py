@@ -95,6 +95,28 @@ def test_hub_dir_is_torchs(monkeypatch, tmp_path):
     assert torch_hub_dir() == Path(torch.hub.get_dir()) == tmp_path / "xdg" / "torch" / "hub"
 
 
+def test_integer_scale_only_h_s_follows_the_float_one():
+    """ScaleHyperprior's h_s (ReLU after every layer, scales only) in integers: zero means, no
+    negative scale, and the table each latent gets is the float h_s's nearest table."""
+    import torch
+
+    from imgarc.codec.int_hyper import integerize_h_s
+
+    net = lively_model("bmshj2018-hyperprior")
+    table = net.gaussian_conditional.scale_table.double().numpy()
+    medians = net.entropy_bottleneck.quantiles[:, 0, 1].detach().double().numpy()
+    hyper = integerize_h_s(net.h_s, medians, table, scale_only=True)
+    assert [(layer.relu, layer.leaky) for layer in hyper.layers] == [(True, False)] * 3
+    z = np.random.default_rng(3).integers(-6, 7, (8, 3, 4)).astype(np.int32)
+    indexes, means = hyper.run(z)
+    assert indexes.shape == (12, 12, 16) and not means.any()
+    with torch.no_grad():
+        scales = net.h_s(torch.from_numpy(z + medians[:, None, None]).float()[None])[0].double().numpy()
+    expected = np.searchsorted(np.sqrt(table[:-1] * table[1:]), scales, side="right")
+    assert scales.min() >= 0 and len(np.unique(expected)) > 5
+    assert np.mean(indexes == expected) > 0.98
+
+
 # --------------------------------------------------------------------------- round trips
 
 
