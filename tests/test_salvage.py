@@ -186,6 +186,16 @@ def test_plain_extract_of_a_truncated_archive_points_to_salvage(tmp_path, photo_
             call(cut)
 
 
+def test_damaged_magic_points_to_salvage(tmp_path, good):
+    b = bytearray(good.read_bytes())
+    b[1] ^= 0x20  # "IARC" -> "iARC"
+    bad = damaged_copy(tmp_path, bytes(b))
+    with pytest.raises(DamagedArchiveError, match="marker is altered.*--salvage"):
+        api.list_archive(bad)
+    plan, payloads = plan_of(bad)
+    assert payloads == FILES and plan.damaged == [] and "marker is altered" in plan.warnings[0]
+
+
 def test_salvage_extracts_intact_photos_identically(tmp_path, photo_archive):
     archive, clean = photo_archive
     s = spans(archive)
