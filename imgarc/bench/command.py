@@ -67,9 +67,9 @@ def bench(o: BenchOptions, command: str, progress: Progress | None = None) -> tu
     """Run `imgarc bench` and write results.json, results.csv, report.md and the plots; returns (result, folder)."""
     config = build_config(o)
     if o.model:
-        from imgarc.codec.registry import find_model
+        from imgarc.codec.registry import resolve_model_id
 
-        find_model(o.model)  # an unknown model: one clear error now, not one failed row per quality
+        resolve_model_id(o.model)  # an unknown model (installed or cai: zoo id): one clear error now, not one failed row per quality
     out = o.out or default_out(o.dataset)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder")
