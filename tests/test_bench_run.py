@@ -19,6 +19,7 @@ from imgarc.bench.methods import BenchConfig, parse_int_list, plan_methods
 from imgarc.bench.plots import write_plots
 from imgarc.bench.process import run_measured
 from imgarc.bench.report import write_report
+from imgarc.bench.results import result_from_json
 from imgarc.bench.runner import run_bench
 from imgarc.bench.datasets import resolve_dataset
 from imgarc.errors import UsageError
@@ -112,6 +113,7 @@ def test_written_outputs(first_run):
     doc = json.loads((out / "results.json").read_text())
     assert doc["schema"] == "imgarc-bench/1" and doc["dataset"]["images"] == 2
     assert doc["command"] == "imgarc bench (test)" and doc["machine"]["cores"] == os.cpu_count()
+    assert result_from_json(doc).to_json() == doc  # reports can be redrawn from the JSON alone
     keys = {k for m in doc["methods"] for k in m}
     assert all(set(m) == keys for m in doc["methods"]), "one schema for every method"
     assert {"bytes", "ratio", "bpp", "bpp_mean", "psnr_mean", "ms_ssim_mean", "compress", "decompress"} <= keys
@@ -181,3 +183,38 @@ def test_bench_bad_input_is_one_clean_line(args, words, tmp_path):
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode != 0 and "Traceback" not in r.stderr + r.stdout
     assert len(lines) == 1 and lines[0].startswith("imgarc: error:") and words in lines[0], r.stderr
+
+
+def _row(mid, family, coder, q, bpp, psnr_db, ms):
+    from imgarc.bench.results import MethodResult
+
+    params = {"quality": q, "coder": coder} if coder else {"quality": q}
+    label = f"imgarc {coder} q{q}" if coder else f"{family.upper()} q{q}"
+    return MethodResult(mid, family, label, params, False, "ok", bpp_mean=bpp, psnr_mean=psnr_db, ms_ssim_mean=ms)
+
+
+def test_bd_rate_table_and_its_markdown():
+    from imgarc.bench.bdrate import bd_rate, ms_ssim_db
+    from imgarc.bench.curves import bd_rate_table
+    from imgarc.bench.report import _bd_table
+
+    q = [10, 30, 50, 70]
+    bpp = [0.2, 0.4, 0.7, 1.1]
+    psnr_db = [27.0, 29.5, 31.8, 33.9]
+    ms = [0.93, 0.96, 0.975, 0.985]
+    rows = [_row(f"imgarc-rans-q{x}", "imgarc", "rans", x, b * 0.8, p, m) for x, b, p, m in zip(q, bpp, psnr_db, ms)]
+    rows += [_row(f"jpeg-q{x}", "jpeg", None, x, b, p, m) for x, b, p, m in zip(q, bpp, psnr_db, ms)]
+    rows.append(_row("imgarc-lzma-q75", "imgarc", "lzma", 75, 0.9, 32.0, 0.98))  # one point: no curve
+    table = bd_rate_table(rows)
+    got = {(r["test"], r["anchor"], r["quality"]): r for r in table}
+    assert got[("imgarc rans", "JPEG", "psnr")]["cubic"] == pytest.approx(-20.0, abs=1e-9)
+    assert got[("imgarc rans", "JPEG", "ms_ssim_db")]["pchip"] == pytest.approx(
+        bd_rate([b * 0.8 for b in bpp], [ms_ssim_db(m) for m in ms], bpp, [ms_ssim_db(m) for m in ms], "pchip"))
+    assert got[("imgarc lzma", "JPEG", "psnr")]["cubic"] is None
+
+    class Result:
+        bd_rates = table
+
+    md = "\n".join(_bd_table(Result()))
+    assert "| imgarc rans | JPEG | PSNR | -20.0 % | -20.0 % |" in md
+    assert "imgarc lzma: no BD-rate against any codec (needs at least 4 points" in md

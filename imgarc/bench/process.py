@@ -20,6 +20,7 @@ class Measured:
     returncode: int
     seconds: float  # wall time, start to exit
     peak_rss_bytes: int  # max resident set size of the process tree (Linux: ru_maxrss KiB × 1024)
+    cpu_seconds: float  # user + system CPU time of the process and what it waited for
     stdout: str
     stderr: str
 
@@ -33,7 +34,7 @@ class Measured:
         return f"exit {self.returncode}: {lines[-1].strip()[:300] if lines else 'no output'}"
 
 
-# Runs argv[2:] and writes "exit-code seconds maxrss-KiB" to argv[1]. A fresh, small Python
+# Runs argv[2:] and writes "exit-code seconds maxrss-KiB cpu-seconds" to argv[1]. A fresh, small Python
 # (-I -S: no site, ~7 MB) sits between the bench and the command because a child forked from
 # the bench itself (hundreds of MB with torch loaded) would report the bench's memory as its
 # own: Linux carries the forking process's peak into the child's ru_maxrss until exec.
@@ -51,7 +52,8 @@ if pid == 0:
 _, status, usage = os.wait4(pid, 0)
 seconds = time.perf_counter() - t
 with open(out, "w") as f:
-    f.write("%d %r %d" % (os.waitstatus_to_exitcode(status), seconds, usage.ru_maxrss))
+    f.write("%d %r %d %r" % (os.waitstatus_to_exitcode(status), seconds, usage.ru_maxrss,
+                             usage.ru_utime + usage.ru_stime))
 """
 LAUNCHER_FLOOR_BYTES = 8_000_000  # peak memory readings below this are the launcher's own
 
@@ -66,10 +68,10 @@ def run_measured(argv: list[str], cwd: Path | None = None, env: dict[str, str] |
         stdout = out_path.read_text("utf-8", "replace")
         stderr = err_path.read_text("utf-8", "replace")
         if launcher.returncode != 0 or not result.is_file():
-            return Measured(launcher.returncode or 1, 0.0, 0, stdout, stderr)
-        code, seconds, maxrss = result.read_text().split()
+            return Measured(launcher.returncode or 1, 0.0, 0, 0.0, stdout, stderr)
+        code, seconds, maxrss, cpu = result.read_text().split()
         kib = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes, Linux KiB
-        return Measured(int(code), float(seconds), int(maxrss) * kib, stdout, stderr)
+        return Measured(int(code), float(seconds), int(maxrss) * kib, float(cpu), stdout, stderr)
 
 
 def python_worker(spec_file: Path) -> list[str]:

@@ -32,7 +32,7 @@ def _f(x: float | None, fmt: str, none: str = "–") -> str:
 
 CSV_COLUMNS = ["id", "family", "label", "status", "reason", "quality", "coder", "lossless", "bytes", "ratio", "bpp",
                "bpp_mean", "psnr_mean", "ms_ssim_mean", "identical_images", "compress_s", "decompress_s", "total_s",
-               "compress_peak_rss_bytes", "decompress_peak_rss_bytes", "compress_model_s", "compress_coder_s",
+               "compress_cpu_s", "decompress_cpu_s", "compress_peak_rss_bytes", "decompress_peak_rss_bytes", "compress_model_s", "compress_coder_s",
                "compress_other_s", "compress_startup_s", "decompress_model_s", "decompress_coder_s",
                "decompress_other_s", "decompress_startup_s", "images"]
 
@@ -46,6 +46,7 @@ def _csv_row(m: MethodResult) -> dict:
     for name, step in (("compress", m.compress), ("decompress", m.decompress)):
         if step:
             row[f"{name}_s"] = step.seconds
+            row[f"{name}_cpu_s"] = step.cpu_seconds
             row[f"{name}_peak_rss_bytes"] = step.peak_rss_bytes
             for k in ("model", "coder", "other", "startup"):
                 if k in step.split:
@@ -80,15 +81,15 @@ def _quality_table(result: BenchResult) -> list[str]:
 
 def _size_table(result: BenchResult) -> list[str]:
     d = result.dataset
-    lines = ["| technique | size | ratio | time (s): compress + decompress = total | peak memory (MB): compress / decompress |",
-             "|---|---:|---:|---:|---:|",
-             f"| source folder | {human_bytes(d.source_bytes)} | 1.00× | – | – |"]
+    lines = ["| technique | size | ratio | time (s): compress + decompress = total | CPU (s) | peak memory (MB): compress / decompress |",
+             "|---|---:|---:|---:|---:|---:|",
+             f"| source folder | {human_bytes(d.source_bytes)} | 1.00× | – | – | – |"]
     for m in result.methods:
         if not m.ok:
             continue
         c, x = m.compress, m.decompress
         lines.append(f"| {m.label} | {human_bytes(m.bytes or 0)} | {_f(m.ratio, '.2f')}× | "
-                     f"{c.seconds:.1f} + {x.seconds:.1f} = {m.total_seconds:.1f} | "
+                     f"{c.seconds:.1f} + {x.seconds:.1f} = {m.total_seconds:.1f} | {c.cpu_seconds + x.cpu_seconds:.1f} | "
                      f"{_mb(c.peak_rss_bytes)} / {_mb(x.peak_rss_bytes)} |")
     return lines
 
@@ -112,19 +113,19 @@ def _bd_table(result: BenchResult) -> list[str]:
     if not result.bd_rates:
         return ["No BD-rates: the run has no imgarc curve and codec curve to compare."]
     lines = ["| imgarc curve | against | quality | BD-rate (cubic, VCEG-M33) | BD-rate (pchip) |", "|---|---|---|---:|---:|"]
-    notes = []
+    notes: dict[str, str] = {}
     for r in result.bd_rates:
-        cells = []
-        for key, note in (("cubic", "note"), ("pchip", "note_pchip")):
-            if r[key] is None:
-                cells.append("n/a")
-                notes.append(f"{r['test']} vs {r['anchor']} ({QUALITY_NAMES[r['quality']]}, {key}): {r[note]}")
-            else:
-                cells.append(f"{r[key]:+.1f} %")
+        if r["cubic"] is None and r["pchip"] is None:
+            notes.setdefault(r["test"], r["note"])
+            continue
+        cells = ["n/a" if r[k] is None else f"{r[k]:+.1f} %" for k in ("cubic", "pchip")]
         lines.append(f"| {r['test']} | {r['anchor']} | {QUALITY_NAMES[r['quality']]} | {cells[0]} | {cells[1]} |")
-    unique = list(dict.fromkeys(notes))
-    if unique:
-        lines += ["", "n/a: " + "; ".join(unique[:4]) + (" …" if len(unique) > 4 else "")]
+    if len(lines) == 2:
+        lines = []
+    elif any("n/a" in line for line in lines):
+        lines += ["", "n/a: the cubic fit needs 4 points of distinct quality per curve, pchip 2."]
+    if notes:
+        lines += ([""] if lines else []) + [f"- {test}: no BD-rate against any codec ({why})." for test, why in notes.items()]
     return lines
 
 
@@ -148,7 +149,8 @@ def markdown(result: BenchResult, plots: list[str]) -> str:
         f"(found via {d.found_via}: `{d.folder}`).", "",
         f"- Command: `{result.command}`",
         f"- Machine: {_machine_line(result)}",
-        f"- Started {result.started}; the whole run took {result.seconds / 60:.1f} min (methods run one at a time).",
+        f"- Started {result.started}; the whole run took {result.seconds / 60:.1f} min wall time and "
+        f"{result.cpu_seconds / 60:.1f} min of CPU time (methods run one at a time; metrics afterwards on {cfg['jobs']} processes).",
         f"- imgarc models used: {', '.join(models) or 'none'}; qualities {cfg['qualities']}, coders {cfg['coders']} "
         f"(coders after the first at qualities {cfg['coder_qualities'] or 'all'}).",
         "", "## Quality and time", "",
@@ -182,6 +184,8 @@ MEASURED = [
     "torch (the start-up column). Compress = the folder to an archive or coded files; decompress = back to "
     "image files (imgarc extracts PNG/JPEG as the sources were; the codecs decode and write PNG with the same "
     "Pillow writer; the archivers extract).",
+    "- CPU: user + system time of the process and its children, from the same wait4 call; it moves less "
+    "than wall time when other work shares the machine.",
     "- Peak memory: the process's maximum resident set size from the kernel (wait4 ru_maxrss), including any "
     "child it waited for (xz under `tar -J`). Each command is started by a minimal Python launcher (~7 MB), "
     "so readings below 8 MB are shown as < 8.",
@@ -201,3 +205,19 @@ def write_report(result: BenchResult, out: Path, plots: list[str]) -> list[Path]
     write_csv(result, paths[1])
     write_file_atomic(paths[2], markdown(result, plots).encode())
     return paths
+
+
+def redraw(out: Path) -> list[Path]:
+    """Rewrite report.md, results.csv and the plots of a finished run from its results.json."""
+    from imgarc.bench.plots import write_plots
+    from imgarc.bench.results import result_from_json
+
+    result = result_from_json(json.loads((out / JSON_NAME).read_text()))
+    return write_report(result, out, write_plots(result, out))
+
+
+if __name__ == "__main__":  # python -m imgarc.bench.report OUT: redraw a finished run
+    import sys
+
+    for path in redraw(Path(sys.argv[1])):
+        print(path)

@@ -14,6 +14,7 @@ class Step:
 
     seconds: float  # wall time of the process, start to exit
     peak_rss_bytes: int  # peak resident memory of the process (and what it waited for)
+    cpu_seconds: float = 0.0  # its user + system CPU time: less sensitive to other load than wall time
     # Where the time went, when the process can tell: imgarc: model / coder / other (file I/O,
     # PNG/JPEG reading and writing, model loading) / startup (interpreter, imports, exit);
     # Pillow: work / startup.
@@ -108,6 +109,7 @@ class BenchResult:
     seconds: float  # wall time of the whole run
     methods: list[MethodResult]
     bd_rates: list[dict] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # CPU time of the whole run, every process it started included
     schema: str = SCHEMA
 
     def method(self, method_id: str) -> MethodResult:
@@ -131,3 +133,18 @@ def _finite(x):
     if isinstance(x, list):
         return [_finite(v) for v in x]
     return x
+
+
+def result_from_json(doc: dict) -> BenchResult:
+    """The BenchResult a results.json holds (for re-drawing reports without re-running)."""
+    if doc.get("schema") != SCHEMA:
+        raise ValueError(f"not an {SCHEMA} results file (schema {doc.get('schema')!r})")
+    methods = []
+    for md in doc["methods"]:
+        md = {k: v for k, v in md.items() if k != "total_seconds"}
+        md["images"] = [ImageResult(**{k: v for k, v in im.items() if k != "bpp"}) for im in md["images"]]
+        md["compress"] = Step(**md["compress"]) if md["compress"] else None
+        md["decompress"] = Step(**md["decompress"]) if md["decompress"] else None
+        methods.append(MethodResult(**md))
+    rest = {k: v for k, v in doc.items() if k not in ("dataset", "methods")}
+    return BenchResult(dataset=DatasetInfo(**doc["dataset"]), methods=methods, **rest)

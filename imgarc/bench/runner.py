@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -108,8 +109,8 @@ def _run_imgarc(method: Method, work: _Work, images: list[ImageResult], decoded:
     d = run_measured(work.spec(f"{method.id}-d", {"step": "imgarc-extract", "archive": str(archive), "dest": str(dest)}))
     if not d.ok:
         return _failed(r, "extract", d)
-    r.compress = Step(c.seconds, c.peak_rss_bytes, _python_split(c, _worker_json(c), ("model", "coder")))
-    r.decompress = Step(d.seconds, d.peak_rss_bytes, _python_split(d, _worker_json(d), ("model", "coder")))
+    r.compress = Step(c.seconds, c.peak_rss_bytes, c.cpu_seconds, _python_split(c, _worker_json(c), ("model", "coder")))
+    r.decompress = Step(d.seconds, d.peak_rss_bytes, d.cpu_seconds, _python_split(d, _worker_json(d), ("model", "coder")))
     r.bytes = archive.stat().st_size
     headers = {e.header.path: e.header for e in api.list_archive(archive) if e.header is not None}
     coded = [h for h in headers.values() if h.kind == api.KIND_IMAGE]
@@ -139,8 +140,8 @@ def _run_pillow(method: Method, work: _Work, images: list[ImageResult], decoded:
                                                  "dest": str(dest), "files": files}))
     if not d.ok:
         return _failed(r, "decode", d)
-    r.compress = Step(c.seconds, c.peak_rss_bytes, _python_split(c, _worker_json(c)))
-    r.decompress = Step(d.seconds, d.peak_rss_bytes, _python_split(d, _worker_json(d)))
+    r.compress = Step(c.seconds, c.peak_rss_bytes, c.cpu_seconds, _python_split(c, _worker_json(c)))
+    r.decompress = Step(d.seconds, d.peak_rss_bytes, d.cpu_seconds, _python_split(d, _worker_json(d)))
     r.images = [ImageResult(im.name, im.width, im.height, im.original_bytes,
                             (coded / (im.name + codec.suffix)).stat().st_size) for im in images]
     r.bytes = sum(im.bytes or 0 for im in r.images)
@@ -166,7 +167,7 @@ def _run_archiver(method: Method, work: _Work, images: list[ImageResult]) -> Met
     d = run_measured(a.extract_argv(binary, archive, dest))
     if not d.ok:
         return _failed(r, "extract", d)
-    r.compress, r.decompress = Step(c.seconds, c.peak_rss_bytes), Step(d.seconds, d.peak_rss_bytes)
+    r.compress, r.decompress = Step(c.seconds, c.peak_rss_bytes, c.cpu_seconds), Step(d.seconds, d.peak_rss_bytes, d.cpu_seconds)
     r.bytes = archive.stat().st_size
     changed = [im.name for im in images
                if not (dest / im.name).is_file() or sha256_file(dest / im.name) != sha256_file(work.src / im.name)]
@@ -203,11 +204,18 @@ def _score(pairs: list[tuple[Path, Path]], jobs: int, tick: Callable[[], None]) 
         return out
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and every child it has waited for (launchers, their commands, metric workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run_bench(dataset: Dataset, config: BenchConfig, command: str, work_dir: Path | None = None,
               keep_work: bool = False, progress: Progress | None = None) -> BenchResult:
     """Run every method of `config` on `dataset` and score it; the result, ready to report."""
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
+    cpu_start = _cpu_seconds()
     machine = describe_machine()
     methods = plan_methods(config)
     root = Path(tempfile.mkdtemp(prefix="imgarc-bench-", dir=work_dir))
@@ -266,6 +274,7 @@ def run_bench(dataset: Dataset, config: BenchConfig, command: str, work_dir: Pat
                        dataset.found_via, pixels, source_bytes, dataset.note)
     result = BenchResult(info, asdict(config), command, machine, started_at, time.perf_counter() - started, results)
     result.bd_rates = bd_rate_table(results)
+    result.cpu_seconds = _cpu_seconds() - cpu_start
     result.machine["load_average_at_end"] = load_average()
     if keep_work:
         result.machine["work_dir"] = str(root)
