@@ -175,6 +175,7 @@ IMGARC = [sys.executable, "-m", "imgarc.cli"]
     (["kodak", "--coders", "rans,zip"], "unknown 'zip'"),
     (["kodak", "--no-download"], "was not found"),
     (["nowhere/at/all"], "neither 'kodak', 'clic' nor a folder"),
+    (["kodak", "--model", "no-such-model"], "'no-such-model' is not installed"),
 ])
 def test_bench_bad_input_is_one_clean_line(args, words, tmp_path):
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), IMGARC_DATA=str(tmp_path))
