@@ -423,3 +423,21 @@ def test_bench_runs_a_cached_zoo_model(zoo_env, monkeypatch, photos, tmp_path):
     (row,) = result.methods
     assert row.status == "ok", row.reason
     assert row.extra["models"] == [model_id] and row.bytes > 0 and all(im.psnr for im in row.images)
+
+
+def test_a_file_without_tables_is_refused_not_rebuilt():
+    """A state dict saved before update() has empty tables: refused (rebuilding them with float
+    math is exactly what differs between machines)."""
+    import compressai.models as cm
+
+    from imgarc.codec.zoo import ZooModel
+    from imgarc.codec.zoo_convert import convert_state_dict
+
+    state = cm.MeanScaleHyperprior(8, 12).state_dict()
+    with pytest.raises(ModelError) as e:
+        convert_state_dict(ZooModel("mbt2018-mean", "mse", 1), state, Path("x.pth.tar"), "0" * 64)
+    assert "carries no coding tables (entropy_bottleneck._quantized_cdf)" in str(e.value)
+    net = lively_model("bmshj2018-hyperprior")
+    with pytest.raises(ModelError) as e:  # a ScaleHyperprior file offered as mbt2018-mean
+        convert_state_dict(ZooModel("mbt2018-mean", "mse", 1), net.state_dict(), Path("x.pth.tar"), "0" * 64)
+    assert "is not a CompressAI mbt2018-mean model" in str(e.value)

@@ -129,7 +129,11 @@ def convert(m: ZooModel, source: Path, zoo_sha256: str) -> Conversion:
                          "delete it and imgarc downloads it again") from e
     w = convert_state_dict(m, state, source, zoo_sha256)
     c = conversion_paths(m, zoo_sha256)
-    c.weights.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        c.weights.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ModelError(f"cannot create imgarc's cache folder {c.weights.parent} ({e.strerror}); "
+                         "set XDG_CACHE_HOME to a writable folder") from e
     weights_sha = save_weights(w, c.weights)
     record = {"model_id": m.model_id, "zoo_file": source.name, "zoo_sha256": zoo_sha256, "weights_sha256": weights_sha,
               "tables_sha256": w.tables.digest().hex(), "conversion": CONVERSION}
