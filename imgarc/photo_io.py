@@ -24,6 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from imgarc.alpha import MAX_PACKED_ALPHA, pack_alpha
+from imgarc.archive.packed import stored_size
 from imgarc.errors import ImgarcError
 from imgarc.photo_write import encode_photo_file
 from imgarc.source_info import decode_source_info, encode_source_info
@@ -55,8 +56,13 @@ class Photo:
 
     @property
     def side_bytes(self) -> int:
-        """Bytes the entry carries beside the coded payload (compare with the file's size)."""
-        return sum(len(v) for v in self.header_fields.values() if isinstance(v, bytes))
+        """Bytes the entry carries beside the coded payload (compare with the file's size).
+
+        EXIF, ICC and XMP count as the header will hold them: LZMA-packed when that is smaller.
+        """
+        packable = ("exif", "icc_profile", "xmp")
+        return sum(stored_size(v) if k in packable else len(v)
+                   for k, v in self.header_fields.items() if isinstance(v, bytes))
 
 
 @dataclass

@@ -54,6 +54,8 @@ from imgarc.archive.layout import (
 from imgarc.archive.salvage import SalvageReader
 from imgarc.errors import ImgarcError
 from tests.conftest import image_bytes, noise_rgb
+from tests.metadata_samples import SRGB_ICC
+from tests.test_phone_folder import phone_exif
 
 CASES = int(os.environ.get("IMGARC_FUZZ_CASES", 2500))
 
@@ -80,6 +82,15 @@ def entries_of(path: Path) -> tuple[tuple[bytes, bytes], ...]:
         return tuple(out)
 
 
+def tlv_tags(header: bytes) -> set[int]:
+    tags, pos = set(), 0
+    while pos + TLV.size <= len(header):
+        tag, length = TLV.unpack_from(header, pos)
+        tags.add(tag)
+        pos += TLV.size + length
+    return tags
+
+
 def assemble(entries) -> bytes:
     out, offsets = bytearray(pack_file_header()), []
     for header_bytes, payload in entries:
@@ -102,7 +113,8 @@ def seeds(tmp_path_factory, tiny_model_dir) -> list[Seed]:
                               mtime_ns=0, mode=0o644), payload)
     src = folder / "photos"
     src.mkdir()
-    (src / "a.png").write_bytes(image_bytes(noise_rgb(40, 56, 1), "PNG"))
+    # EXIF and ICC profile go LZMA-packed into the header (~480 bytes): damage reaches the unpacking too
+    (src / "a.png").write_bytes(image_bytes(noise_rgb(40, 56, 1), "PNG", icc_profile=SRGB_ICC, exif=phone_exif()))
     (src / "g.png").write_bytes(image_bytes(noise_rgb(24, 30, 2)[:, :, 0], "PNG"))
     (src / "t.txt").write_bytes(b"not a photo\n" * 3)
     old = os.environ.get("IMGARC_MODEL_PATH")
@@ -119,6 +131,8 @@ def seeds(tmp_path_factory, tiny_model_dir) -> list[Seed]:
         else:
             os.environ["IMGARC_MODEL_PATH"] = old
     assert all(len(s.entries) == 3 for s in out)
+    for s in out[1:]:  # a.png's header carries EXIF and ICC profile packed
+        assert {Tag.EXIF_LZMA, Tag.ICC_PROFILE_LZMA} <= tlv_tags(s.entries[0][0])
     return out
 
 

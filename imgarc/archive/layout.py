@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any
 
+from imgarc.archive.packed import PackedBlockError, pack_block, unpack_block
 from imgarc.errors import EntryCorruptError, NewerFormatError, UsageError
 
 # --------------------------------------------------------------------------- fixed structures
@@ -173,6 +174,11 @@ class Tag(enum.IntEnum):
     QUALITY = 0x0019
     SOURCE_FORMAT = 0x001A
     ALPHA = 0x001B  # critical: a reader that skipped it would lose the transparency
+    # EXIF, ICC_PROFILE and XMP packed with LZMA2 (imgarc.archive.packed). Critical: a reader that
+    # skipped them would write the photo back without its metadata and say nothing.
+    EXIF_LZMA = 0x0020
+    ICC_PROFILE_LZMA = 0x0021
+    XMP_LZMA = 0x0022
     NOTE = 0x8001
     EXIF = 0x8010
     ICC_PROFILE = 0x8011
@@ -186,6 +192,7 @@ class FieldSpec:
     tag: Tag
     type: Any  # one of the value types above
     required_for: tuple[int, ...]  # the KINDs that must have this field; () = never required
+    packed_tag: Tag | None = None  # the tag that carries the value LZMA-packed, when that is smaller
 
     @cached_property
     def attr(self) -> str:
@@ -217,13 +224,15 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec(Tag.SOURCE_FORMAT, UTF8, _IMAGE),
     FieldSpec(Tag.ALPHA, BYTES, ()),
     FieldSpec(Tag.NOTE, UTF8, ()),
-    FieldSpec(Tag.EXIF, BYTES, ()),
-    FieldSpec(Tag.ICC_PROFILE, BYTES, ()),
-    FieldSpec(Tag.XMP, BYTES, ()),
+    FieldSpec(Tag.EXIF, BYTES, (), Tag.EXIF_LZMA),
+    FieldSpec(Tag.ICC_PROFILE, BYTES, (), Tag.ICC_PROFILE_LZMA),
+    FieldSpec(Tag.XMP, BYTES, (), Tag.XMP_LZMA),
     FieldSpec(Tag.SOURCE_INFO, BYTES, ()),
     FieldSpec(Tag.ORIGINAL_SHA256, SHA256, ()),
 )
 FIELD_BY_TAG: dict[int, FieldSpec] = {f.tag: f for f in FIELDS}
+# packed tag -> the field whose value it carries packed
+PACKED_FIELD_BY_TAG: dict[int, FieldSpec] = {f.packed_tag: f for f in FIELDS if f.packed_tag is not None}
 
 
 def _label(spec: FieldSpec) -> str:
@@ -296,6 +305,7 @@ class EntryHeader:
         if problems:
             raise fail("; ".join(problems))
         items: list[tuple[int, bytes]] = []
+        packable: list[int] = []  # positions in items of values that may go packed
         for spec in FIELDS:
             value = getattr(self, spec.attr)
             if value is None:
@@ -304,15 +314,24 @@ class EntryHeader:
                 items.append((spec.tag, spec.type.encode(value)))
             except _BadValue as e:
                 raise fail(f"field {_label(spec)} {e}") from None
+            if spec.packed_tag is not None:
+                packable.append(len(items) - 1)
         for tag, value in self.unknown_optional.items():
             if not (isinstance(tag, int) and OPTIONAL_BIT <= tag <= 0xFFFF) or tag in FIELD_BY_TAG:
                 raise fail(f"unknown_optional has tag {tag!r}, which is not an unknown optional tag")
             if not isinstance(value, (bytes, bytearray, memoryview)):
                 raise fail(f"unknown_optional value for tag 0x{tag:04x} must be bytes")
             items.append((tag, bytes(value)))
-        items.sort(key=lambda item: item[0])
+        # The cap applies to the header as it would be unpacked: that is what a reader holds in
+        # memory, and the limit it enforces while unpacking (from_bytes).
         if sum(TLV.size + len(v) for _, v in items) > MAX_HEADER_LEN:
             raise fail(f"the header (metadata included) would exceed {MAX_HEADER_LEN // 2**20} MiB")
+        for k in packable:
+            tag, value = items[k]
+            packed = pack_block(value)
+            if packed is not None:
+                items[k] = (FIELD_BY_TAG[tag].packed_tag, packed)
+        items.sort(key=lambda item: item[0])
         return b"".join(TLV.pack(tag, len(v)) + v for tag, v in items)
 
     @classmethod
@@ -326,6 +345,7 @@ class EntryHeader:
         values: dict[str, Any] = {}
         unknown: dict[int, bytes] = {}
         pos, end, previous = 0, len(data), -1
+        room = MAX_HEADER_LEN - len(data)  # what unpacked fields may add: the writer's cap, unpacked
         while pos < end:
             if end - pos < TLV.size:
                 raise EntryCorruptError(name, f"header ends inside a field (byte {pos} of {end})")
@@ -341,7 +361,7 @@ class EntryHeader:
             if tag < previous:
                 raise EntryCorruptError(name, f"header field 0x{tag:04x} is out of order (after 0x{previous:04x})")
             previous = tag
-            spec = FIELD_BY_TAG.get(tag)
+            spec = FIELD_BY_TAG.get(tag) or PACKED_FIELD_BY_TAG.get(tag)
             if spec is None:
                 if tag & OPTIONAL_BIT:
                     unknown[tag] = value  # optional: safe to skip
@@ -350,6 +370,14 @@ class EntryHeader:
                     f"entry {name!r} uses header field 0x{tag:04x}, which this imgarc does not know; "
                     "it needs a newer imgarc to be read"
                 )
+            if spec.attr in values:  # only a field given both packed and as it is gets here
+                raise EntryCorruptError(name, f"header field {_label(spec)} appears twice (also packed)")
+            if tag == spec.packed_tag:
+                try:
+                    value = unpack_block(value, room + length)  # bounded: no decompression bomb
+                except PackedBlockError as e:
+                    raise EntryCorruptError(name, f"header field {Tag(tag).name} (0x{tag:04x}) {e}") from None
+                room -= len(value) - length
             try:
                 values[spec.attr] = spec.type.decode(value)
             except _BadValue as e:
@@ -373,3 +401,4 @@ class EntryHeader:
 # Guard against a field table that drifts from the dataclass or from ascending order.
 assert [s.tag for s in FIELDS] == sorted(FIELD_BY_TAG) and len(FIELD_BY_TAG) == len(FIELDS)
 assert {s.attr for s in FIELDS} | {"unknown_optional"} == {f.name for f in fields(EntryHeader)}
+assert all(not t & OPTIONAL_BIT and t not in FIELD_BY_TAG for t in PACKED_FIELD_BY_TAG)  # packed: critical
