@@ -90,7 +90,7 @@ def compress(
         from imgarc.codec.registry import resolve_model_id
 
         model = resolve_model_id(model, quality)  # completes zoo shorthands such as cai:mbt2018-mean
-    with _progress_bar("compressing", progress) as bar:
+    with _sigterm_as_interrupt(), _progress_bar("compressing", progress) as bar:
         s = api.compress_folder(src, archive, quality=quality, coder_name=coder, model_id=model, force=force,
                                 progress=bar, target_bpp=target_bpp, keep_originals=keep_originals)
     out = _console()
