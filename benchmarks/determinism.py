@@ -374,17 +374,22 @@ def write_report(out: Path, summary: dict, meta: dict) -> None:
         f"Model `{meta['model']}` (tables {meta['tables_sha256'][:12]}…), qualities {meta['qualities']}, "
         f"coders {', '.join(meta['coders'])}, {meta['images']} images; capabilities {', '.join(meta['capabilities'])}; "
         f"decoder threads {', '.join(map(str, meta['threads']))}; encoders at {meta['encoder_threads']} threads.  ",
-        f"Machine: {meta['machine']}; {meta['date']}; total {meta['wall_s']:.0f} s.",
+        f"Machine: {meta['machine']}; {meta['date']}; {meta['wall_s']:.0f} s wall, "
+        f"{sum(meta['worker_cpu_s'].values()):.0f} CPU-seconds in the workers.",
+        *([f"Model: {meta['model_note']}."] if meta.get("model_note") else []),
         "",
         "## Images decoded identically (pixels byte for byte equal to the encoder's intent, same latent code)",
         "",
-        "| encoder | decoder | threads | identical / decoded | float path: table indexes flipped (images lost) |",
+        "| encoder | decoder | threads | identical / decoded | float path: latents whose table flipped (codings lost) |",
         "|---|---|---|---|---|",
     ]
     for r in s["identical"]:
         lines.append(f"| {r['encoder']} | {r['decoder']} | {r['threads']} | {r['identical']} / {r['decoded']} | "
                      f"{r['float_index_flips']} ({r['float_images_lost']}) |")
     lines += ["", f"All identical: **{s['all_identical']}** (decoded = images × qualities × coders per row).", "",
+              "Last column, for contrast: the plain float h_s run by this decoder on the same ẑ, against the table "
+              "indexes the encoder's float h_s chose (once per image and quality); a coding with any flipped index "
+              "would desynchronise the entropy decoder, i.e. that image would be lost with a float path.", "",
               "## What determinism costs (integer h_s vs the plain float path, same ẑ, coder and tables; one run)", "",
               f"Rate: **{s['rate_cost_percent']:+.3f} %** payload bits over all qualities and coders (target ≤ 0.5 %).", "",
               "| quality | " + " | ".join(meta["coders"]) + " |", "|---|" + "---|" * len(meta["coders"])]
@@ -419,6 +424,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="worker processes at once (the cost run is always alone)")
     ap.add_argument("--limit", type=int, default=None, help="first N images only (development)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/determinism"))
+    ap.add_argument("--rewrite-report", action="store_true", help="rewrite OUT.md from OUT.json (no run)")
     ap.add_argument("--worker", choices=("encode", "decode", "cost"), help=argparse.SUPPRESS)
     ap.add_argument("--cap", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
@@ -427,6 +433,11 @@ def main() -> None:
     args = ap.parse_args()
     args.qualities = [int(q) for q in args.qualities.split(",")]
     args.coders = args.coders.split(",")
+    if args.rewrite_report:
+        doc = json.loads(args.out.with_suffix(".json").read_text())
+        meta = doc.pop("meta")
+        write_report(args.out, doc, meta)
+        return
     if args.worker:
         args.encoders = [e for e in args.encoders.split(",") if e]
         result = {"encode": encode_worker, "decode": decode_worker, "cost": cost_worker}[args.worker](args)
@@ -456,8 +467,10 @@ def main() -> None:
         print("rate and time: integer vs float path", flush=True)
         cost = _run_worker("cost", None, args, work, [])
     summary = summarize(enc, dec, cost, args)
+    model_path = os.environ.get("IMGARC_MODEL_PATH")
     meta = {
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "command": (f"IMGARC_MODEL_PATH={model_path} " if model_path else "") + "python "
+                   + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "model": args.model, "tables_sha256": codec.tables_sha256, "qualities": args.qualities, "coders": args.coders,
         "images": len(images(args.data, args.limit)), "capabilities": caps, "threads": threads,
         "encoder_threads": sorted({e["threads"] for e in enc.values()}), "cost_threads": cost["threads"],
