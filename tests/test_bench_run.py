@@ -131,14 +131,17 @@ def test_written_outputs(first_run):
             assert len(np.unique(np.asarray(im.convert("L")))) > 20, f"{name} is blank"
 
 
-def test_rerun_gives_the_same_numbers_and_a_missing_binary_is_a_skipped_row(first_run, photos, tiny_model_dir,
-                                                                            monkeypatch, tmp_path):
+def test_rerun_same_numbers_missing_binary_skipped_failing_binary_failed(first_run, photos, tiny_model_dir,
+                                                                        monkeypatch, tmp_path):
     first, _, _ = first_run
     monkeypatch.setenv("IMGARC_MODEL_PATH", str(tiny_model_dir))
     monkeypatch.setitem(baselines.ARCHIVERS, "7z", dataclasses.replace(baselines.ARCHIVERS["7z"], binaries=("no-such-7zz",)))
+    monkeypatch.setitem(baselines.ARCHIVERS, "tar", dataclasses.replace(baselines.ARCHIVERS["tar"], binaries=("false",)))
+    monkeypatch.chdir(tmp_path)  # a relative work folder, as `--out benchmarks/...` gives
     again = run_bench(resolve_dataset(str(photos)), config(coders=["rans"], baselines=["7z", "tar", "jpeg"], jobs=2),
-                      "again", work_dir=tmp_path)
+                      "again", work_dir=Path("relative-out"))
     assert again.method("7z").status == "skipped" and "no-such-7zz" in again.method("7z").reason
+    assert again.method("tar").status == "failed" and again.method("tar").reason.startswith("compress failed: exit 1")
     compared = [m.id for m in again.methods if m.ok]
     assert "imgarc-rans-q90" in compared and "jpeg-q40" in compared and "tar-xz" in compared
     for mid in compared:

@@ -210,66 +210,77 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def _run_one(method: Method, work: _Work, images: list[ImageResult], decoded: dict) -> MethodResult:
+    if method.family == "imgarc":
+        r = _run_imgarc(method, work, images, decoded)
+    elif method.family in PILLOW_CODECS:
+        r = _run_pillow(method, work, images, decoded)
+    else:
+        r = _run_archiver(method, work, images)
+    missing = [name for name, path in decoded.get(method.id, {}).items() if not path.is_file()]
+    if r.ok and missing:
+        r.status, r.reason = "failed", f"decompress gave no {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+    if not r.ok:
+        decoded.pop(method.id, None)
+    return r
+
+
+def _score_methods(results: list[MethodResult], decoded: dict[str, dict[str, Path]], work: _Work, jobs: int,
+                   progress: Progress | None, done: int) -> None:
+    """PSNR and MS-SSIM for every decoded image, once per distinct (original, decoded file bytes)."""
+    keys: dict[tuple[str, str], tuple[Path, Path]] = {}
+    wanted: dict[str, dict[str, tuple[str, str]]] = {}
+    for mid, files in decoded.items():
+        wanted[mid] = {}
+        for name, path in files.items():
+            key = (name, sha256_file(path))
+            keys.setdefault(key, (work.src / name, path))
+            wanted[mid][name] = key
+    total, count = done + len(keys), [done]
+
+    def tick() -> None:
+        count[0] += 1
+        if progress:
+            progress(count[0], total, "quality metrics")
+
+    if progress:
+        progress(done, total, "quality metrics")
+    scores = dict(zip(keys, _score(list(keys.values()), jobs, tick)))
+    for r in results:
+        for im in r.images if r.id in wanted else []:
+            p, m = scores[wanted[r.id][im.name]]
+            im.identical = p == float("inf")
+            im.psnr, im.ms_ssim = (None if im.identical else p), m
+
+
 def run_bench(dataset: Dataset, config: BenchConfig, command: str, work_dir: Path | None = None,
               keep_work: bool = False, progress: Progress | None = None) -> BenchResult:
-    """Run every method of `config` on `dataset` and score it; the result, ready to report."""
+    """Run every method of `config` on `dataset` and score it; the result, ready to report.
+
+    Work files go to a temporary folder inside `work_dir` (removed unless `keep_work`).
+    """
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    started = time.perf_counter()
-    cpu_start = _cpu_seconds()
+    started, cpu_start = time.perf_counter(), _cpu_seconds()
     machine = describe_machine()
     methods = plan_methods(config)
-    root = Path(tempfile.mkdtemp(prefix="imgarc-bench-", dir=work_dir))
+    # Absolute: the archivers run inside the source copy, so relative paths would point elsewhere.
+    root = Path(tempfile.mkdtemp(prefix="imgarc-bench-", dir=work_dir)).resolve()
     try:
         work = _Work(root)
         images = _copy_source(dataset, work)
-        source_bytes = sum(im.original_bytes for im in images)
-        pixels = sum(im.pixels for im in images)
         decoded: dict[str, dict[str, Path]] = {}
-        results: list[MethodResult] = []
-        total = len(methods)
-        for n, method in enumerate(methods):
+        results = []
+        for n, method in enumerate(methods):  # phase 1: timed, one at a time
             if progress:
-                progress(n, total, method.label)
-            if method.family == "imgarc":
-                results.append(_run_imgarc(method, work, images, decoded))
-            elif method.family in PILLOW_CODECS:
-                results.append(_run_pillow(method, work, images, decoded))
-            else:
-                results.append(_run_archiver(method, work, images))
-            if results[-1].status != "ok":
-                decoded.pop(method.id, None)
-        # Phase 2: quality. One score per distinct (original, decoded file bytes).
-        keys: dict[tuple[str, str], tuple[Path, Path]] = {}
-        wanted: dict[str, dict[str, tuple[str, str]]] = {}
-        for mid, files in decoded.items():
-            wanted[mid] = {}
-            for name, path in files.items():
-                if not path.is_file():
-                    raise FileNotFoundError(f"{mid}: decoded {name} is missing")
-                key = (name, sha256_file(path))
-                keys.setdefault(key, (work.src / name, path))
-                wanted[mid][name] = key
-        total += len(keys)
-        done = [len(methods)]
-
-        def tick() -> None:
-            done[0] += 1
-            if progress:
-                progress(done[0], total, "quality metrics")
-
-        if progress:
-            progress(done[0], total, "quality metrics")
-        scores = dict(zip(keys, _score(list(keys.values()), config.jobs, tick)))
-        for r in results:
-            if r.id in wanted:
-                for im in r.images:
-                    p, m = scores[wanted[r.id][im.name]]
-                    im.identical = p == float("inf")
-                    im.psnr, im.ms_ssim = (None if im.identical else p), m
-            r.summarize(source_bytes, pixels)
+                progress(n, len(methods), method.label)
+            results.append(_run_one(method, work, images, decoded))
+        _score_methods(results, decoded, work, config.jobs, progress, len(methods))  # phase 2: untimed
     finally:
         if not keep_work:
             shutil.rmtree(root, ignore_errors=True)
+    source_bytes, pixels = sum(im.original_bytes for im in images), sum(im.pixels for im in images)
+    for r in results:
+        r.summarize(source_bytes, pixels)
     info = DatasetInfo(dataset.name, str(dataset.folder), len(images), dataset.full_count, dataset.verified,
                        dataset.found_via, pixels, source_bytes, dataset.note)
     result = BenchResult(info, asdict(config), command, machine, started_at, time.perf_counter() - started, results)
