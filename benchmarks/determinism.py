@@ -26,6 +26,10 @@
    latents whose float table index differs from the one the encoder's float h_s picked (one such
    flip desynchronises the entropy decoder), and the encoder reports how close float scales come
    to a table threshold.
+4. Other kinds of CPU: ATEN_CPU_CAPABILITY does not reach oneDNN, which runs torch's float
+   convolutions (g_s) with kernels chosen by CPU kind. One decoder per older ISA this CPU has
+   (ONEDNN_MAX_CPU_ISA=SSE41/AVX/...) decodes the default-capability encoder's payloads and
+   reports whether the latent code is identical and how many pixel values differ (--no-isa skips).
 """
 
 from __future__ import annotations
@@ -56,6 +60,15 @@ def capabilities() -> list[str]:
     """The ATEN_CPU_CAPABILITY values this CPU can run."""
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     return ["default"] + [c for c, f in (("avx2", " avx2"), ("avx512", " avx512f")) if f in flags]
+
+
+def onednn_isas() -> list[str]:
+    """ONEDNN_MAX_CPU_ISA values below this CPU's best: oneDNN (torch's float convolutions) picks
+    its kernels by CPU kind, which ATEN_CPU_CAPABILITY does not control; capping the ISA is how
+    one machine can run another kind of CPU's g_s kernels."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    have = [isa for isa, f in (("SSE41", " sse4_1"), ("AVX", " avx "), ("AVX2", " avx2"), ("AVX512_CORE", " avx512f")) if f in flags]
+    return have[:-1]
 
 
 def sha(*arrays: np.ndarray) -> str:
@@ -188,6 +201,8 @@ def encode_worker(args: argparse.Namespace) -> dict:
             for name, coder in coders.items():
                 (out / f"{path.stem}-q{q}-{name}.bin").write_bytes(pack_latents(codec, coder, code))
             pixels = codec.synthesize(code, *rgb.shape[:2])
+            if args.cap == "default":  # the oneDNN ISA probe compares values with these
+                np.save(out / f"{path.stem}-q{q}-pixels.npy", pixels)
             scales, _ = floaty.scales_and_means(code.z_symbols, code.gains)
             float_indexes = np.searchsorted(floaty.thresholds, scales, side="right")
             np.save(out / f"{path.stem}-q{q}-float-indexes.npy", float_indexes.astype(np.int16))
@@ -247,6 +262,33 @@ def decode_worker(args: argparse.Namespace) -> dict:
                         row["float_images_lost"] += flips > 0
                 rows.append(row)
     return {"capability": args.cap, "threads": threads, "rows": rows, "h_s_runs": len(hs_cache), "g_s_runs": len(gs_cache)}
+
+
+def isa_worker(args: argparse.Namespace) -> dict:
+    """Decode the default-capability encoder's payloads (first coder) with oneDNN capped to another
+    ISA (another kind of CPU's g_s kernels): is the latent code identical, and how far are pixels?"""
+    from imgarc.coders import get_coder
+
+    codec, _, threads = _setup(args)
+    coder = get_coder(args.coders[0])
+    payloads = Path(args.workdir) / "enc-default"
+    enc = json.loads((Path(args.workdir) / "encode-default.json").read_text())
+    row = {"isa": args.cap, "threads": threads, "codings": 0, "same_code": 0, "identical": 0, "values": 0,
+           "values_differing": 0, "max_difference": 0}
+    for q in args.qualities:
+        gains = codec.gains_for(q)
+        for stem, rec in enc["images"].items():
+            payload = (payloads / f"{stem}-q{q}-{coder.name}.bin").read_bytes()
+            code = decode_payload(codec, coder, payload, tuple(rec["padded"]), codec.y_indexes_and_means, gains)
+            pixels = codec.synthesize(code, *rec["hw"])
+            diff = np.abs(pixels.astype(np.int16) - np.load(payloads / f"{stem}-q{q}-pixels.npy"))
+            row["codings"] += 1
+            row["same_code"] += code_digest(code) == rec["q"][str(q)]["code"]
+            row["identical"] += sha(pixels) == rec["q"][str(q)]["pixels"]
+            row["values"] += diff.size
+            row["values_differing"] += int((diff > 0).sum())
+            row["max_difference"] = max(row["max_difference"], int(diff.max()))
+    return {"capability": args.cap, "threads": threads, "row": row}
 
 
 def cost_worker(args: argparse.Namespace) -> dict:
@@ -313,10 +355,11 @@ def _run_worker(kind: str, cap: str | None, args: argparse.Namespace, work: Path
            "--qualities", ",".join(map(str, args.qualities)), "--coders", ",".join(args.coders), "--workdir", str(work),
            "--cap", cap or "none", *extra] + (["--limit", str(args.limit)] if args.limit else [])
     env = dict(os.environ)
-    if cap:
+    env.pop("ATEN_CPU_CAPABILITY", None)
+    if kind == "isa":
+        env["ONEDNN_MAX_CPU_ISA"] = cap
+    elif cap:
         env["ATEN_CPU_CAPABILITY"] = cap
-    else:
-        env.pop("ATEN_CPU_CAPABILITY", None)
     t = time.perf_counter()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if r.returncode != 0:
@@ -411,6 +454,17 @@ def write_report(out: Path, summary: dict, meta: dict) -> None:
     lines += ["", "A float scale that close to a threshold picks its table by the last bits of a float sum, which differ "
               "with summation order (CPU code path, threads, library version); one flipped index desynchronises the "
               "entropy decoder. The integer h_s decides these in exact integer arithmetic.", ""]
+    if s.get("onednn_isa"):
+        lines += ["", "## Other kinds of CPU: g_s kernels (oneDNN ISA capped with ONEDNN_MAX_CPU_ISA)", "",
+                  "ATEN_CPU_CAPABILITY does not reach oneDNN, which runs torch's float convolutions and picks its "
+                  "kernels by CPU kind. Decoding the default-capability encoder's archives "
+                  f"({meta['coders'][0]}, 1 thread) with oneDNN capped to an older ISA runs another CPU kind's g_s:", "",
+                  "| oneDNN ISA | same latent code | identical pixels | values differing | max difference |", "|---|---|---|---|---|"]
+        for r in s["onednn_isa"]:
+            lines.append(f"| {r['isa']} | {r['same_code']} / {r['codings']} | {r['identical']} / {r['codings']} | "
+                         f"{r['values_differing']} of {r['values']} | {r['max_difference']} |")
+        lines += ["", "Table selection (the latent code) does not depend on it; pixels from the float g_s may differ by "
+                  "a level where those kernels sum in another order."]
     out.with_suffix(".md").write_text("\n".join(lines))
 
 
@@ -425,7 +479,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N images only (development)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/determinism"))
     ap.add_argument("--rewrite-report", action="store_true", help="rewrite OUT.md from OUT.json (no run)")
-    ap.add_argument("--worker", choices=("encode", "decode", "cost"), help=argparse.SUPPRESS)
+    ap.add_argument("--no-isa", dest="isa", action="store_false", help="skip the oneDNN ISA probe")
+    ap.add_argument("--worker", choices=("encode", "decode", "isa", "cost"), help=argparse.SUPPRESS)
     ap.add_argument("--cap", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--encoders", default="", help=argparse.SUPPRESS)
@@ -440,10 +495,10 @@ def main() -> None:
         return
     if args.worker:
         args.encoders = [e for e in args.encoders.split(",") if e]
-        result = {"encode": encode_worker, "decode": decode_worker, "cost": cost_worker}[args.worker](args)
+        result = {"encode": encode_worker, "decode": decode_worker, "isa": isa_worker, "cost": cost_worker}[args.worker](args)
         usage = resource.getrusage(resource.RUSAGE_SELF)
         result["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 1)
-        suffix = "" if args.worker != "decode" else f"-{args.threads}"
+        suffix = f"-{args.threads}" if args.worker in ("decode", "isa") else ""
         Path(args.workdir, f"{args.worker}-{args.cap}{suffix}.json").write_text(json.dumps(result))
         return
     from imgarc.codec.registry import default_model_id, load_codec
@@ -462,11 +517,14 @@ def main() -> None:
             enc = dict(zip(caps, pool.map(lambda c: _run_worker("encode", c, args, work, []), caps)))
             print("decoding every encoder's payloads under each capability and thread count", flush=True)
             configs = [(c, t) for c in caps for t in threads]
-            dec = list(pool.map(lambda ct: _run_worker("decode", ct[0], args, work,
-                                                       ["--threads", str(ct[1]), "--encoders", ",".join(caps)]), configs))
+            dec = pool.map(lambda ct: _run_worker("decode", ct[0], args, work,
+                                                  ["--threads", str(ct[1]), "--encoders", ",".join(caps)]), configs)
+            isa = pool.map(lambda i: _run_worker("isa", i, args, work, ["--threads", "1"]), onednn_isas() if args.isa else [])
+            dec, isa = list(dec), list(isa)
         print("rate and time: integer vs float path", flush=True)
         cost = _run_worker("cost", None, args, work, [])
     summary = summarize(enc, dec, cost, args)
+    summary["onednn_isa"] = [i["row"] for i in isa]
     model_path = os.environ.get("IMGARC_MODEL_PATH")
     meta = {
         "command": (f"IMGARC_MODEL_PATH={model_path} " if model_path else "") + "python "
@@ -479,9 +537,11 @@ def main() -> None:
                    f"torch {__import__('torch').__version__}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "wall_s": time.perf_counter() - started,
         "worker_wall_s": {**{f"encode-{c}": e["wall_s"] for c, e in enc.items()},
-                          **{f"decode-{d['capability']}-{d['threads']}": d["wall_s"] for d in dec}, "cost": cost["wall_s"]},
+                          **{f"decode-{d['capability']}-{d['threads']}": d["wall_s"] for d in dec},
+                          **{f"isa-{i['capability']}": i["wall_s"] for i in isa}, "cost": cost["wall_s"]},
         "worker_cpu_s": {**{f"encode-{c}": e["cpu_s"] for c, e in enc.items()},
-                         **{f"decode-{d['capability']}-{d['threads']}": d["cpu_s"] for d in dec}, "cost": cost["cpu_s"]},
+                         **{f"decode-{d['capability']}-{d['threads']}": d["cpu_s"] for d in dec},
+                         **{f"isa-{i['capability']}": i["cpu_s"] for i in isa}, "cost": cost["cpu_s"]},
         "g_s_runs_per_decoder": sorted({d["g_s_runs"] for d in dec}), "h_s_runs_per_decoder": sorted({d["h_s_runs"] for d in dec}),
     }
     write_report(args.out, summary, meta)
