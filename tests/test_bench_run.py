@@ -138,6 +138,7 @@ def test_rerun_same_numbers_missing_binary_skipped_failing_binary_failed(first_r
     monkeypatch.setitem(baselines.ARCHIVERS, "7z", dataclasses.replace(baselines.ARCHIVERS["7z"], binaries=("no-such-7zz",)))
     monkeypatch.setitem(baselines.ARCHIVERS, "tar", dataclasses.replace(baselines.ARCHIVERS["tar"], binaries=("false",)))
     monkeypatch.chdir(tmp_path)  # a relative work folder, as `--out benchmarks/...` gives
+    Path("relative-out").mkdir()
     again = run_bench(resolve_dataset(str(photos)), config(coders=["rans"], baselines=["7z", "tar", "jpeg"], jobs=2),
                       "again", work_dir=Path("relative-out"))
     assert again.method("7z").status == "skipped" and "no-such-7zz" in again.method("7z").reason
