@@ -91,7 +91,8 @@ def matrix(tmp_path_factory, tiny_model_dir) -> Matrix:
     models = [(TINY_MODEL_ID, tiny_src, (75,)), (VR_MODEL_ID, tiny_src, TINY_VR_QUALITIES), (shipped, shipped_src, shipped_q)]
     jobs = [{"archive": str(root / f"{model}-q{q}-{coder}.iarc"), "src": str(src), "model": model, "coder": coder, "quality": q}
             for model, src, qualities in models for q in qualities for coder in CODER_NAMES]
-    env = dict(os.environ, IMGARC_MODEL_PATH=os.pathsep.join([str(tiny_model_dir), str(vr_dir)]))
+    extra = [p for p in os.environ.get("IMGARC_MODEL_PATH", "").split(os.pathsep) if p]  # where the default may come from
+    env = dict(os.environ, IMGARC_MODEL_PATH=os.pathsep.join([str(tiny_model_dir), str(vr_dir), *extra]))
     blas_1 = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
     encoded = _finish(_worker("encode", {"jobs": jobs, "threads": 1}, root, "encode",
                               dict(env, ATEN_CPU_CAPABILITY=ENCODE_CAPABILITY, **blas_1)), root, "encode")
