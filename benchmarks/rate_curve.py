@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/rate_curve"), help="output path without suffix")
     ap.add_argument("--model", default=None, help="installed model id (default: the default model)")
     ap.add_argument("--coder", default="rans")
+    ap.add_argument("--every", type=int, default=1, help="use every N-th image (a quicker look; the report says how many)")
     args = ap.parse_args()
 
     from imgarc.codec.rate_control import code_at_quality, code_at_target_bpp
@@ -56,7 +57,7 @@ def main() -> None:
     codec, coder = load_codec(model_id), get_coder(args.coder)
     if not codec.variable_rate:
         raise SystemExit(f"{model_id} is a single-rate model: there is no curve to draw")
-    files = sorted(args.data.glob("*.png"))
+    files = sorted(args.data.glob("*.png"))[:: args.every]
     started = time.perf_counter()
     curve: dict[int, list[dict]] = {q: [] for q in CURVE_QUALITIES}
     webp: dict[int, list[dict]] = {q: [] for q in WEBP_QUALITIES}
@@ -96,7 +97,8 @@ def main() -> None:
 
     result = {
         "model": model_id, "weights_sha256": codec.weights_sha256, "coder": args.coder, "images": len(files),
-        "command": "python benchmarks/rate_curve.py --data " + str(args.data) + (f" --model {args.model}" if args.model else ""),
+        "command": "python benchmarks/rate_curve.py --data " + str(args.data) + (f" --model {args.model}" if args.model else "")
+                   + (f" --every {args.every}" if args.every > 1 else ""),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
         "curve": {str(q): p for q, p in ours.items()}, "webp": {str(q): p for q, p in theirs.items()},
         "bd_rate_psnr_pct": bd(lambda p: p["psnr"]), "bd_rate_ms_ssim_pct": bd(lambda p: ms_ssim_db(p["ms_ssim"])),
