@@ -29,13 +29,17 @@ def stored(path: str, data: bytes) -> tuple[EntryHeader, bytes]:
 
 
 def slow_child_env(tmp_path: Path, patch: str, **extra: str) -> dict[str, str]:
-    """Environment for a child Python whose `patch` (e.g. 'write') in os sleeps 50 ms per call."""
+    """Environment for a child Python whose `patch` (e.g. 'write') in os sleeps 200 ms per call.
+
+    Slow enough that even a loaded machine cannot finish the run before the test's signal
+    (at 50 ms a CI run once did, and exited 0).
+    """
     site = tmp_path / "slow-site"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(
         "import os, time\n"
         f"_real = os.{patch}\n"
-        f"def _slow(*a, **k):\n    time.sleep(0.05)\n    return _real(*a, **k)\n"
+        f"def _slow(*a, **k):\n    time.sleep(0.2)\n    return _real(*a, **k)\n"
         f"os.{patch} = _slow\n")
     path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
     return dict(os.environ, PYTHONPATH=path, **extra)
