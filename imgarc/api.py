@@ -166,12 +166,14 @@ def compress_folder(
     progress: Progress | None = None,
     target_bpp: float | None = None,
     keep_originals: bool = False,
+    tune: str | None = None,
 ) -> CompressSummary:
     """Archive every regular file under `src` into `archive` (written atomically).
 
     Photos are coded at `quality`, or, with `target_bpp`, each at the quality whose coded size
     is nearest that many bits per pixel (the quality used is recorded per entry).
     `keep_originals`: no photo is coded; every file is kept byte-exact (imgarc.stored).
+    `tune`: without `model_id`, use a model trained for this metric ("psnr" or "msssim").
     """
     from imgarc.codec.padding import padded_size
     from imgarc.codec.registry import load_codec, model_for_quality
@@ -196,7 +198,7 @@ def compress_folder(
         raise UsageError(f"{src} has no files to archive")
     coder = get_coder(coder_name)
     # --keep-originals codes nothing: no model to load (and no torch to import).
-    codec = None if keep_originals else load_codec(model_id or model_for_quality(quality).model_id)
+    codec = None if keep_originals else load_codec(model_id or model_for_quality(quality, tune).model_id)
     timer = _Timer()
     results: list[EntryResult] = []
     with ArchiveWriter(archive) as writer:

@@ -78,6 +78,9 @@ def compress(
                                         "a CompressAI pretrained model as cai:ARCH:METRIC:Q, e.g. cai:mbt2018-mean:mse:3 "
                                         "(downloaded into the torch cache at first use; cai:ARCH alone takes the zoo quality "
                                         "nearest --quality)."),
+    tune: Optional[str] = typer.Option(None, "--tune", help="Use the model trained for this metric: psnr (MSE-trained: "
+                                       "sharpest detail per bit) or msssim (MS-SSIM-trained: keeps structure and texture "
+                                       "at low rates). Default: the default model (see `imgarc models`)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace ARCHIVE if it exists."),
     keep_originals: bool = typer.Option(False, "--keep-originals", help="Code no photo: keep every file byte-exact "
                                         "(JPEGs recompressed losslessly with JPEG XL, others LZMA), each extracted identical to the byte."),
@@ -92,7 +95,7 @@ def compress(
         model = resolve_model_id(model, quality)  # completes zoo shorthands such as cai:mbt2018-mean
     with _sigterm_as_interrupt(), _progress_bar("compressing", progress) as bar:
         s = api.compress_folder(src, archive, quality=quality, coder_name=coder, model_id=model, force=force,
-                                progress=bar, target_bpp=target_bpp, keep_originals=keep_originals)
+                                progress=bar, target_bpp=target_bpp, keep_originals=keep_originals, tune=tune)
     out = _console()
     for w in s.warnings:
         _console(stderr=True).print(f"[yellow]warning:[/] {w}")
@@ -223,7 +226,10 @@ def train(
     data: Path = typer.Option(Path("../shared/datasets/train"), "--data", help="Folder of training photos (searched recursively)."),
     run_dir: Path = typer.Option(Path("runs/train"), "--run-dir", help="Where checkpoints and the log go (checkpoint.pt)."),
     minutes: float = typer.Option(60.0, "--minutes", help="Wall-time budget for this run, on top of what a resumed checkpoint spent."),
-    lmbda: float = typer.Option(0.035, "--lambda", help="Rate-distortion trade-off: loss = bpp + λ·255²·MSE. Higher: better quality, more bits."),
+    lmbda: float = typer.Option(0.035, "--lambda", help="Rate-distortion trade-off: loss = bpp + λ·255²·MSE (or λ·(1−MS-SSIM)). "
+                                "Higher: better quality, more bits."),
+    distortion: str = typer.Option("mse", "--distortion", help="What the model is tuned for: mse (PSNR) or msssim (MS-SSIM; "
+                                   "needs --crop ≥ 192; CompressAI's MS-SSIM λs are 2.40-220)."),
     lambdas: Optional[str] = typer.Option(None, "--lambdas", help="Comma-separated ascending λs: train one variable-rate model with a "
                                           "learned gain vector per λ (then --lambda is the λ of the --init model)."),
     resume: bool = typer.Option(True, "--resume/--fresh", help="Continue from RUN_DIR/checkpoint.pt if it exists."),
@@ -243,7 +249,7 @@ def train(
     from imgarc.codec.registry import assets_dir, find_model
     from imgarc.errors import UsageError
     from imgarc.train.publish import publish_checkpoint
-    from imgarc.train.trainer import TrainConfig, train as run_training
+    from imgarc.train.trainer import DISTORTIONS, MSSSIM_MIN_CROP, TrainConfig, train as run_training
 
     try:
         n, m = (int(v) for v in channels.split(","))
@@ -251,6 +257,10 @@ def train(
         raise UsageError(f"--channels must be two integers like 64,96, not {channels!r}") from e
     if crop % 64:
         raise UsageError(f"--crop must be a multiple of 64, not {crop}")
+    if distortion not in DISTORTIONS:
+        raise UsageError(f"--distortion must be one of {', '.join(DISTORTIONS)}, not {distortion!r}")
+    if distortion == "msssim" and crop < MSSSIM_MIN_CROP:
+        raise UsageError(f"--distortion msssim needs --crop 192 or more (MS-SSIM's 5 scales), not {crop}")
     init_weights = None
     if init:
         record = find_model(init)
@@ -262,7 +272,7 @@ def train(
     if rate_lambdas and (len(rate_lambdas) < 2 or list(rate_lambdas) != sorted(set(rate_lambdas)) or rate_lambdas[0] <= 0):
         raise UsageError("--lambdas needs at least two distinct positive values in ascending order")
     arch = Architecture("mbt2018-mean", n, m, rate_points=max(1, len(rate_lambdas)))
-    config = TrainConfig(data=data, run_dir=run_dir, architecture=arch, lmbda=lmbda, lambdas=rate_lambdas,
+    config = TrainConfig(data=data, run_dir=run_dir, architecture=arch, lmbda=lmbda, lambdas=rate_lambdas, distortion=distortion,
                          lr=lr, lr_final=lr / 4, batch=batch, crop=crop, minutes=minutes,
                          checkpoint_minutes=checkpoint_minutes, device=device, init_weights=init_weights)
     out = _console()
@@ -303,7 +313,8 @@ def models(
     default = default_model_id()
     for r in list_models():
         mark = " (default)" if r.model_id == default else ""
-        out.print(f"{r.model_id}{mark}  embedded  quality {r.quality}  {r.description}  [dim]{r.path}[/]")
+        rates = "quality 1-100" if r.variable_rate else f"quality {r.quality}"
+        out.print(f"{r.model_id}{mark}  embedded  {rates}  tuned for {r.tune}  {r.description}  [dim]{r.path}[/]")
     if not zoo:
         return
     from imgarc.codec.zoo import REFUSED, conversion_dir, list_zoo, torch_hub_dir

@@ -52,3 +52,38 @@ def test_train_checkpoint_resume_export(tmp_path):
     fresh = common[:2] + ["--run-dir", str(tmp_path / "run2")] + common[4:] + ["--init", "tiny-trained"]
     run_train(fresh, env)
     assert (tmp_path / "run2" / "checkpoint.pt").exists()
+
+
+def test_msssim_training_exports_a_model_that_tune_msssim_picks(tmp_path, monkeypatch):
+    """--distortion msssim trains on 1 − MS-SSIM; the export is recorded as tuned for msssim, and
+    `compress --tune msssim` (not the default model) codes with it."""
+    data = tmp_path / "photos"
+    data.mkdir()
+    (data / "0.png").write_bytes(image_bytes(noise_rgb(200, 200, 3), "PNG"))
+    models = tmp_path / "models"
+    env = dict(os.environ, IMGARC_MODEL_PATH=str(models))
+    out = run_train(["--data", str(data), "--run-dir", str(tmp_path / "run"), "--channels", "8,8", "--crop", "192",
+                     "--batch", "1", "--minutes", "0.03", "--distortion", "msssim", "--lambda", "8.73",
+                     "--export", "tiny-msssim", "--export-dir", str(models)], env)
+    assert "exported tiny-msssim" in out
+    from tests.conftest import export_tiny_model
+
+    export_tiny_model(models, model_id="tiny-psnr")  # becomes the catalog's default
+    monkeypatch.setenv("IMGARC_MODEL_PATH", str(models))
+    from imgarc import api
+    from imgarc.codec.registry import find_model, model_for_quality
+
+    assert find_model("tiny-msssim").tune == "msssim"
+    assert model_for_quality(75).model_id == "tiny-psnr"
+    assert model_for_quality(75, "msssim").model_id == "tiny-msssim"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "p.png").write_bytes(image_bytes(noise_rgb(64, 64, 9), "PNG"))
+    api.compress_folder(src, tmp_path / "a.iarc", quality=75, tune="msssim")
+    assert [e.header.model_id for e in api.list_archive(tmp_path / "a.iarc")] == ["tiny-msssim"]
+
+
+def test_msssim_training_refuses_crops_too_small_for_five_scales(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "imgarc.cli", "train", "--data", str(tmp_path), "--run-dir", str(tmp_path / "r"),
+                        "--distortion", "msssim", "--crop", "128"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "--crop 192" in r.stderr and "Traceback" not in r.stderr

@@ -18,6 +18,7 @@ from pathlib import Path
 from imgarc.errors import ModelError
 
 CATALOG_NAME = "models.json"
+TUNES = ("psnr", "msssim")  # what a model's distortion term was: MSE (judged by PSNR) or MS-SSIM
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class ModelRecord:
     quality: int  # the --quality this model serves best (1-100)
     description: str
     variable_rate: bool = False  # serves every --quality itself (gain table in its weights)
+    tune: str = "psnr"  # the metric it was trained for (TUNES)
 
 
 def assets_dir() -> Path:
@@ -52,7 +54,7 @@ def _read_catalog(folder: Path) -> tuple[str | None, list[ModelRecord]]:
         doc = json.loads(path.read_text())
         records = [
             ModelRecord(m["id"], folder / m["file"], m["sha256"], int(m["quality"]), m.get("description", ""),
-                        bool(m.get("variable_rate", False)))
+                        bool(m.get("variable_rate", False)), m.get("tune", "psnr"))
             for m in doc["models"]
         ]
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -76,15 +78,27 @@ def default_model_id() -> str:
     raise ModelError("no default model is installed (assets/models.json is missing); reinstall imgarc")
 
 
-def model_for_quality(quality: int) -> ModelRecord:
-    """The model that codes at `quality`: the default model if it is variable-rate, else the
-    installed single-rate model whose nominal quality is nearest (ties: the higher)."""
+def model_for_quality(quality: int, tune: str | None = None) -> ModelRecord:
+    """The model that codes at `quality`, among those tuned for `tune` (default: the default
+    model's tune): the default model if it is one of them and variable-rate, else (only when
+    `tune` is asked for) a variable-rate one, else the single-rate one whose nominal quality is
+    nearest (ties: the higher)."""
     models = list_models()
     if not models:
         raise ModelError("no models are installed; reinstall imgarc")
     default = next((r for r in models if r.model_id == default_model_id()), None)
-    if default is not None and default.variable_rate:
+    wanted = tune or (default.tune if default else None)
+    if wanted is not None:
+        if wanted not in TUNES:
+            raise ModelError(f"--tune must be one of {', '.join(TUNES)}, not {wanted!r}")
+        models = [r for r in models if r.tune == wanted]
+        if not models:
+            raise ModelError(f"no installed model is tuned for {wanted} (see `imgarc models`)")
+    if default in models and default.variable_rate:
         return default
+    variable = [r for r in models if r.variable_rate]
+    if tune is not None and variable:
+        return variable[0]
     models = [r for r in models if not r.variable_rate] or models
     return min(models, key=lambda r: (abs(r.quality - quality), -r.quality))
 

@@ -22,22 +22,26 @@ def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: 
     model = build_model(arch)
     model.load_state_dict(state["model"])
     meta = {"lambda": cfg["lmbda"], "lambdas": list(cfg.get("lambdas", ())), "steps": state["step"], "train_seconds": round(state["seconds"]),
-            "train_data": str(cfg["data"]), "crop": cfg["crop"], "batch": cfg["batch"]}
+            "train_data": str(cfg["data"]), "crop": cfg["crop"], "batch": cfg["batch"],
+            "distortion": cfg.get("distortion", "mse")}
     out_dir.mkdir(parents=True, exist_ok=True)
     filename = f"{model_id}.npz"
     sha = export_model(model, arch, model_id, out_dir / filename, meta, half=half)
-    register_model(out_dir, model_id, filename, sha, quality, description, make_default, arch.rate_points > 1)
+    tune = "msssim" if meta["distortion"] == "msssim" else "psnr"
+    register_model(out_dir, model_id, filename, sha, quality, description, make_default, arch.rate_points > 1, tune)
     return sha
 
 
 def register_model(folder: Path, model_id: str, filename: str, sha256: str, quality: int,
-                   description: str, make_default: bool, variable_rate: bool = False) -> None:
+                   description: str, make_default: bool, variable_rate: bool = False, tune: str = "psnr") -> None:
     path = folder / CATALOG_NAME
     doc = json.loads(path.read_text()) if path.exists() else {"default": None, "models": []}
     doc["models"] = [m for m in doc["models"] if m["id"] != model_id]
     record = {"id": model_id, "file": filename, "sha256": sha256, "quality": quality, "description": description}
     if variable_rate:
         record["variable_rate"] = True
+    if tune != "psnr":
+        record["tune"] = tune
     doc["models"].append(record)
     doc["models"].sort(key=lambda m: m["quality"])
     if make_default or not doc["default"]:

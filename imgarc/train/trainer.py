@@ -25,7 +25,8 @@ class TrainConfig:
     data: Path
     run_dir: Path
     architecture: Architecture = field(default_factory=lambda: Architecture("mbt2018-mean", 64, 96))
-    lmbda: float = 0.025  # weight of MSE (on 0..255^2 scaled as in CompressAI: 255^2 * mse)
+    lmbda: float = 0.025  # weight of the distortion term (see `distortion_term`)
+    distortion: str = "mse"  # "mse" (loss λ·255²·MSE) or "msssim" (loss λ·(1 − MS-SSIM)), as in CompressAI
     # Variable-rate: one λ per rate point (ascending; architecture.rate_points == len). Each step
     # trains one point, chosen at random; `lmbda` is then only the λ the init weights were trained at.
     lambdas: tuple[float, ...] = ()
@@ -56,6 +57,20 @@ class TrainStatus:
 
 
 CHECKPOINT_NAME = "checkpoint.pt"
+
+
+DISTORTIONS = ("mse", "msssim")
+# MS-SSIM's five scales of an 11-tap window need crops larger than (11 - 1) · 2⁴ = 160 px.
+MSSSIM_MIN_CROP = 161
+
+
+def distortion_term(distortion: str, x_hat, x, mse):
+    """The distortion part of the loss, in CompressAI's units so its λ tables carry over."""
+    if distortion == "mse":
+        return 255**2 * mse
+    from pytorch_msssim import ms_ssim
+
+    return 1 - ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0)
 
 
 def _psnr(mse: float) -> float:
@@ -124,6 +139,10 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
     elif config.init_weights is not None:
         _load_exported(model, config.init_weights, config.lambdas)
     variable_rate = config.architecture.rate_points > 1
+    if config.distortion not in DISTORTIONS:
+        raise ValueError(f"distortion must be one of {DISTORTIONS}")
+    if config.distortion == "msssim" and config.crop < MSSSIM_MIN_CROP:
+        raise ValueError(f"MS-SSIM training needs crops of at least {MSSSIM_MIN_CROP} px")
     if variable_rate and len(config.lambdas) != config.architecture.rate_points:
         raise ValueError("a variable-rate model needs one λ per rate point")
     point_rng = random.Random(config.seed * 7919 + step)
@@ -165,7 +184,8 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         num_pixels = x.shape[0] * x.shape[2] * x.shape[3]
         bpp = sum(-torch.log2(l).sum() for l in out["likelihoods"].values()) / num_pixels
         mse = torch.mean((out["x_hat"] - x) ** 2)
-        loss = (config.lambdas[point] if variable_rate else config.lmbda) * 255**2 * mse + bpp
+        lmbda = config.lambdas[point] if variable_rate else config.lmbda
+        loss = lmbda * distortion_term(config.distortion, out["x_hat"], x, mse) + bpp
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
