@@ -342,6 +342,11 @@ def bench(
     webp_qualities: str = typer.Option("2,15,35,55,75", "--webp-qualities"),
     avif_qualities: str = typer.Option("15,30,45,60,75", "--avif-qualities"),
     model: Optional[str] = typer.Option(None, "--model", help="imgarc model id instead of the one --quality picks."),
+    models: str = typer.Option("", "--models", help="More models in the same tables and plots, comma-separated, each with the "
+                               "first coder: installed ids (at every --qualities value) or CompressAI zoo ids cai:ARCH:METRIC:Q "
+                               "(one point each)."),
+    zoo: bool = typer.Option(True, "--zoo/--no-zoo", help="Also every CompressAI zoo model already cached here (see `imgarc models`), "
+                             "one point each, never downloading."),
     jobs: int = typer.Option(0, "--jobs", help="Processes for the quality metrics, computed after all timing (0: one per core)."),
     download: bool = typer.Option(True, "--download/--no-download", help="Download kodak/clic into the cache when not found (sha256-checked)."),
     keep_work: bool = typer.Option(False, "--keep-work", help="Keep the decoded images and work files under OUT."),
@@ -357,7 +362,7 @@ def bench(
     from imgarc.bench.command import BenchOptions, bench as run_bench, summary_lines
 
     options = BenchOptions(dataset, data, out, qualities, coders, coder_qualities, baselines, jpeg_qualities,
-                           webp_qualities, avif_qualities, model, jobs, download, keep_work)
+                           webp_qualities, avif_qualities, model, models, zoo, jobs, download, keep_work)
     with _progress_bar("benchmarking", progress) as bar:
         result, folder = run_bench(options, "imgarc " + shlex.join(sys.argv[1:]), progress=bar)
     for line in summary_lines(result, folder):

@@ -403,26 +403,40 @@ def test_models_lists_embedded_and_zoo_states(zoo_env, monkeypatch, capsys):
     assert sorted(cached_zoo_model_ids()) == sorted([cached, downloaded])
 
 
-def test_bench_runs_a_cached_zoo_model(zoo_env, monkeypatch, photos, tmp_path):
-    """`imgarc bench --model cai:...` on a cached (converted) zoo model: its rows are measured like
-    the embedded model's (bench workers are separate processes that find the conversion)."""
-    from imgarc.bench.datasets import resolve_dataset
-    from imgarc.bench.methods import BenchConfig
-    from imgarc.bench.runner import run_bench
-    from imgarc.codec.registry import resolve_model_id
+def test_bench_puts_cached_zoo_models_beside_the_embedded_one(zoo_env, monkeypatch, photos, tmp_path, tiny_model):
+    """`imgarc bench` adds every cached zoo model (one point per zoo quality) to the embedded model's
+    run: same tables, curves, BD-rates and plots (bench workers are separate processes that find the
+    conversion)."""
+    from imgarc.bench.command import BenchOptions, bench
+    from imgarc.bench.curves import rate_quality_curves
     from imgarc.codec.zoo_convert import load_zoo_codec
 
-    model_id, _ = seed(monkeypatch, zoo_env, "bmshj2018-hyperprior")
-    load_zoo_codec(model_id)
-    assert resolve_model_id(model_id) == model_id  # what the bench command checks first
+    ids = [seed(monkeypatch, zoo_env, "bmshj2018-hyperprior", quality=q, seed=q)[0] for q in (3, 5)]
+    for model_id in ids:
+        load_zoo_codec(model_id)
     (photos / "notes.txt").unlink()
-    config = BenchConfig(qualities=[50], coders=["rans"], coder_qualities=[50], model=model_id, baselines=[],
-                         baseline_qualities={}, jobs=1)
-    (tmp_path / "bench").mkdir()
-    result = run_bench(resolve_dataset(str(photos)), config, "imgarc bench (test)", work_dir=tmp_path / "bench")
-    (row,) = result.methods
-    assert row.status == "ok", row.reason
-    assert row.extra["models"] == [model_id] and row.bytes > 0 and all(im.psnr for im in row.images)
+    options = BenchOptions(str(photos), out=tmp_path / "bench", qualities="50", coders="rans", coder_qualities="50",
+                           baselines="webp", webp_qualities="40,80", jobs=1)
+    result, out = bench(options, "imgarc bench (test)")
+    rows = {m.id: m for m in result.methods}
+    assert all(m.status == "ok" for m in rows.values()), [(m.id, m.reason) for m in rows.values()]
+    for q, model_id in zip((3, 5), ids):
+        row = rows[f"cai-bmshj2018-hyperprior-mse-{q}-rans"]
+        assert row.extra["models"] == [model_id] and row.bytes > 0 and all(im.psnr for im in row.images)
+        assert row.label == f"cai:bmshj2018-hyperprior:mse q{q}"
+    assert rows["imgarc-rans-q50"].extra["models"] == [tiny_model]
+    curves = {c.name: c for c in rate_quality_curves(result.methods)}
+    assert len(curves["cai:bmshj2018-hyperprior:mse"].bpp) == 2 and len(curves["imgarc rans"].bpp) == 1
+    # compared with WebP like the embedded curve (random models rarely overlap WebP's range: then the row gives why)
+    assert any(r["test"] == "cai:bmshj2018-hyperprior:mse" and (r["pchip"] is not None or r["note_pchip"])
+               for r in result.bd_rates)
+    report = (out / "report.md").read_text()
+    assert "cai:bmshj2018-hyperprior:mse q5" in report and ids[1] in report
+    # --no-zoo leaves them out; --models adds one explicitly
+    options.zoo, options.out = False, tmp_path / "bench2"
+    options.models = ids[0]
+    result, _ = bench(options, "imgarc bench (test)")
+    assert sorted(m.id for m in result.methods) == ["cai-bmshj2018-hyperprior-mse-3-rans", "imgarc-rans-q50", "webp-q40", "webp-q80"]
 
 
 def test_a_file_without_tables_is_refused_not_rebuilt():

@@ -33,6 +33,8 @@ class BenchOptions:
     webp_qualities: str = ",".join(map(str, PILLOW_CODECS["webp"].default_qualities))
     avif_qualities: str = ",".join(map(str, PILLOW_CODECS["avif"].default_qualities))
     model: str | None = None
+    models: str = ""  # more models for the same tables and plots, comma-separated
+    zoo: bool = True  # also every CompressAI zoo model usable offline (cached or converted)
     jobs: int = 0  # 0: one per CPU core
     download: bool = True
     keep_work: bool = False
@@ -55,8 +57,21 @@ def build_config(o: BenchOptions) -> BenchConfig:
                             "webp": parse_int_list(o.webp_qualities, "--webp-qualities"),
                             "avif": parse_int_list(o.avif_qualities, "--avif-qualities")},
         model=o.model,
+        extra_models=extra_models(o) if coders else [],
         jobs=o.jobs or os.cpu_count() or 1,
     )
+
+
+def extra_models(o: BenchOptions) -> list[str]:
+    """--models (each checked: one clear error for an unknown one) plus, with --zoo, the cached zoo models."""
+    from imgarc.codec.registry import resolve_model_id
+
+    wanted = [resolve_model_id(v.strip()) for v in o.models.split(",") if v.strip()]
+    if o.zoo:
+        from imgarc.codec.zoo import cached_zoo_model_ids
+
+        wanted += cached_zoo_model_ids()
+    return [m for m in dict.fromkeys(wanted) if m != o.model]
 
 
 def default_out(dataset: str) -> Path:
@@ -87,7 +102,7 @@ def summary_lines(result: BenchResult, out: Path) -> list[str]:
     for m in result.methods:
         if not m.ok:
             lines.append(f"  {m.label}: {m.status} ({m.reason})")
-    imgarc = [m for m in result.methods if m.ok and m.family == "imgarc"]
+    imgarc = [m for m in result.methods if m.ok and m.family == "imgarc" and "series" not in m.params]
     if imgarc:
         m = max(imgarc, key=lambda m: (m.params["quality"], -(m.bytes or 0)))
         lines.append(f"  {m.label}: {human_bytes(m.bytes or 0)} ({m.ratio:.1f}x), {m.bpp_mean:.3f} bpp, "

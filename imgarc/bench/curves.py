@@ -21,7 +21,11 @@ class Curve:
 
 
 def series_key(m: MethodResult) -> str:
-    return f"imgarc {m.params['coder']}" if m.family == "imgarc" else m.label.rsplit(" q", 1)[0]
+    """The curve a row belongs to: 'imgarc <coder>' for the run's own model, the model's name for
+    extra imgarc models (params["series"]), the codec's name for the baselines."""
+    if m.family == "imgarc":
+        return m.params.get("series") or f"imgarc {m.params['coder']}"
+    return m.label.rsplit(" q", 1)[0]
 
 
 def rate_quality_curves(methods: list[MethodResult]) -> list[Curve]:

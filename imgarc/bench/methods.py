@@ -25,6 +25,9 @@ class BenchConfig:
     baseline_qualities: dict[str, list[int]] = field(
         default_factory=lambda: {k: list(c.default_qualities) for k, c in PILLOW_CODECS.items()})
     model: str | None = None  # None: the model --quality picks, as `imgarc compress` does
+    # More models to put in the same tables and plots, each with the first coder: installed ids
+    # (at every quality) and CompressAI zoo ids cai:ARCH:METRIC:Q (one point each: a zoo model has one rate).
+    extra_models: list[str] = field(default_factory=list)
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes for the quality metrics
 
 
@@ -67,6 +70,9 @@ def plan_methods(config: BenchConfig) -> list[Method]:
         for q in sorted(set(qualities)):
             params = {"quality": q, "coder": coder, "model": config.model}
             methods.append(Method(f"imgarc-{coder}-q{q}", "imgarc", f"imgarc {coder} q{q}", params))
+    first_coder = config.coders[0] if config.coders else "rans"
+    for model_id in config.extra_models:
+        methods += _extra_model_methods(model_id, first_coder, config.qualities)
     for name in config.baselines:
         if name in PILLOW_CODECS:
             codec = PILLOW_CODECS[name]
@@ -78,3 +84,17 @@ def plan_methods(config: BenchConfig) -> list[Method]:
                 if a.family == name:
                     methods.append(Method(a.id, a.family, a.label, {"options": list(a.options)}, lossless=True))
     return methods
+
+
+def _extra_model_methods(model_id: str, coder: str, qualities: list[int]) -> list[Method]:
+    """Rows for a model other than the run's own; params["series"] names its curve."""
+    from imgarc.codec.zoo import is_zoo_id, parse_zoo_id
+
+    slug = model_id.replace(":", "-")
+    if is_zoo_id(model_id):
+        z = parse_zoo_id(model_id)
+        series = f"cai:{z.architecture}:{z.metric}"
+        return [Method(f"{slug}-{coder}", "imgarc", f"{series} q{z.quality}",
+                       {"quality": 75, "coder": coder, "model": model_id, "series": series})]
+    return [Method(f"{slug}-{coder}-q{q}", "imgarc", f"{model_id} q{q}",
+                   {"quality": q, "coder": coder, "model": model_id, "series": model_id}) for q in sorted(set(qualities))]

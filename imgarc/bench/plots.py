@@ -10,6 +10,7 @@ from imgarc.bench.results import BenchResult
 RD_PSNR, RD_MSSSIM, BUBBLE = "rd_psnr.png", "rd_msssim.png", "bubble_ratio_msssim.png"
 COLORS = {"imgarc": "#d62728", "jpeg": "#7f7f7f", "webp": "#1f77b4", "avif": "#2ca02c", "7z": "#9467bd", "tar": "#8c564b"}
 CODER_STYLE = {"rans": ("o", "-"), "lzma": ("s", "--"), "ref": ("D", ":")}
+EXTRA_MODEL_COLORS = ("#ff7f0e", "#e377c2", "#bcbd22", "#17becf", "#8c564b")  # curves of --models / zoo models
 
 
 def _pyplot():
@@ -28,11 +29,15 @@ def _title(result: BenchResult, what: str) -> str:
 def _rd_plot(result: BenchResult, path: Path, quality: str) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    extra = 0
     for c in rate_quality_curves(result.methods):
         ys = c.psnr if quality == "psnr" else c.ms_ssim
-        coder = c.name.split()[-1] if c.family == "imgarc" else None
-        marker, line = CODER_STYLE.get(coder, ("o", "-")) if coder else ("o", "-")
-        ax.plot(c.bpp, ys, marker=marker, linestyle=line, color=COLORS.get(c.family, "black"), label=c.name,
+        own = c.name.startswith("imgarc ")
+        marker, line = CODER_STYLE.get(c.name.split()[-1], ("o", "-")) if own else ("o", "-")
+        color = COLORS.get(c.family, "black")
+        if c.family == "imgarc" and not own:
+            color, extra = EXTRA_MODEL_COLORS[extra % len(EXTRA_MODEL_COLORS)], extra + 1
+        ax.plot(c.bpp, ys, marker=marker, linestyle=line, color=color, label=c.name,
                 linewidth=2.2 if c.family == "imgarc" else 1.5, markersize=6)
     lossless = [m for m in result.methods if m.ok and m.lossless]
     if lossless:
