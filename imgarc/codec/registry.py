@@ -118,10 +118,15 @@ def _load(path: Path, sha256: str):
 
     if not path.is_file():
         raise ModelError(f"weights file {path} is missing; reinstall imgarc")
-    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    mismatch = ModelError(f"weights file {path} does not match its recorded sha256 (altered or damaged); reinstall imgarc")
+    try:
+        weights, actual = load_weights(path)  # parsed and hashed from one read of the file
+    except ModelError:
+        if hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
+            raise mismatch from None  # damaged: say so, not what the damage broke
+        raise
     if actual != sha256:
-        raise ModelError(f"weights file {path} does not match its recorded sha256 (altered or damaged); reinstall imgarc")
-    weights, _ = load_weights(path)
+        raise mismatch
     return ImageCodec(weights, actual)
 
 
