@@ -31,6 +31,28 @@ def test_exact_convolution_matches_torch():
     np.testing.assert_array_equal(_conv_exact(x, layer), ref)
 
 
+@pytest.mark.parametrize("k,padding,output_padding,shape", [(5, 2, 1, (1, 1)), (5, 2, 1, (6, 9)), (3, 1, 1, (4, 3)),
+                                                             (4, 1, 0, (5, 5)), (5, 0, 0, (2, 7)), (3, 0, 1, (7, 2))])
+def test_transposed_convolution_by_phases_is_the_definition(k, padding, output_padding, shape, monkeypatch):
+    """Stride-2 transposed convolutions are computed per output phase, skipping the zeros of the
+    upsampled input: the integers must equal torch's float64 conv_transpose2d (exact here), also
+    when the im2col bands are forced down to one row."""
+    import torch
+
+    import imgarc.codec.int_hyper as int_hyper
+
+    rng = np.random.default_rng(k * 100 + padding * 10 + output_padding)
+    x = rng.integers(-1000, 1000, (3, *shape)).astype(np.float64)
+    w_t = rng.integers(-3000, 3000, (3, 4, k, k))
+    ref = torch.nn.functional.conv_transpose2d(torch.from_numpy(x)[None], torch.from_numpy(w_t).double(), stride=2,
+                                               padding=padding, output_padding=output_padding)[0].numpy()
+    layer = IntLayer(weight=np.flip(w_t, (2, 3)).transpose(1, 0, 2, 3).astype(np.int64), bias=np.arange(4, dtype=np.int64),
+                     upsample=2, stride=1, pad_before=k - 1 - padding, pad_after=k - 1 - padding + output_padding, leaky=False)
+    np.testing.assert_array_equal(_conv_exact(x, layer), ref + np.arange(4)[:, None, None])
+    monkeypatch.setattr(int_hyper, "BAND_VALUES", 1)
+    np.testing.assert_array_equal(_conv_exact(x, layer), ref + np.arange(4)[:, None, None])
+
+
 def test_integer_h_s_follows_the_float_network(tiny_model_dir):
     import torch
 

@@ -45,30 +45,68 @@ class IntLayer:
     relu: bool = False  # ReLU after the layer (CompressAI ScaleHyperprior's h_s)
 
 
+BAND_VALUES = 1 << 22  # float64 values per im2col band (32 MiB): bounds memory on 40 MP photos
+
+
+def _gemm_taps(x: np.ndarray, taps: list[tuple[int, int]], weights: np.ndarray, oh: int, ow: int, stride: int) -> np.ndarray:
+    """out[:, m, n] = Σ_t weights_t @ x[:, dy_t + stride·m, dx_t + stride·n], one matrix product
+    per band of output rows (im2col). `weights` is [out, len(taps)·in], tap-major; x is padded
+    so that every read is in range. Integer-valued float64 below 2**53: exact in any order."""
+    in_c = x.shape[0]
+    out = np.empty((weights.shape[0], oh, ow), dtype=np.float64)
+    band = max(1, BAND_VALUES // max(1, len(taps) * in_c * ow))
+    for r0 in range(0, oh, band):
+        r1 = min(oh, r0 + band)
+        cols = np.empty((len(taps), in_c, r1 - r0, ow), dtype=np.float64)
+        for t, (dy, dx) in enumerate(taps):
+            cols[t] = x[:, dy + stride * r0 : dy + stride * (r1 - 1) + 1 : stride, dx : dx + stride * (ow - 1) + 1 : stride]
+        out[:, r0:r1] = (weights @ cols.reshape(len(taps) * in_c, -1)).reshape(-1, r1 - r0, ow)
+    return out
+
+
+def _tap_weights(weight: np.ndarray, taps: list[tuple[int, int]]) -> np.ndarray:
+    return np.concatenate([weight[:, :, i, j] for i, j in taps], axis=1).astype(np.float64)
+
+
 def _conv_exact(x: np.ndarray, layer: IntLayer) -> np.ndarray:
-    """Convolution of integer-valued float64 arrays, summed tap by tap (bounded memory)."""
-    c, h, w = x.shape
-    if layer.upsample > 1:
-        s = layer.upsample
-        up = np.zeros((c, (h - 1) * s + 1, (w - 1) * s + 1), dtype=np.float64)
-        up[:, ::s, ::s] = x
-        x = up
-    x = np.pad(x, ((0, 0), (layer.pad_before, layer.pad_after), (layer.pad_before, layer.pad_after)))
+    """The layer's convolution (before bias scaling) of integer-valued float64 [in, h, w].
+
+    A transposed convolution is, by definition, a convolution over the input upsampled with
+    zeros; it is computed per output phase with only the taps that meet non-zero inputs (a
+    quarter of them at stride 2), which gives the same sums without the multiplications by zero.
+    """
     out_c, in_c, k, _ = layer.weight.shape
     if in_c != x.shape[0]:
         raise ModelError("integer hyper-synthesis layer does not match its input")
-    oh = (x.shape[1] - k) // layer.stride + 1
-    ow = (x.shape[2] - k) // layer.stride + 1
-    # [k, k, out, in], contiguous: each tap's matrix must be contiguous for numpy to use BLAS.
-    taps = np.ascontiguousarray(layer.weight.transpose(2, 3, 0, 1), dtype=np.float64)
-    acc = np.zeros((out_c, oh * ow), dtype=np.float64)
-    st = layer.stride
-    for i in range(k):
-        for j in range(k):
-            patch = x[:, i : i + st * (oh - 1) + 1 : st, j : j + st * (ow - 1) + 1 : st]
-            acc += taps[i, j] @ patch.reshape(in_c, -1)
-    acc += layer.bias.astype(np.float64)[:, None]
-    return acc.reshape(out_c, oh, ow)
+    _, h, w = x.shape
+    if layer.upsample == 1:
+        x = np.pad(x, ((0, 0), (layer.pad_before, layer.pad_after), (layer.pad_before, layer.pad_after)))
+        st = layer.stride
+        oh, ow = (x.shape[1] - k) // st + 1, (x.shape[2] - k) // st + 1
+        taps = [(i, j) for i in range(k) for j in range(k)]
+        acc = _gemm_taps(x, taps, _tap_weights(layer.weight, taps), oh, ow, st)
+    else:
+        s, pb = layer.upsample, layer.pad_before
+        # Output size of the zero-upsampled, padded input convolved with a k×k kernel (stride 1).
+        oh = (h - 1) * s + 1 + pb + layer.pad_after - k + 1
+        ow = (w - 1) * s + 1 + pb + layer.pad_after - k + 1
+        # Output row s·m + a reads upsampled row s·m + a + i - pb: non-zero only when a + i - pb ≡ 0
+        # (mod s), and then it is input row m + (a + i - pb) // s. Pad x so every such read is in range.
+        margin = k + 1
+        xp = np.pad(x, ((0, 0), (margin, margin + k), (margin, margin + k)))
+        acc = np.empty((out_c, oh, ow), dtype=np.float64)
+        for a in range(s):
+            rows = [i for i in range(k) if (a + i - pb) % s == 0]
+            for b in range(s):
+                cols = [j for j in range(k) if (b + j - pb) % s == 0]
+                mh, mw = len(range(a, oh, s)), len(range(b, ow, s))
+                if not mh or not mw:
+                    continue
+                taps = [(i, j) for i in rows for j in cols]
+                reads = [((a + i - pb) // s + margin, (b + j - pb) // s + margin) for i, j in taps]
+                acc[:, a::s, b::s] = _gemm_taps(xp, reads, _tap_weights(layer.weight, taps), mh, mw, 1)
+    acc += layer.bias.astype(np.float64)[:, None, None]
+    return acc
 
 
 @dataclass(frozen=True)
