@@ -1,6 +1,6 @@
 """Issue 11's numbers: Kodak decodes identically across CPU code paths and threads, and what that costs.
 
-    python benchmarks/determinism.py --data ../shared/datasets/kodak --out benchmarks/results/determinism
+    python benchmarks/determinism.py --data ../shared/datasets/kodak --model ID --out benchmarks/results/determinism_ID
 
 1. Identical decoding. For every ATEN_CPU_CAPABILITY this CPU has (default/avx2/avx512), an
    encoder subprocess codes every image at every quality with every coder and records its own
