@@ -433,10 +433,12 @@ def test_bench_puts_cached_zoo_models_beside_the_embedded_one(zoo_env, monkeypat
     report = (out / "report.md").read_text()
     assert "cai:bmshj2018-hyperprior:mse q5" in report and ids[1] in report
     # --no-zoo leaves them out; --models adds one explicitly
-    options.zoo, options.out = False, tmp_path / "bench2"
-    options.models = ids[0]
-    result, _ = bench(options, "imgarc bench (test)")
-    assert sorted(m.id for m in result.methods) == ["cai-bmshj2018-hyperprior-mse-3-rans", "imgarc-rans-q50", "webp-q40", "webp-q80"]
+    from imgarc.bench.command import build_config
+    from imgarc.bench.methods import plan_methods
+
+    options.zoo, options.models = False, ids[0]
+    planned = plan_methods(build_config(options))
+    assert sorted(m.id for m in planned) == ["cai-bmshj2018-hyperprior-mse-3-rans", "imgarc-rans-q50", "webp-q40", "webp-q80"]
 
 
 def test_a_file_without_tables_is_refused_not_rebuilt():
