@@ -312,7 +312,7 @@ def models(
         return
     default = default_model_id()
     for r in list_models():
-        mark = " (default)" if r.model_id == default else ""
+        mark = " (default)" if r.model_id == default else f" (--tune {r.tune})" if r.model_id == default_model_id(r.tune) else ""
         rates = "quality 1-100" if r.variable_rate else f"quality {r.quality}"
         out.print(f"{r.model_id}{mark}  embedded  {rates}  tuned for {r.tune}  {r.description}  [dim]{r.path}[/]")
     if not zoo:

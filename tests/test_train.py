@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from tests.conftest import image_bytes, noise_rgb
@@ -87,3 +88,29 @@ def test_msssim_training_refuses_crops_too_small_for_five_scales(tmp_path):
     r = subprocess.run([sys.executable, "-m", "imgarc.cli", "train", "--data", str(tmp_path), "--run-dir", str(tmp_path / "r"),
                         "--distortion", "msssim", "--crop", "128"], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "--crop 192" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_tune_picks_the_catalogs_choice(tmp_path, monkeypatch):
+    """`tune_defaults` in models.json names the model --tune picks; the default stays the default."""
+    import json
+
+    from tests.conftest import export_tiny_model
+
+    models = tmp_path / "models"
+    for model_id in ("tiny-a", "tiny-b", "tiny-c"):
+        export_tiny_model(models, model_id=model_id)
+    doc = json.loads((models / "models.json").read_text())
+    for m in doc["models"]:
+        if m["id"] != "tiny-a":
+            m["tune"] = "msssim"
+    doc["default"], doc["tune_defaults"] = "tiny-a", {"msssim": "tiny-b"}
+    (models / "models.json").write_text(json.dumps(doc))
+    monkeypatch.setenv("IMGARC_MODEL_PATH", str(models))
+    from imgarc.codec.registry import model_for_quality
+    from imgarc.errors import ModelError
+
+    assert model_for_quality(50).model_id == "tiny-a"
+    assert model_for_quality(50, "psnr").model_id == "tiny-a"
+    assert model_for_quality(50, "msssim").model_id == "tiny-b"
+    with pytest.raises(ModelError, match="--tune must be one of psnr, msssim"):
+        model_for_quality(50, "ssim")

@@ -3,7 +3,9 @@
 Models are listed in a `models.json` beside their weights files: the shipped ones in the
 package's `assets/`, more in folders named by the IMGARC_MODEL_PATH environment variable
 (colon-separated; tests use it for tiny models). Each record gives the file's sha256: a file
-that does not match is refused, never used.
+that does not match is refused, never used, and may say what the model is tuned for
+(`"tune": "msssim"`; absent: psnr). A catalog names its `default` model and, optionally, the
+model `--tune psnr|msssim` picks (`"tune_defaults": {"msssim": ID}`).
 """
 
 from __future__ import annotations
@@ -46,10 +48,11 @@ def _catalog_dirs() -> list[Path]:
     return extra + [assets_dir()]
 
 
-def _read_catalog(folder: Path) -> tuple[str | None, list[ModelRecord]]:
+def _read_catalog(folder: Path) -> tuple[dict, list[ModelRecord]]:
+    """(defaults, records): defaults maps "default" and each tune (TUNES) to a model id."""
     path = folder / CATALOG_NAME
     if not path.is_file():
-        return None, []
+        return {}, []
     try:
         doc = json.loads(path.read_text())
         records = [
@@ -57,9 +60,10 @@ def _read_catalog(folder: Path) -> tuple[str | None, list[ModelRecord]]:
                         bool(m.get("variable_rate", False)), m.get("tune", "psnr"))
             for m in doc["models"]
         ]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        defaults = {"default": doc.get("default"), **{t: doc.get("tune_defaults", {}).get(t) for t in TUNES}}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ModelError(f"model catalog {path} is unreadable ({e})") from e
-    return doc.get("default"), records
+    return defaults, records
 
 
 def list_models() -> list[ModelRecord]:
@@ -70,37 +74,47 @@ def list_models() -> list[ModelRecord]:
     return list(seen.values())
 
 
-def default_model_id() -> str:
+def default_model_id(tune: str = "default") -> str | None:
+    """The catalog's default model, or with `tune`, its preferred model of that tune (None if unset).
+    The first catalog on IMGARC_MODEL_PATH that sets it wins over the shipped one."""
     for folder in _catalog_dirs():
-        default, _ = _read_catalog(folder)
-        if default:
-            return default
+        chosen = _read_catalog(folder)[0].get(tune)
+        if chosen:
+            return chosen
+    if tune != "default":
+        return None
     raise ModelError("no default model is installed (assets/models.json is missing); reinstall imgarc")
 
 
 def model_for_quality(quality: int, tune: str | None = None) -> ModelRecord:
-    """The model that codes at `quality`, among those tuned for `tune` (default: the default
-    model's tune): the default model if it is one of them and variable-rate, else (only when
-    `tune` is asked for) a variable-rate one, else the single-rate one whose nominal quality is
+    """The model that codes at `quality`, among those tuned for `tune` (default: what the default
+    model is tuned for). For the default model's tune: the default model if it is variable-rate.
+    For another tune: the catalog's choice for it (`tune_defaults`), else the newest
+    variable-rate model of that tune. Otherwise the single-rate model whose nominal quality is
     nearest (ties: the higher)."""
     models = list_models()
     if not models:
         raise ModelError("no models are installed; reinstall imgarc")
-    default = next((r for r in models if r.model_id == default_model_id()), None)
-    wanted = tune or (default.tune if default else None)
-    if wanted is not None:
-        if wanted not in TUNES:
-            raise ModelError(f"--tune must be one of {', '.join(TUNES)}, not {wanted!r}")
-        models = [r for r in models if r.tune == wanted]
-        if not models:
-            raise ModelError(f"no installed model is tuned for {wanted} (see `imgarc models`)")
-    if default in models and default.variable_rate:
-        return default
-    variable = [r for r in models if r.variable_rate]
-    if tune is not None and variable:
-        return variable[0]
-    models = [r for r in models if not r.variable_rate] or models
-    return min(models, key=lambda r: (abs(r.quality - quality), -r.quality))
+    by_id = {r.model_id: r for r in models}
+    default = by_id.get(default_model_id())
+    wanted = tune or (default.tune if default else "psnr")
+    if wanted not in TUNES:
+        raise ModelError(f"--tune must be one of {', '.join(TUNES)}, not {wanted!r}")
+    candidates = [r for r in models if r.tune == wanted]
+    if not candidates:
+        raise ModelError(f"no installed model is tuned for {wanted} (see `imgarc models`)")
+    if default in candidates:
+        if default.variable_rate:
+            return default
+    else:  # another tune than the default's
+        preferred = by_id.get(default_model_id(wanted) or "")
+        if preferred in candidates:
+            return preferred
+        variable = [r for r in candidates if r.variable_rate]
+        if variable:
+            return variable[-1]  # listed last: the newest
+    single = [r for r in candidates if not r.variable_rate] or candidates
+    return min(single, key=lambda r: (abs(r.quality - quality), -r.quality))
 
 
 def find_model(model_id: str) -> ModelRecord:
