@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,6 +71,9 @@ def test_msssim_training_exports_a_model_that_tune_msssim_picks(tmp_path, monkey
     from tests.conftest import export_tiny_model
 
     export_tiny_model(models, model_id="tiny-psnr")  # becomes the catalog's default
+    catalog = json.loads((models / "models.json").read_text())
+    catalog["tune_defaults"] = {"msssim": "tiny-msssim"}  # else the shipped catalog's msssim choice wins
+    (models / "models.json").write_text(json.dumps(catalog))
     monkeypatch.setenv("IMGARC_MODEL_PATH", str(models))
     from imgarc import api
     from imgarc.codec.registry import find_model, model_for_quality
@@ -92,8 +96,6 @@ def test_msssim_training_refuses_crops_too_small_for_five_scales(tmp_path):
 
 def test_tune_picks_the_catalogs_choice(tmp_path, monkeypatch):
     """`tune_defaults` in models.json names the model --tune picks; the default stays the default."""
-    import json
-
     from tests.conftest import export_tiny_model
 
     models = tmp_path / "models"
