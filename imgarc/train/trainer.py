@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from imgarc.codec.architecture import Architecture, build_model
-from imgarc.train.crops import CropSampler, load_photos
+from imgarc.train.crops import CropSampler, load_photos, prefetched
 
 
 @dataclass
@@ -110,6 +110,15 @@ def _load_exported(model, path: Path, lambdas: tuple[float, ...]) -> None:
         model.set_initial_gains(initial_gains(list(lambdas), reference))
 
 
+def slim_checkpoint(path: Path, out: Path) -> None:
+    """Write `path` without its optimizer state: a third of the size, for moving a run between
+    machines (a GPU lent for a while, then this machine). Resuming from it restarts Adam."""
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    _save_atomic({k: v for k, v in state.items() if k not in ("opt", "aux_opt")}, out)
+
+
 def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] | None = None) -> Path:
     """Train for `config.minutes` of wall time (on top of what a resumed checkpoint spent).
 
@@ -133,11 +142,17 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        aux_opt.load_state_dict(state["aux_opt"])
+        if "opt" in state:  # a weights-only checkpoint (see `slim_checkpoint`) restarts the optimizers
+            opt.load_state_dict(state["opt"])
+            aux_opt.load_state_dict(state["aux_opt"])
         step, spent = state["step"], state["seconds"]
     elif config.init_weights is not None:
         _load_exported(model, config.init_weights, config.lambdas)
+    elif config.architecture.rate_points > 1:
+        # From scratch, spread the rate points' quantization steps apart from the first step.
+        from imgarc.codec.gained import initial_gains
+
+        model.set_initial_gains(initial_gains(list(config.lambdas), config.lambdas[len(config.lambdas) // 2]).to(device))
     variable_rate = config.architecture.rate_points > 1
     if config.distortion not in DISTORTIONS:
         raise ValueError(f"distortion must be one of {DISTORTIONS}")
@@ -149,12 +164,15 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
 
     photos = load_photos(config.data, config.crop)
     sampler = CropSampler(photos, config.crop, seed=config.seed + step)
+    batches = prefetched(lambda: sampler.batch(config.batch))
     budget = spent + config.minutes * 60.0
     start = time.monotonic() - spent
     last_ckpt = time.monotonic()
     last_log = time.monotonic()
-    sums = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "aux": 0.0, "n": 0}
-    point_sums = [[0.0, 0.0, 0] for _ in config.lambdas]  # bpp, mse, count per rate point
+    # Running sums stay on the device: reading them every step would stall a GPU.
+    zero = torch.zeros((), device=device)
+    sums = {"loss": zero, "bpp": zero, "mse": zero, "aux": zero, "n": 0}
+    point_sums = [[zero, zero, 0] for _ in config.lambdas]  # bpp, mse, count per rate point
 
     def checkpoint() -> None:
         _save_atomic(
@@ -178,7 +196,7 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         lr = config.lr_final if elapsed > budget * (1 - config.lr_drop_fraction) else config.lr
         for g in opt.param_groups:
             g["lr"] = lr
-        x = torch.from_numpy(sampler.batch(config.batch)).to(device)
+        x = torch.from_numpy(next(batches)).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
         point = point_rng.randrange(len(config.lambdas)) if variable_rate else 0
         out = model(x, rate_position=point) if variable_rate else model(x)
         num_pixels = x.shape[0] * x.shape[2] * x.shape[3]
@@ -196,20 +214,20 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         aux_opt.step()
         step += 1
         for k, v in (("loss", loss), ("bpp", bpp), ("mse", mse), ("aux", aux)):
-            sums[k] += float(v.detach())
+            sums[k] = sums[k] + v.detach()
         sums["n"] += 1
         if variable_rate:
-            point_sums[point][0] += float(bpp.detach())
-            point_sums[point][1] += float(mse.detach())
+            point_sums[point][0] = point_sums[point][0] + bpp.detach()
+            point_sums[point][1] = point_sums[point][1] + mse.detach()
             point_sums[point][2] += 1
         now = time.monotonic()
         if log and now - last_log > 30:
             n = sums["n"]
-            per_point = tuple((b / c, _psnr(m / c)) for b, m, c in point_sums if c)
-            log(TrainStatus(step, now - start, sums["loss"] / n, sums["bpp"] / n, _psnr(sums["mse"] / n),
-                            sums["aux"] / n, lr, per_point))
-            sums = {k: 0.0 for k in sums} | {"n": 0}
-            point_sums = [[0.0, 0.0, 0] for _ in config.lambdas]
+            per_point = tuple((float(b) / c, _psnr(float(m) / c)) for b, m, c in point_sums if c)
+            log(TrainStatus(step, now - start, float(sums["loss"]) / n, float(sums["bpp"]) / n,
+                            _psnr(float(sums["mse"]) / n), float(sums["aux"]) / n, lr, per_point))
+            sums = {k: zero for k in sums} | {"n": 0}
+            point_sums = [[zero, zero, 0] for _ in config.lambdas]
             last_log = now
         if now - last_ckpt > config.checkpoint_minutes * 60:
             checkpoint()
