@@ -8,7 +8,7 @@
 # Resumes from RUN_DIR/checkpoint.pt when the machine is still warm from the previous call;
 # otherwise from SEED_DIR/slim.pt.part* (the weights-only checkpoint an earlier call brought
 # back, carried in); otherwise starts as the options say. Leaves in $OUT the log and this
-# call's weights-only checkpoint, split into parts small enough to come back
+# call's weights-only checkpoint (fp16 parameters), split into parts small enough to come back
 # (join with `cat slim.pt.part* > checkpoint.pt`; `imgarc train --run-dir` resumes from it).
 set -euo pipefail
 run_dir=$1 seed_dir=$2 minutes=$3

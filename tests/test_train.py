@@ -116,3 +116,30 @@ def test_tune_picks_the_catalogs_choice(tmp_path, monkeypatch):
     assert model_for_quality(50, "msssim").model_id == "tiny-b"
     with pytest.raises(ModelError, match="--tune must be one of psnr, msssim"):
         model_for_quality(50, "ssim")
+
+
+def test_a_slim_checkpoint_resumes_training_without_nans(tmp_path):
+    """The weights-only fp16 checkpoint that moves a run off a lent GPU keeps the tiny buffers
+    exact (fp16 would zero GDN's pedestal and the likelihood floor) and resumes, variable rate too."""
+    from imgarc.train.trainer import slim_checkpoint
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    for i in range(2):
+        (data / f"{i}.png").write_bytes(image_bytes(noise_rgb(80, 96, i), "PNG"))
+    run_dir, moved = tmp_path / "gpu", tmp_path / "here"
+    common = ["--data", str(data), "--channels", "8,8", "--crop", "64", "--batch", "2", "--minutes", "0.05",
+              "--lambdas", "0.005,0.05"]
+    run_train(common + ["--run-dir", str(run_dir)], dict(os.environ))
+    moved.mkdir()
+    slim_checkpoint(run_dir / "checkpoint.pt", moved / "checkpoint.pt")
+    full = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    slim = torch.load(moved / "checkpoint.pt", weights_only=False)
+    assert "opt" not in slim and slim["step"] == full["step"]
+    assert slim["model"]["g_a.0.weight"].dtype == torch.float16
+    assert slim["model"]["g_a.1.beta_reparam.pedestal"] == full["model"]["g_a.1.beta_reparam.pedestal"] > 0
+    assert (moved / "checkpoint.pt").stat().st_size < (run_dir / "checkpoint.pt").stat().st_size / 3
+    run_train(common + ["--run-dir", str(moved)], dict(os.environ))
+    resumed = torch.load(moved / "checkpoint.pt", weights_only=False)
+    assert resumed["step"] > full["step"] and "opt" in resumed
+    assert all(torch.isfinite(v).all() for v in resumed["model"].values() if v.is_floating_point())
