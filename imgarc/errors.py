@@ -45,6 +45,10 @@ class ModelError(ImgarcError):
     """A model or weights file is missing, unknown, altered or inconsistent."""
 
 
+class TrainingError(ImgarcError):
+    """Training cannot go on (it diverged); the last good checkpoint is left as it was."""
+
+
 class ImageError(ImgarcError):
     """An image cannot be coded (decoder failure, unsupported shape)."""
 

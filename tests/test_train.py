@@ -143,3 +143,21 @@ def test_a_slim_checkpoint_resumes_training_without_nans(tmp_path):
     resumed = torch.load(moved / "checkpoint.pt", weights_only=False)
     assert resumed["step"] > full["step"] and "opt" in resumed
     assert all(torch.isfinite(v).all() for v in resumed["model"].values() if v.is_floating_point())
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_the_good_checkpoint(tmp_path):
+    data = tmp_path / "photos"
+    data.mkdir()
+    (data / "0.png").write_bytes(image_bytes(noise_rgb(80, 96, 0), "PNG"))
+    run_dir = tmp_path / "run"
+    common = ["--data", str(data), "--run-dir", str(run_dir), "--channels", "8,8", "--crop", "64", "--batch", "2",
+              "--minutes", "0.03"]
+    run_train(common, dict(os.environ))
+    good = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    r = subprocess.run([sys.executable, "-m", "imgarc.cli", "train", *common, "--lr", "1e12"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "training diverged" in r.stderr + r.stdout
+    kept = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    assert kept["step"] == good["step"]
+    assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
