@@ -88,9 +88,11 @@ def test_interrupted_extract_leaves_no_partial_file(tmp_path, sig):
         for name, data in files.items():
             w.add(*stored(name, data))
     dest = tmp_path / "out"
+    # A suite started in the background (`cmd &`) inherits SIGINT ignored, and Python keeps it
+    # ignored; the child gets the default back so Ctrl-C is what this test sends.
     child = subprocess.Popen([sys.executable, "-m", "imgarc.cli", "extract", str(archive), str(dest), "--no-progress"],
                              env=slow_child_env(tmp_path, "fsync"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+                             text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for(lambda: len(list(dest.rglob("*.bin"))) >= 5 or child.poll() is not None)
         assert child.poll() is None, child.stderr.read()
