@@ -155,6 +155,7 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
     opt = torch.optim.Adam(main_params, lr=config.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=config.aux_lr)
     step, spent = 0, 0.0
+    variable_rate = config.architecture.rate_points > 1
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
@@ -164,12 +165,11 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         step, spent = state["step"], state["seconds"]
     elif config.init_weights is not None:
         _load_exported(model, config.init_weights, config.lambdas)
-    elif config.architecture.rate_points > 1:
+    elif variable_rate:
         # From scratch, spread the rate points' quantization steps apart from the first step.
         from imgarc.codec.gained import initial_gains
 
         model.set_initial_gains(initial_gains(list(config.lambdas), config.lambdas[len(config.lambdas) // 2]).to(device))
-    variable_rate = config.architecture.rate_points > 1
     if config.distortion not in DISTORTIONS:
         raise ValueError(f"distortion must be one of {DISTORTIONS}")
     if config.distortion == "msssim" and config.crop < MSSSIM_MIN_CROP:
