@@ -110,15 +110,15 @@ def _load_exported(model, path: Path, lambdas: tuple[float, ...]) -> None:
         model.set_initial_gains(initial_gains(list(lambdas), reference))
 
 
-def _refuse_divergence(loss_sum, step: int, ckpt_path: Path) -> None:
-    """Stop before a non-finite loss reaches a checkpoint: NaN weights would replace good ones."""
+def _refuse_divergence(model, step: int, ckpt_path: Path) -> None:
+    """Stop before non-finite weights (a diverged run) replace the last good checkpoint."""
     import torch
 
     from imgarc.errors import TrainingError
 
-    if not bool(torch.isfinite(loss_sum)):
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         kept = f"{ckpt_path} is kept from before" if ckpt_path.exists() else "no checkpoint was written"
-        raise TrainingError(f"training diverged (loss is not finite by step {step}); {kept}. Try a lower --lr.")
+        raise TrainingError(f"training diverged (weights are not finite by step {step}); {kept}. Try a lower --lr.")
 
 
 def slim_checkpoint(path: Path, out: Path) -> None:
@@ -191,6 +191,7 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
     point_sums = [[zero, zero, 0] for _ in config.lambdas]  # bpp, mse, count per rate point
 
     def checkpoint() -> None:
+        _refuse_divergence(model, step, ckpt_path)
         _save_atomic(
             {
                 "model": model.state_dict(),
@@ -237,8 +238,6 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
             point_sums[point][1] = point_sums[point][1] + mse.detach()
             point_sums[point][2] += 1
         now = time.monotonic()
-        if (log and now - last_log > 30) or now - last_ckpt > config.checkpoint_minutes * 60:
-            _refuse_divergence(sums["loss"], step, ckpt_path)
         if log and now - last_log > 30:
             n = sums["n"]
             per_point = tuple((float(b) / c, _psnr(float(m) / c)) for b, m, c in point_sums if c)
@@ -250,7 +249,6 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         if now - last_ckpt > config.checkpoint_minutes * 60:
             checkpoint()
             last_ckpt = now
-    _refuse_divergence(sums["loss"], step, ckpt_path)
     checkpoint()
     signal.signal(signal.SIGTERM, previous)
     return ckpt_path
