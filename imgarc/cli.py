@@ -228,8 +228,11 @@ def train(
     minutes: float = typer.Option(60.0, "--minutes", help="Wall-time budget for this run, on top of what a resumed checkpoint spent."),
     lmbda: float = typer.Option(0.035, "--lambda", help="Rate-distortion trade-off: loss = bpp + λ·255²·MSE (or λ·(1−MS-SSIM)). "
                                 "Higher: better quality, more bits."),
-    distortion: str = typer.Option("mse", "--distortion", help="What the model is tuned for: mse (PSNR) or msssim (MS-SSIM; "
-                                   "needs --crop ≥ 192; CompressAI's MS-SSIM λs are 2.40-220)."),
+    distortion: str = typer.Option("mse", "--distortion", help="What the model is tuned for: mse (PSNR), msssim (MS-SSIM; "
+                                   "needs --crop ≥ 192; CompressAI's MS-SSIM λs are 2.40-220) or mixed (both, with the MSE λs; "
+                                   "see --msssim-share)."),
+    msssim_share: float = typer.Option(0.5, "--msssim-share", min=0.0, max=1.0, help="With --distortion mixed: MS-SSIM's share of "
+                                       "the distortion, (1−s)·255²·MSE + s·1300·(1−MS-SSIM)."),
     lambdas: Optional[str] = typer.Option(None, "--lambdas", help="Comma-separated ascending λs: train one variable-rate model with a "
                                           "learned gain vector per λ (then --lambda is the λ of the --init model)."),
     resume: bool = typer.Option(True, "--resume/--fresh", help="Continue from RUN_DIR/checkpoint.pt if it exists."),
@@ -259,8 +262,8 @@ def train(
         raise UsageError(f"--crop must be a multiple of 64, not {crop}")
     if distortion not in DISTORTIONS:
         raise UsageError(f"--distortion must be one of {', '.join(DISTORTIONS)}, not {distortion!r}")
-    if distortion == "msssim" and crop < MSSSIM_MIN_CROP:
-        raise UsageError(f"--distortion msssim needs --crop 192 or more (MS-SSIM's 5 scales), not {crop}")
+    if distortion != "mse" and crop < MSSSIM_MIN_CROP:
+        raise UsageError(f"--distortion {distortion} needs --crop 192 or more (MS-SSIM's 5 scales), not {crop}")
     init_weights = None
     if init:
         record = find_model(init)
@@ -273,6 +276,7 @@ def train(
         raise UsageError("--lambdas needs at least two distinct positive values in ascending order")
     arch = Architecture("mbt2018-mean", n, m, rate_points=max(1, len(rate_lambdas)))
     config = TrainConfig(data=data, run_dir=run_dir, architecture=arch, lmbda=lmbda, lambdas=rate_lambdas, distortion=distortion,
+                         msssim_share=msssim_share,
                          lr=lr, lr_final=lr / 4, batch=batch, crop=crop, minutes=minutes,
                          checkpoint_minutes=checkpoint_minutes, device=device, init_weights=init_weights)
     out = _console()

@@ -88,10 +88,31 @@ def test_msssim_training_exports_a_model_that_tune_msssim_picks(tmp_path, monkey
     assert [e.header.model_id for e in api.list_archive(tmp_path / "a.iarc")] == ["tiny-msssim"]
 
 
-def test_msssim_training_refuses_crops_too_small_for_five_scales(tmp_path):
+@pytest.mark.parametrize("distortion", ["msssim", "mixed"])
+def test_msssim_training_refuses_crops_too_small_for_five_scales(tmp_path, distortion):
     r = subprocess.run([sys.executable, "-m", "imgarc.cli", "train", "--data", str(tmp_path), "--run-dir", str(tmp_path / "r"),
-                        "--distortion", "msssim", "--crop", "128"], capture_output=True, text=True, timeout=60)
+                        "--distortion", distortion, "--crop", "128"], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "--crop 192" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_mixed_training_records_its_share_and_is_filed_under_the_larger_one(tmp_path):
+    """--distortion mixed trains on both metrics with the MSE λs; the export records the share,
+    and a model with more MS-SSIM than MSE in its loss is listed as tuned for msssim."""
+    from imgarc.codec.weights import load_weights
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    (data / "0.png").write_bytes(image_bytes(noise_rgb(200, 200, 4), "PNG"))
+    models = tmp_path / "models"
+    env = dict(os.environ, IMGARC_MODEL_PATH=str(models))
+    for share, model_id in (("0.7", "tiny-mostly-msssim"), ("0.2", "tiny-mostly-mse")):
+        out = run_train(["--data", str(data), "--run-dir", str(tmp_path / model_id), "--channels", "8,8", "--crop", "192",
+                         "--batch", "1", "--minutes", "0.03", "--distortion", "mixed", "--msssim-share", share,
+                         "--lambda", "0.013", "--export", model_id, "--export-dir", str(models)], env)
+        assert f"exported {model_id}" in out
+        assert load_weights(models / f"{model_id}.npz")[0].meta["msssim_share"] == float(share)
+    tunes = {m["id"]: m.get("tune", "psnr") for m in json.loads((models / "models.json").read_text())["models"]}
+    assert tunes == {"tiny-mostly-msssim": "msssim", "tiny-mostly-mse": "psnr"}
 
 
 def test_tune_picks_the_catalogs_choice(tmp_path, monkeypatch):

@@ -24,10 +24,13 @@ def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: 
     meta = {"lambda": cfg["lmbda"], "lambdas": list(cfg.get("lambdas", ())), "steps": state["step"], "train_seconds": round(state["seconds"]),
             "train_data": str(cfg["data"]), "crop": cfg["crop"], "batch": cfg["batch"],
             "distortion": cfg.get("distortion", "mse")}
+    if meta["distortion"] == "mixed":
+        meta["msssim_share"] = cfg["msssim_share"]
     out_dir.mkdir(parents=True, exist_ok=True)
     filename = f"{model_id}.npz"
     sha = export_model(model, arch, model_id, out_dir / filename, meta, half=half)
-    tune = "msssim" if meta["distortion"] == "msssim" else "psnr"
+    # A mixed model is filed under the metric with the larger share of its distortion.
+    tune = "msssim" if meta["distortion"] == "msssim" or meta.get("msssim_share", 0) > 0.5 else "psnr"
     register_model(out_dir, model_id, filename, sha, quality, description, make_default, arch.rate_points > 1, tune)
     return sha
 

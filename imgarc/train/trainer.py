@@ -26,7 +26,8 @@ class TrainConfig:
     run_dir: Path
     architecture: Architecture = field(default_factory=lambda: Architecture("mbt2018-mean", 64, 96))
     lmbda: float = 0.025  # weight of the distortion term (see `distortion_term`)
-    distortion: str = "mse"  # "mse" (loss λ·255²·MSE) or "msssim" (loss λ·(1 − MS-SSIM)), as in CompressAI
+    distortion: str = "mse"  # "mse" (loss λ·255²·MSE), "msssim" (loss λ·(1 − MS-SSIM)), as in CompressAI, or "mixed"
+    msssim_share: float = 0.5  # "mixed" only: the MS-SSIM part's share of the distortion (see `distortion_term`)
     # Variable-rate: one λ per rate point (ascending; architecture.rate_points == len). Each step
     # trains one point, chosen at random; `lmbda` is then only the λ the init weights were trained at.
     lambdas: tuple[float, ...] = ()
@@ -59,18 +60,28 @@ class TrainStatus:
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-DISTORTIONS = ("mse", "msssim")
+DISTORTIONS = ("mse", "msssim", "mixed")
 # MS-SSIM's five scales of an 11-tap window need crops larger than (11 - 1) · 2⁴ = 160 px.
 MSSSIM_MIN_CROP = 161
+# CompressAI's λ tables for its six qualities pair MSE λ 0.0018 … 0.0483 with MS-SSIM λ
+# 2.40 … 60.5: at the same quality, 1 − MS-SSIM weighs about 1300 times 255²·MSE.
+MSSSIM_PER_MSE_UNIT = 1300.0
 
 
-def distortion_term(distortion: str, x_hat, x, mse):
-    """The distortion part of the loss, in CompressAI's units so its λ tables carry over."""
+def distortion_term(distortion: str, x_hat, x, mse, msssim_share: float = 0.5):
+    """The distortion part of the loss, in CompressAI's units so its λ tables carry over.
+
+    "mixed" keeps the MSE λ scale: (1 − share)·255²·MSE + share·1300·(1 − MS-SSIM), so a
+    model trained for MSE can be fine-tuned towards MS-SSIM with the same λs.
+    """
     if distortion == "mse":
         return 255**2 * mse
     from pytorch_msssim import ms_ssim
 
-    return 1 - ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0)
+    msssim_loss = 1 - ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0)
+    if distortion == "msssim":
+        return msssim_loss
+    return (1 - msssim_share) * 255**2 * mse + msssim_share * MSSSIM_PER_MSE_UNIT * msssim_loss
 
 
 def _psnr(mse: float) -> float:
@@ -172,7 +183,7 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         model.set_initial_gains(initial_gains(list(config.lambdas), config.lambdas[len(config.lambdas) // 2]).to(device))
     if config.distortion not in DISTORTIONS:
         raise ValueError(f"distortion must be one of {DISTORTIONS}")
-    if config.distortion == "msssim" and config.crop < MSSSIM_MIN_CROP:
+    if config.distortion != "mse" and config.crop < MSSSIM_MIN_CROP:
         raise ValueError(f"MS-SSIM training needs crops of at least {MSSSIM_MIN_CROP} px")
     if variable_rate and len(config.lambdas) != config.architecture.rate_points:
         raise ValueError("a variable-rate model needs one λ per rate point")
@@ -220,7 +231,7 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         bpp = sum(-torch.log2(l).sum() for l in out["likelihoods"].values()) / num_pixels
         mse = torch.mean((out["x_hat"] - x) ** 2)
         lmbda = config.lambdas[point] if variable_rate else config.lmbda
-        loss = lmbda * distortion_term(config.distortion, out["x_hat"], x, mse) + bpp
+        loss = lmbda * distortion_term(config.distortion, out["x_hat"], x, mse, config.msssim_share) + bpp
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
