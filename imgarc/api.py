@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -35,6 +36,7 @@ from imgarc.errors import (
     UsageError,
 )
 from imgarc.fileio import NO_SPACE, write_file_atomic
+from imgarc.ordered_pool import OneIntraOpThread, Task, decode_workers, in_order
 from imgarc.output_format import check_extract_format, check_photo_fields, entry_output_path, photo_file_bytes
 from imgarc.photo_io import MAX_PIXELS, NotCoded, Photo, read_photo
 from imgarc.stored import StoredPayload, pack_stored, unpack_stored
@@ -342,20 +344,51 @@ def _write_entry_file(target: Path, data: bytes, header: EntryHeader) -> None:
     write_file_atomic(target, data, header.mtime_ns, header.mode & 0o777)
 
 
-def _extract_entry(header: EntryHeader, payload: bytes, dest: Path, timer: _Timer, image_format: str = "keep",
-                   taken: set[str] | None = None) -> EntryResult:
-    """Decode one entry and write its file under `dest` (atomically).
+@dataclass
+class _DecodedEntry:
+    header: EntryHeader
+    data: bytes  # the bytes of the file it extracts to
+    timer: _Timer
+
+
+def _decoding_task(name: str, read: Callable[[], tuple[EntryHeader, bytes]], image_format: str,
+                   threads: OneIntraOpThread) -> Task[str, _DecodedEntry]:
+    """Read an entry here (the reader is not thread-safe); its decoding runs on the pool.
+    A damaged entry becomes a task that raises, so it is reported in archive order."""
+    try:
+        header, payload = read()
+    except ENTRY_ERRORS as e:
+        return Task(name, partial(_raise, e))
+    pixels = 0
+    if header.kind == KIND_IMAGE:
+        threads.pin()
+        pixels = (header.padded_height or 0) * (header.padded_width or 0)
+    return Task(header.path, partial(_decode_entry, header, payload, image_format), pixels)
+
+
+def _raise(error: Exception):
+    raise error
+
+
+def _decode_entry(header: EntryHeader, payload: bytes, image_format: str) -> _DecodedEntry:
+    safe_relative_path(header.path)
+    timer = _Timer()
+    return _DecodedEntry(header, _entry_file_bytes(header, payload, timer, image_format), timer)
+
+
+def _write_decoded(decoded: _DecodedEntry, dest: Path, timer: _Timer, image_format: str, taken: set[str]) -> EntryResult:
+    """Write one decoded entry's file under `dest` (atomically).
 
     `image_format` (extract --format) may change a coded photo's format and extension; `taken`
     holds the names already used, so a renamed photo never replaces another file.
     """
-    safe_relative_path(header.path)
-    out_path = entry_output_path(header, image_format, taken if taken is not None else set())
+    header, data = decoded.header, decoded.data
+    out_path = entry_output_path(header, image_format, taken)
     target = resolve_inside(dest, safe_relative_path(out_path))
-    data = _entry_file_bytes(header, payload, timer, image_format)
     _write_entry_file(target, data, header)
-    if taken is not None:
-        taken.add(out_path)
+    taken.add(out_path)
+    timer.model += decoded.timer.model
+    timer.coder += decoded.timer.coder
     image = header.kind == KIND_IMAGE
     return EntryResult(out_path, "image" if image else "stored", len(data), header.payload_size,
                        header.width * header.height if image else 0)
@@ -373,20 +406,23 @@ def extract_archive(archive: Path, dest: Path, force: bool = False, progress: Pr
     timer = _Timer()
     results: list[EntryResult] = []
     failures: list[tuple[str, str]] = []
-    with _open_reader(archive) as reader:
+    workers = decode_workers()
+    with _open_reader(archive) as reader, OneIntraOpThread(workers > 1) as threads:
         _dest_is_usable(dest, force)
         dest.mkdir(parents=True, exist_ok=True)
         taken = _entry_paths(reader)  # a photo renamed by --format must not take another file's name
-        for i in range(len(reader)):
-            name = f"#{i + 1}"
+
+        def read(i: int) -> tuple[EntryHeader, bytes]:
+            return reader.header(i), reader.payload(i)
+
+        tasks = (_decoding_task(f"#{i + 1}", partial(read, i), image_format, threads) for i in range(len(reader)))
+        for n, (name, decoded) in enumerate(in_order(tasks, workers)):
             try:
-                header = reader.header(i)
-                name = header.path
-                results.append(_extract_entry(header, reader.payload(i), dest, timer, image_format, taken))
+                results.append(_write_decoded(decoded.result(), dest, timer, image_format, taken))
             except ENTRY_ERRORS as e:
                 failures.append((name, str(e)))
             if progress:
-                progress(i + 1, len(reader), name)
+                progress(n + 1, len(reader), name)
     if failures:
         listed = "; ".join(f"{n}: {d}" for n, d in failures[:5]) + (" …" if len(failures) > 5 else "")
         raise ArchiveError(f"{len(failures)} of {len(results) + len(failures)} entries could not be extracted "
@@ -419,19 +455,24 @@ def salvage_archive(archive: Path, dest: Path, force: bool = False, progress: Pr
     started = time.perf_counter()
     timer = _Timer()
     results: list[EntryResult] = []
-    with SalvageReader(archive) as reader:
+    workers = decode_workers()
+    with SalvageReader(archive) as reader, OneIntraOpThread(workers > 1) as threads:
         plan = reader.plan
         damaged = [(d.name, d.detail) for d in plan.damaged]
         _dest_is_usable(dest, force)
         dest.mkdir(parents=True, exist_ok=True)
         written: set[str] = set()
         taken = {found.header.path for found in plan.entries}  # as in extract_archive
-        for n, found in enumerate(plan.entries):
-            name = found.header.path
+
+        def read(found) -> tuple[EntryHeader, bytes]:
+            return found.header, reader.payload(found)
+
+        tasks = (_decoding_task(found.header.path, partial(read, found), image_format, threads) for found in plan.entries)
+        for n, (name, decoded) in enumerate(in_order(tasks, workers)):
             try:
                 if name in written:  # a crafted or rescanned archive: never let one entry overwrite another
                     raise DestinationError(f"a second entry named {name!r}; the first one was extracted")
-                results.append(_extract_entry(found.header, reader.payload(found), dest, timer, image_format, taken))
+                results.append(_write_decoded(decoded.result(), dest, timer, image_format, taken))
                 written.add(name)
             except ENTRY_ERRORS as e:
                 damaged.append((name, str(e)))

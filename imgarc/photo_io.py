@@ -250,7 +250,7 @@ def _check_writable(photo: Photo) -> None:
     try:
         alpha = unpack_alpha(photo.alpha, w, h) if photo.alpha is not None else None
         encode_photo_file(photo.rgb, photo.mode, photo.source_format, photo.exif, photo.icc_profile, photo.xmp,
-                          decode_source_info(encode_source_info(photo.source_info)), alpha)
+                          decode_source_info(encode_source_info(photo.source_info)), alpha, trial=True)
     except ImgarcError as e:
         raise _Refuse(f"{photo.source_format} file imgarc could not write back ({e}): stored as it is") from e
 

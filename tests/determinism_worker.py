@@ -10,7 +10,8 @@ encoder's own LatentCode (captured from `ImageCodec.quantize`) and the pixels it
 digest of `codec.synthesize` of that code. g_a runs once per (model, image): `transform` is
 memoized, since it depends on neither coder nor quality.
 
-Decode: the real `api.extract_archive`, then the written PNGs' pixels are hashed. g_s and h_s
+Decode: the real `api.extract_archive`, then the written PNGs' pixels are hashed; each entry's
+latent code is recorded by its path (extract decodes entries side by side). g_s and h_s
 are the slow parts and depend only on their integer inputs, so both are memoized per (thread
 count, exact input): the archives of the other coders, whose entropy-decoded ẑ and ŷ are
 byte-identical, reuse them (their code digest is still recorded and compared). It also runs
@@ -184,11 +185,16 @@ def decode(job: dict) -> dict:
 
     synthesize = ImageCodec.synthesize
     pixels_cache: dict = {}
-    seen_codes: list[str] = []
+    decode_latents = api._decode_latents
+    seen_codes: dict[str, str] = {}  # entry path -> its latent code (extract decodes entries side by side)
+
+    def recording_decode_latents(header, payload, timer):
+        codec, code = decode_latents(header, payload, timer)
+        seen_codes[header.path] = code_digest(code)
+        return codec, code
 
     def memo_synthesize(self, code, height, width):
         digest = code_digest(code)
-        seen_codes.append(digest)
         key = (torch.get_num_threads(), self.weights_sha256, digest, height, width)
         if key not in pixels_cache:
             pixels_cache[key] = synthesize(self, code, height, width)
@@ -206,6 +212,7 @@ def decode(job: dict) -> dict:
 
     ImageCodec.synthesize = memo_synthesize
     IntHyperSynthesis.run = memo_run
+    api._decode_latents = recording_decode_latents
     dest = Path(job["dest"])
     result: dict = {}
     for threads in job["threads"]:
@@ -216,9 +223,11 @@ def decode(job: dict) -> dict:
             out = dest / f"t{threads}" / archive.stem
             api.extract_archive(archive, out)
             images = [e.header for e in api.list_archive(archive) if e.header.kind == KIND_IMAGE]
+            if set(seen_codes) != {h.path for h in images}:
+                raise SystemExit(f"{archive}: decoded {sorted(seen_codes)}, expected {[h.path for h in images]}")
             archives[archive.name] = {
-                h.path: {"code": code, "pixels": pixels_digest(np.asarray(Image.open(out / h.path).convert("RGB")))}
-                for h, code in zip(images, seen_codes, strict=True)
+                h.path: {"code": seen_codes[h.path], "pixels": pixels_digest(np.asarray(Image.open(out / h.path).convert("RGB")))}
+                for h in images
             }
         result[str(threads)] = {"archives": archives, "boundary": boundary_digests(Path(job["boundary_weights"]), run_hyper)}
     result["g_s_runs"], result["h_s_runs"] = len(pixels_cache), len(hyper_cache)
