@@ -32,26 +32,29 @@ def run(cmd: list[str]) -> float:
     return time.perf_counter() - t
 
 
-def entropy_gap(data: Path, model_id: str | None) -> dict:
-    """rANS bytes vs −log2 of forward() likelihoods, summed over the folder."""
+def entropy_gap(data: Path, model_id: str | None, quality: int) -> dict:
+    """rANS bytes vs −log2 of forward() likelihoods, summed over the folder (a variable-rate
+    model at `quality`: forward() then runs at the same rate position)."""
     import torch
 
     from imgarc.codec.padding import pad_to_multiple
+    from imgarc.codec.quality import rate_position
     from imgarc.codec.registry import default_model_id, load_codec
     from imgarc.coders import get_coder
 
     codec = load_codec(model_id or default_model_id())
     rans = get_coder("rans")
     coded_bits = estimate_bits = 0.0
+    forward_args = {"rate_position": rate_position(quality, codec.model.rate_points)} if codec.variable_rate else {}
     for path in sorted(data.glob("*.png")):
         rgb = np.asarray(Image.open(path).convert("RGB"))
-        code = codec.analyse(rgb)
+        code = codec.analyse(rgb, quality if codec.variable_rate else None)
         idx = code.y_indexes
         coded_bits += 8 * len(rans.encode(code.z_symbols.ravel(), codec.z_indexes(code.z_symbols.shape), codec.tables.z))
         coded_bits += 8 * len(rans.encode(code.y_symbols.ravel(), idx.ravel(), codec.tables.y))
         x = torch.from_numpy(pad_to_multiple(rgb, codec.stride).transpose(2, 0, 1).copy()).float()[None] / 255
         with torch.no_grad():
-            out = codec.model(x)
+            out = codec.model(x, **forward_args)
         estimate_bits += float(sum(-torch.log2(l).sum() for l in out["likelihoods"].values()))
     return {"rans_bits": coded_bits, "estimate_bits": estimate_bits, "gap_percent": 100 * (coded_bits / estimate_bits - 1)}
 
@@ -62,6 +65,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/kodak_core"))
     ap.add_argument("--coders", default="rans,lzma")
     ap.add_argument("--model", default=None)
+    ap.add_argument("--quality", type=int, default=75, help="--quality for imgarc compress (the CLI's default)")
     args = ap.parse_args()
     originals = sorted(args.data.glob("*.png"))
     pixels = sum(np.prod(Image.open(p).size) for p in originals)
@@ -72,7 +76,8 @@ def main() -> None:
             archive = Path(tmp) / f"k-{coder}.iarc"
             restored = Path(tmp) / f"out-{coder}"
             model = ["--model", args.model] if args.model else []
-            t_c = run(imgarc + ["compress", str(args.data), str(archive), "--coder", coder, "--no-progress", *model])
+            t_c = run(imgarc + ["compress", str(args.data), str(archive), "--coder", coder, "--no-progress",
+                             "--quality", str(args.quality), *model])
             t_x = run(imgarc + ["extract", str(archive), str(restored), "--no-progress"])
             ps, ms = [], []
             for p in originals:
@@ -85,7 +90,7 @@ def main() -> None:
                          "bpp": archive.stat().st_size * 8 / pixels, "psnr_mean": float(np.mean(ps)),
                          "ms_ssim_mean": float(np.mean(ms)), "compress_s": t_c, "extract_s": t_x})
             shutil.rmtree(restored)
-    gap = entropy_gap(args.data, args.model)
+    gap = entropy_gap(args.data, args.model, args.quality)
     result = {"command": " ".join(sys.argv), "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
               f"{__import__('os').cpu_count()} cores", "rows": rows, "entropy_gap": gap}
     args.out.parent.mkdir(parents=True, exist_ok=True)
