@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 from imgarc.archive import (
     KIND_IMAGE,
@@ -351,12 +351,15 @@ class _DecodedEntry:
     timer: _Timer
 
 
-def _decoding_task(name: str, read: Callable[[], tuple[EntryHeader, bytes]], image_format: str,
-                   threads: OneIntraOpThread) -> Task[str, _DecodedEntry]:
+def _decoding_task(name: str, read_header: Callable[[], EntryHeader], read_payload: Callable[[], bytes],
+                   image_format: str, threads: OneIntraOpThread) -> Task[str, _DecodedEntry]:
     """Read an entry here (the reader is not thread-safe); its decoding runs on the pool.
-    A damaged entry becomes a task that raises, so it is reported in archive order."""
+    A damaged entry becomes a task that raises, so it is reported in archive order, under its
+    path when its header is readable."""
     try:
-        header, payload = read()
+        header = read_header()
+        name = header.path
+        payload = read_payload()
     except ENTRY_ERRORS as e:
         return Task(name, partial(_raise, e))
     pixels = 0
@@ -366,7 +369,7 @@ def _decoding_task(name: str, read: Callable[[], tuple[EntryHeader, bytes]], ima
     return Task(header.path, partial(_decode_entry, header, payload, image_format), pixels)
 
 
-def _raise(error: Exception):
+def _raise(error: Exception) -> NoReturn:
     raise error
 
 
@@ -411,11 +414,8 @@ def extract_archive(archive: Path, dest: Path, force: bool = False, progress: Pr
         _dest_is_usable(dest, force)
         dest.mkdir(parents=True, exist_ok=True)
         taken = _entry_paths(reader)  # a photo renamed by --format must not take another file's name
-
-        def read(i: int) -> tuple[EntryHeader, bytes]:
-            return reader.header(i), reader.payload(i)
-
-        tasks = (_decoding_task(f"#{i + 1}", partial(read, i), image_format, threads) for i in range(len(reader)))
+        tasks = (_decoding_task(f"#{i + 1}", partial(reader.header, i), partial(reader.payload, i), image_format, threads)
+                 for i in range(len(reader)))
         for n, (name, decoded) in enumerate(in_order(tasks, workers)):
             try:
                 results.append(_write_decoded(decoded.result(), dest, timer, image_format, taken))
@@ -463,11 +463,8 @@ def salvage_archive(archive: Path, dest: Path, force: bool = False, progress: Pr
         dest.mkdir(parents=True, exist_ok=True)
         written: set[str] = set()
         taken = {found.header.path for found in plan.entries}  # as in extract_archive
-
-        def read(found) -> tuple[EntryHeader, bytes]:
-            return found.header, reader.payload(found)
-
-        tasks = (_decoding_task(found.header.path, partial(read, found), image_format, threads) for found in plan.entries)
+        tasks = (_decoding_task(found.header.path, lambda found=found: found.header, partial(reader.payload, found),
+                                image_format, threads) for found in plan.entries)
         for n, (name, decoded) in enumerate(in_order(tasks, workers)):
             try:
                 if name in written:  # a crafted or rescanned archive: never let one entry overwrite another

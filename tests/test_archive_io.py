@@ -326,6 +326,12 @@ def test_damaged_entry_leaves_neighbours_readable(tmp_path, small):
             r.payload(0)
         assert e.value.entry == "notes/ç.txt"
         assert r.payload(1) == FIXTURE_ENTRIES[1][1]
+    # extract (entries decode side by side) names the damaged entry by its path, not its position
+    from imgarc import api
+
+    with pytest.raises(ArchiveError) as failed:
+        api.extract_archive(path, tmp_path / "out")
+    assert "could not be extracted (the other 0 were): notes/ç.txt: entry 'notes/ç.txt' is damaged" in str(failed.value)
 
 
 def test_damaged_header_is_named_by_position(tmp_path, small):
