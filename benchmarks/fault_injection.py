@@ -42,6 +42,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections import Counter, defaultdict
@@ -111,15 +112,17 @@ class DecodeMemo:
         self.cache: dict[tuple, bytes] = {}
         self.misses = 0
         self.hits = 0
+        self.lock = threading.Lock()  # extract and salvage decode entries on several threads
 
     def __call__(self, header, payload, timer, *options):
         key = (repr(header), hashlib.sha256(payload).digest(), options)
-        if key not in self.cache:
-            self.misses += 1
-            self.cache[key] = self.real(header, payload, timer, *options)
-        else:
-            self.hits += 1
-        return self.cache[key]
+        with self.lock:
+            cached = self.cache.get(key)
+            self.hits += cached is not None
+            self.misses += cached is None
+        if cached is None:
+            cached = self.cache[key] = self.real(header, payload, timer, *options)
+        return cached
 
     def install(self) -> None:
         api._entry_file_bytes = self
