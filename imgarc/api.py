@@ -360,13 +360,14 @@ def _decoding_task(name: str, read_header: Callable[[], EntryHeader], read_paylo
         header = read_header()
         name = header.path
         payload = read_payload()
+        activations = 0
+        if header.kind == KIND_IMAGE:
+            synthesis_width = _image_codec_for(header).architecture.N  # loads the model here, once
+            activations = (header.padded_height or 0) * (header.padded_width or 0) * synthesis_width
+            threads.pin()
     except ENTRY_ERRORS as e:
         return Task(name, partial(_raise, e))
-    pixels = 0
-    if header.kind == KIND_IMAGE:
-        threads.pin()
-        pixels = (header.padded_height or 0) * (header.padded_width or 0)
-    return Task(header.path, partial(_decode_entry, header, payload, image_format), pixels)
+    return Task(header.path, partial(_decode_entry, header, payload, image_format), activations)
 
 
 def _raise(error: Exception) -> NoReturn:

@@ -6,8 +6,8 @@ decodes. Decoding several entries at once uses them. Threads suffice: torch, num
 entropy coders and Pillow's encoders do their heavy work without the GIL.
 
 Memory stays bounded: at most `workers` entries are in flight beyond the one being written,
-and photos are admitted only while their padded pixels fit a budget (one photo larger than
-the budget decodes alone).
+and photos are admitted only while their synthesis activations fit a budget (one photo larger
+than the budget decodes alone).
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from typing import Callable, Generic, Iterable, Iterator, TypeVar
 T = TypeVar("T")
 K = TypeVar("K")
 
-# Two 12-megapixel phone photos at once (a few GB of activations for the shipped models).
-PIXEL_BUDGET = 2 * 12_600_000
+# A photo's decode memory grows with its padded pixels times the synthesis width (channels of
+# g_s): one 12-megapixel photo through a 64-channel g_s took ~2.1 GB more peak memory (measured
+# with /usr/bin/time -v). The budget admits two of those at once, one through a 128-channel g_s.
+ACTIVATION_BUDGET = 2 * 12_600_000 * 64
 MAX_WORKERS = 4
 
 
@@ -36,10 +38,10 @@ def decode_workers() -> int:
 class Task(Generic[K, T]):
     key: K  # what the caller needs back with the result (a name, a header)
     run: Callable[[], T]
-    pixels: int = 0  # padded pixels a photo decodes to; 0 for everything else
+    activations: int = 0  # a photo's padded pixels × its g_s width; 0 for everything else
 
 
-def in_order(tasks: Iterable[Task[K, T]], workers: int, pixel_budget: int = PIXEL_BUDGET) -> Iterator[tuple[K, Future[T]]]:
+def in_order(tasks: Iterable[Task[K, T]], workers: int, activation_budget: int = ACTIVATION_BUDGET) -> Iterator[tuple[K, Future[T]]]:
     """Run each task's `run` on a pool; yield (key, finished future) in the tasks' order.
 
     `future.result()` re-raises what `run` raised, so the caller handles a failed entry
@@ -58,17 +60,17 @@ def in_order(tasks: Iterable[Task[K, T]], workers: int, pixel_budget: int = PIXE
         threading.Thread(target=_work, args=(jobs,), name=f"imgarc-decode-{n}", daemon=True).start()
     pending: deque[tuple[Task[K, T], Future[T]]] = deque()
     try:
-        pixels_in_flight = 0
+        in_flight = 0  # activations of the photos pending
         for task in tasks:
-            while pending and (len(pending) > workers or pixels_in_flight + task.pixels > pixel_budget):
+            while pending and (len(pending) > workers or in_flight + task.activations > activation_budget):
                 done, future = pending.popleft()
                 future.exception()  # waits for it
-                pixels_in_flight -= done.pixels
+                in_flight -= done.activations
                 yield done.key, future
             future = Future()
             jobs.put((task.run, future))
             pending.append((task, future))
-            pixels_in_flight += task.pixels
+            in_flight += task.activations
         while pending:
             done, future = pending.popleft()
             future.exception()

@@ -190,3 +190,28 @@ def test_missing_model_is_named(tmp_path, archive, monkeypatch):
     monkeypatch.delenv("IMGARC_MODEL_PATH")
     with pytest.raises(ImgarcError, match="tiny-test"):
         api.extract_archive(archive, tmp_path / "o")
+
+
+def test_extract_weighs_each_photo_by_its_pixels_and_synthesis_width(tmp_path, archive, tiny_model, monkeypatch):
+    """The decode pool's memory budget counts padded pixels × g_s channels, read from the entry's model."""
+    from imgarc import ordered_pool
+    from imgarc.archive import ArchiveReader
+    from imgarc.codec.registry import load_codec
+
+    seen: dict[str, int] = {}
+    real_in_order = ordered_pool.in_order
+
+    def recording_in_order(tasks, workers, **kw):
+        def record():
+            for task in tasks:
+                seen[task.key] = task.activations
+                yield task
+        return real_in_order(record(), workers, **kw)
+
+    monkeypatch.setattr(api, "in_order", recording_in_order)
+    api.extract_archive(archive, tmp_path / "out")
+    with ArchiveReader(archive) as reader:
+        headers = [reader.header(i) for i in range(len(reader))]
+    width = load_codec(tiny_model).architecture.N
+    expected = {h.path: h.padded_height * h.padded_width * width if h.model_id else 0 for h in headers}
+    assert seen == expected and sum(v > 0 for v in seen.values()) == 3

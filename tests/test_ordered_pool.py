@@ -1,4 +1,4 @@
-"""Entries decode side by side but come back in archive order, failures included, within a pixel budget."""
+"""Entries decode side by side but come back in archive order, failures included, within a memory (activation) budget."""
 
 from __future__ import annotations
 
@@ -45,14 +45,14 @@ def test_results_and_failures_come_back_in_order(workers):
     assert c.peak == workers
 
 
-def test_photos_over_the_pixel_budget_decode_one_at_a_time():
+def test_photos_over_the_activation_budget_decode_one_at_a_time():
     c = Concurrency()
-    tasks = [Task(i, c.task(i, 0.05), pixels=600) for i in range(4)]
-    assert [f.result() for _, f in in_order(tasks, workers=4, pixel_budget=1000)] == [0, 10, 20, 30]
+    tasks = [Task(i, c.task(i, 0.05), activations=600) for i in range(4)]
+    assert [f.result() for _, f in in_order(tasks, workers=4, activation_budget=1000)] == [0, 10, 20, 30]
     assert c.peak == 1
-    small = [Task(i, c.task(i, 0.05), pixels=300) for i in range(6)]
+    small = [Task(i, c.task(i, 0.05), activations=300) for i in range(6)]
     c.peak = 0
-    assert [f.result() for _, f in in_order(small, workers=4, pixel_budget=1000)] == [0, 10, 20, 30, 40, 50]
+    assert [f.result() for _, f in in_order(small, workers=4, activation_budget=1000)] == [0, 10, 20, 30, 40, 50]
     assert c.peak == 3  # 3 × 300 fit in 1000, a fourth does not
 
 
