@@ -78,9 +78,9 @@ def compress(
                                         "a CompressAI pretrained model as cai:ARCH:METRIC:Q, e.g. cai:mbt2018-mean:mse:3 "
                                         "(downloaded into the torch cache at first use; cai:ARCH alone takes the zoo quality "
                                         "nearest --quality)."),
-    tune: Optional[str] = typer.Option(None, "--tune", help="Use the model trained for this metric: psnr (MSE-trained: "
-                                       "sharpest detail per bit) or msssim (MS-SSIM-trained: keeps structure and texture "
-                                       "at low rates). Default: the default model (see `imgarc models`)."),
+    tune: Optional[str] = typer.Option(None, "--tune", help="Use the model trained for this metric: psnr (MSE, or MSE mixed with "
+                                       "MS-SSIM: exact colours and detail) or msssim (MS-SSIM only: the smallest files at "
+                                       "equal MS-SSIM, less exact colours). Default: the default model (see `imgarc models`)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace ARCHIVE if it exists."),
     keep_originals: bool = typer.Option(False, "--keep-originals", help="Code no photo: keep every file byte-exact "
                                         "(JPEGs recompressed losslessly with JPEG XL, others LZMA), each extracted identical to the byte."),
