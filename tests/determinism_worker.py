@@ -185,13 +185,13 @@ def decode(job: dict) -> dict:
 
     synthesize = ImageCodec.synthesize
     pixels_cache: dict = {}
-    decode_latents = api._decode_latents
     seen_codes: dict[str, str] = {}  # entry path -> its latent code (extract decodes entries side by side)
 
-    def recording_decode_latents(header, payload, timer):
-        codec, code = decode_latents(header, payload, timer)
-        seen_codes[header.path] = code_digest(code)
-        return codec, code
+    class RecordingDecoder(api.EntryDecoder):
+        def latents(self, header, payload, timings=None):
+            decoded = super().latents(header, payload, timings)
+            seen_codes[header.path] = code_digest(decoded.code)
+            return decoded
 
     def memo_synthesize(self, code, height, width):
         digest = code_digest(code)
@@ -212,7 +212,6 @@ def decode(job: dict) -> dict:
 
     ImageCodec.synthesize = memo_synthesize
     IntHyperSynthesis.run = memo_run
-    api._decode_latents = recording_decode_latents
     dest = Path(job["dest"])
     result: dict = {}
     for threads in job["threads"]:
@@ -221,7 +220,7 @@ def decode(job: dict) -> dict:
         for archive in map(Path, job["archives"]):
             seen_codes.clear()
             out = dest / f"t{threads}" / archive.stem
-            api.extract_archive(archive, out)
+            api.Extractor(out, decoder=RecordingDecoder()).extract(archive)
             images = [e.header for e in api.list_archive(archive) if e.header.kind == KIND_IMAGE]
             if set(seen_codes) != {h.path for h in images}:
                 raise SystemExit(f"{archive}: decoded {sorted(seen_codes)}, expected {[h.path for h in images]}")

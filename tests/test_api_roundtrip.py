@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import os
 import struct
 import zlib
@@ -80,15 +79,14 @@ def test_photo_that_would_grow_is_stored(tmp_path, tiny_model, monkeypatch):
     src = tmp_path / "src"
     src.mkdir()
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(src / "flat.png")
-    real_encode = api._encode_photo
 
-    def bloated(*args):  # a coded payload bigger than the file it came from
-        coded, h, w = real_encode(*args)
-        return dataclasses.replace(coded, payload=coded.payload + bytes(10_000)), h, w
+    class Bloated(api.Compressor):
+        def code_photo(self, photo):  # a coded payload bigger than the file it came from
+            coded = super().code_photo(photo)
+            return dataclasses.replace(coded, payload=coded.payload + bytes(10_000))
 
-    monkeypatch.setattr(api, "_encode_photo", bloated)
     out = tmp_path / "f.iarc"
-    summary = api.compress_folder(src, out, model_id=tiny_model)
+    summary = Bloated(api.CompressOptions(model_id=tiny_model)).compress_folder(src, out)
     assert summary.entries[0].kind == "stored" and "smaller" in summary.entries[0].note
     api.extract_archive(out, tmp_path / "o")
     assert (tmp_path / "o" / "flat.png").read_bytes() == (src / "flat.png").read_bytes()
@@ -174,12 +172,12 @@ def test_flipped_byte_names_the_damaged_entry_and_extracts_the_rest(tmp_path, ar
 
 
 def test_entry_escaping_destination_is_refused(tmp_path, tiny_model, monkeypatch):
-    from imgarc.archive import ArchiveWriter, EntryHeader, writer
+    from imgarc.archive import KIND_STORED, STORAGE_RAW, ArchiveWriter, EntryHeader, writer
 
     monkeypatch.setattr(writer, "safe_relative_path", lambda p: p)  # a hostile writer skips the check
     bad = tmp_path / "evil.iarc"
     with ArchiveWriter(bad) as w:
-        w.add(EntryHeader(path="../evil.txt", kind=api.KIND_STORED, storage=api.STORAGE_RAW, original_size=4,
+        w.add(EntryHeader(path="../evil.txt", kind=KIND_STORED, storage=STORAGE_RAW, original_size=4,
                           mtime_ns=0, mode=0o644), b"evil")
     with pytest.raises(ArchiveError, match="evil"):
         api.extract_archive(bad, tmp_path / "dest")
@@ -195,6 +193,7 @@ def test_missing_model_is_named(tmp_path, archive, monkeypatch):
 def test_extract_weighs_each_photo_by_its_pixels_and_synthesis_width(tmp_path, archive, tiny_model, monkeypatch):
     """The decode pool's memory budget counts padded pixels × g_s channels, read from the entry's model."""
     from imgarc import ordered_pool
+    from imgarc.api import extractor
     from imgarc.archive import ArchiveReader
     from imgarc.codec.registry import load_codec
 
@@ -208,7 +207,7 @@ def test_extract_weighs_each_photo_by_its_pixels_and_synthesis_width(tmp_path, a
                 yield task
         return real_in_order(record(), workers, **kw)
 
-    monkeypatch.setattr(api, "in_order", recording_in_order)
+    monkeypatch.setattr(extractor, "in_order", recording_in_order)
     api.extract_archive(archive, tmp_path / "out")
     with ArchiveReader(archive) as reader:
         headers = [reader.header(i) for i in range(len(reader))]

@@ -94,5 +94,15 @@ def test_resolve_inside_when_dest_itself_is_a_link(tmp_path):
     assert resolve_inside(link, PurePosixPath("a/b")) == real.resolve() / "a" / "b"
 
 
-def test_resolve_returns_a_path(tmp_path):
-    assert isinstance(resolve_inside(tmp_path, PurePosixPath("x")), Path)
+@pytest.mark.parametrize("name", ["x", "a/b/ç.jpg", "Fotos/Été 2023/日本語.png", "a b/.c d", "..."])
+def test_resolve_inside_gives_the_entry_under_dest(tmp_path, name):
+    dest = tmp_path / "dest"
+    target = resolve_inside(dest, safe_relative_path(name))
+    assert isinstance(target, Path) and target.is_absolute()
+    assert target == dest.resolve().joinpath(*name.split("/"))
+    assert target.relative_to(dest.resolve()).as_posix() == name
+    # writing there puts the file where the entry's name says, and nowhere else
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(name.encode())
+    assert (dest / name).read_bytes() == name.encode()
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()] == [f"dest/{name}"]

@@ -201,7 +201,7 @@ def _row(mid, family, coder, q, bpp, psnr_db, ms):
 def test_bd_rate_table_and_its_markdown():
     from imgarc.bench.bdrate import bd_rate, ms_ssim_db
     from imgarc.bench.curves import bd_rate_table
-    from imgarc.bench.report import _bd_table
+    from imgarc.bench.report import bd_table
 
     q = [10, 30, 50, 70]
     bpp = [0.2, 0.4, 0.7, 1.1]
@@ -220,6 +220,6 @@ def test_bd_rate_table_and_its_markdown():
     class Result:
         bd_rates = table
 
-    md = "\n".join(_bd_table(Result()))
+    md = "\n".join(bd_table(Result()))
     assert "| imgarc rans | JPEG | PSNR | -20.0 % | -20.0 % |" in md
     assert "imgarc lzma: no BD-rate against any codec (needs at least 4 points" in md

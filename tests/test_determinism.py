@@ -1,12 +1,20 @@
-"""Archives decode to the pixels their encoder meant, on any CPU code path and thread count.
+"""Archives decode to the pixels their encoder meant, on any CPU code path and decode pool size.
 
 An archive is written on one machine and read on another. Here the encoder runs in a
 subprocess under ATEN_CPU_CAPABILITY=default with one thread (torch and BLAS) and records, per
 entry, its own latent code and the pixels that code synthesizes to. Decoders run in one
-subprocess per capability this CPU has (default/avx2/avx512), each looping over 1, 2 and 4
-torch threads and extracting every archive: tiny single-rate and variable-rate models (several
-qualities) and the shipped default model on the shipped sample photos, with every coder. Every
-decoded photo must equal the encoder's intent byte for byte, and decode from the same code.
+subprocess per capability this CPU has (default/avx2/avx512) and extract every archive: tiny
+single-rate and variable-rate models (several qualities) and the shipped default model on the
+shipped sample photos, with every coder. Every decoded photo must equal the encoder's intent
+byte for byte, and decode from the same code.
+
+What the decode subprocesses vary, precisely: the CPU code path (one process each), and the
+torch thread count the *caller* set before extracting (TORCH_THREADS: 1, 2, 4). Synthesis pins
+itself to one intra-op thread (ImageCodec.synthesize) and h_s is integer arithmetic, so no
+thread count reaches the arithmetic: those runs check that the caller's setting does not leak
+into it (the shipped model's convolutions are big enough that an unpinned g_s would split its
+sums by thread count). They do not vary how many entries decode side by side: that is
+decode_workers() of the machine; test_decode_pool_size_changes_no_byte_and_no_order varies it.
 
 The boundary stress test puts h_s scale outputs exactly on the table thresholds (T-1, T, T+1
 for every threshold, with and without gains) and checks the table indexes against the integer
@@ -14,13 +22,13 @@ rule, here and in the decode subprocesses. Why it matters: with a float h_s a sc
 rounding of a threshold picks either table depending on summation order; the rANS stream then
 desynchronises. benchmarks/determinism.py measures how often that happens on Kodak.
 """
-
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +43,9 @@ from tests.test_variable_rate import VR_MODEL_ID, export_tiny_vr_model
 REPO = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "determinism_worker.py"
 ENCODE_CAPABILITY = "default"
-DECODE_THREADS = (1, 2, 4)
+# The torch thread count set before each extraction (not the decode pool size): the worker's "threads".
+TORCH_THREADS = (1, 2, 4)
+POOL_WORKERS = (1, 2, 4)  # decode pool sizes of test_decode_pool_size_changes_no_byte_and_no_order
 TINY_VR_QUALITIES = (5, 60, 100)
 SHIPPED_VR_QUALITIES = (30, 90)  # a variable-rate default: two qualities; a single-rate one: the default
 
@@ -54,7 +64,7 @@ def capabilities() -> list[str]:
 @dataclass
 class Matrix:
     encoded: dict  # archive -> entry -> {"code", "pixels"}
-    decoded: dict  # capability -> threads -> {"archives": ..., "boundary": ...}; plus "g_s_runs"
+    decoded: dict  # capability -> torch threads -> {"archives": ..., "boundary": ...}; plus "g_s_runs"
     tiny_weights: Path
 
 
@@ -97,7 +107,7 @@ def matrix(tmp_path_factory, tiny_model_dir) -> Matrix:
     encoded = _finish(_worker("encode", {"jobs": jobs, "threads": 1}, root, "encode",
                               dict(env, ATEN_CPU_CAPABILITY=ENCODE_CAPABILITY, **blas_1)), root, "encode")
     tiny_weights = tiny_model_dir / f"{TINY_MODEL_ID}.npz"
-    decode_job = {"archives": [j["archive"] for j in jobs], "threads": list(DECODE_THREADS),
+    decode_job = {"archives": [j["archive"] for j in jobs], "threads": list(TORCH_THREADS),  # torch.set_num_threads
                   "boundary_weights": str(tiny_weights)}
     # One process per capability (fixed when torch loads), run side by side.
     procs = {cap: _worker("decode", dict(decode_job, dest=str(root / f"out-{cap}")), root, f"decode-{cap}",
@@ -111,18 +121,18 @@ def test_every_archive_decodes_to_the_encoders_pixels(matrix):
     assert len(matrix.encoded) >= n_archives
     compared = 0
     for cap, runs in matrix.decoded.items():
-        for threads in map(str, DECODE_THREADS):
+        for threads in map(str, TORCH_THREADS):
             archives = runs[threads]["archives"]
             assert archives.keys() == matrix.encoded.keys()
             for archive, entries in matrix.encoded.items():
                 assert archives[archive].keys() == entries.keys() and entries
                 for path, intent in entries.items():
                     got = archives[archive][path]
-                    where = f"{archive}:{path} decoded under {cap} with {threads} threads"
+                    where = f"{archive}:{path} decoded under {cap} with torch set to {threads} threads"
                     assert got["code"] == intent["code"], f"{where}: latent code differs from the encoder's"
                     assert got["pixels"] == intent["pixels"], f"{where}: pixels differ from the encoder's"
                     compared += 1
-    assert compared == len(capabilities()) * len(DECODE_THREADS) * sum(map(len, matrix.encoded.values()))
+    assert compared == len(capabilities()) * len(TORCH_THREADS) * sum(map(len, matrix.encoded.values()))
 
 
 def test_qualities_and_coders_make_different_archives_of_the_same_code(matrix):
@@ -152,8 +162,87 @@ def test_boundary_scales_pick_the_tables_the_integer_rule_says(matrix):
             assert np.isin(case.scales, thresholds).sum() > len(thresholds) // 10
 
 
-def test_boundary_cases_are_identical_under_every_capability_and_thread_count(matrix):
+def test_boundary_cases_are_identical_under_every_capability_and_torch_thread_setting(matrix):
     here = boundary_digests(matrix.tiny_weights)
     for cap, runs in matrix.decoded.items():
-        for threads in map(str, DECODE_THREADS):
-            assert runs[threads]["boundary"] == here, f"boundary table indexes differ under {cap}, {threads} threads"
+        for threads in map(str, TORCH_THREADS):
+            assert runs[threads]["boundary"] == here, f"boundary table indexes differ under {cap}, torch set to {threads} threads"
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_decode_pool_size_changes_no_byte_and_no_order(tmp_path, monkeypatch):
+    """extract and salvage decode entries side by side on decode_workers() threads (min(4, CPUs)).
+    With 1, 2 and 4 workers every file comes out byte-identical and the entries come back in
+    archive order; every photo was synthesized on a thread of that pool (on the caller's thread
+    for 1 worker), so the pool size really changed. The caller's torch thread count is 4 and stays 4: each pool thread's g_s runs
+    on one intra-op thread (OneIntraOpThread, ImageCodec.synthesize) whatever the caller set.
+    The shipped default model, on small crops of the shipped photos and one JPEG.
+    """
+    import torch
+    from PIL import Image
+
+    from imgarc import api
+    from imgarc.codec.image_codec import ImageCodec
+    from imgarc.ordered_pool import decode_workers
+
+    monkeypatch.delenv("IMGARC_MODEL_PATH", raising=False)  # the shipped default model
+    src = tmp_path / "src"
+    src.mkdir()
+    samples = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((REPO / "assets" / "samples").glob("*.png"))]
+    for k in range(6):
+        crop = samples[k % len(samples)][20 * k : 20 * k + 40 + 8 * k, 50 * k : 50 * k + 72]
+        (src / f"p{k}.png").write_bytes(image_bytes(np.ascontiguousarray(crop), "PNG"))
+        (src / f"p{k} notes.txt").write_bytes(f"notes on photo {k}\n".encode() * (k + 1))
+    (src / "p6.jpg").write_bytes(image_bytes(noise_rgb(48, 64, 6), "JPEG", quality=90))
+    archive = tmp_path / "photos.iarc"
+    api.compress_folder(src, archive)
+    order = [e.header.path for e in api.list_archive(archive)]
+    photos = sum(name.startswith("p") and not name.endswith(".txt") for name in order)
+    assert len(order) == 13 and photos == 7
+    cut = tmp_path / "cut.iarc"  # index and footer cut off: salvage finds the entries by scanning
+    cut.write_bytes(archive.read_bytes()[:-30])
+
+    synthesized_on: list[str] = []
+    synthesize = ImageCodec.synthesize
+
+    def recording_synthesize(self, code, height, width):
+        synthesized_on.append(threading.current_thread().name)
+        return synthesize(self, code, height, width)
+
+    monkeypatch.setattr(ImageCodec, "synthesize", recording_synthesize)
+    caller_threads = torch.get_num_threads()
+    torch.set_num_threads(4)
+    runs = {}
+    try:
+        for workers in POOL_WORKERS:
+            monkeypatch.setattr(os, "cpu_count", lambda workers=workers: workers)
+            assert decode_workers() == workers
+            synthesized_on.clear()
+            extracted = api.extract_archive(archive, tmp_path / f"extract-{workers}")
+            assert torch.get_num_threads() == 4
+            salvaged = api.salvage_archive(cut, tmp_path / f"salvage-{workers}")
+            assert torch.get_num_threads() == 4
+            assert salvaged.index_rebuilt
+            assert len(synthesized_on) == 2 * photos
+            if workers == 1:
+                assert set(synthesized_on) == {threading.main_thread().name}
+            else:
+                assert set(synthesized_on) <= {f"imgarc-decode-{k}" for k in range(workers)}
+            runs[workers] = {
+                "extracted": files_under(tmp_path / f"extract-{workers}"),
+                "extract order": [e.path for e in extracted.entries],
+                "salvaged": files_under(tmp_path / f"salvage-{workers}"),
+                "salvage order": [e.path for e in salvaged.entries],
+                "salvage damaged": salvaged.damaged,
+            }
+    finally:
+        torch.set_num_threads(caller_threads)
+    one = runs[1]
+    assert one["extract order"] == one["salvage order"] == order
+    assert sorted(one["extracted"]) == sorted(order) and one["salvaged"] == one["extracted"]
+    for workers in POOL_WORKERS[1:]:
+        for what in one:
+            assert runs[workers][what] == one[what], f"{what}: {workers} decode workers differ from 1"

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from imgarc.codec.int_hyper import ACT_BITS, IntLayer, _conv_exact
+from imgarc.codec.int_hyper import ACT_BITS, IntLayer, conv_exact
 from imgarc.codec.weights import load_weights
 from imgarc.errors import ModelError
 
@@ -23,12 +23,12 @@ def test_exact_convolution_matches_torch():
                                                stride=2, padding=2, output_padding=1)[0].numpy()
     layer = IntLayer(weight=np.flip(w_t, (2, 3)).transpose(1, 0, 2, 3).astype(np.int64), bias=np.zeros(4, np.int64),
                      upsample=2, stride=1, pad_before=2, pad_after=3, leaky=False)
-    np.testing.assert_array_equal(_conv_exact(x, layer), ref)
+    np.testing.assert_array_equal(conv_exact(x, layer), ref)
     w = rng.integers(-20, 20, (6, 3, 3, 3))
     ref = torch.nn.functional.conv2d(torch.from_numpy(x)[None], torch.from_numpy(w).double(), padding=1)[0].numpy()
     layer = IntLayer(weight=w.astype(np.int64), bias=np.zeros(6, np.int64), upsample=1, stride=1, pad_before=1,
                      pad_after=1, leaky=False)
-    np.testing.assert_array_equal(_conv_exact(x, layer), ref)
+    np.testing.assert_array_equal(conv_exact(x, layer), ref)
 
 
 @pytest.mark.parametrize("k,padding,output_padding,shape", [(5, 2, 1, (1, 1)), (5, 2, 1, (6, 9)), (3, 1, 1, (4, 3)),
@@ -48,9 +48,9 @@ def test_transposed_convolution_by_phases_is_the_definition(k, padding, output_p
                                                padding=padding, output_padding=output_padding)[0].numpy()
     layer = IntLayer(weight=np.flip(w_t, (2, 3)).transpose(1, 0, 2, 3).astype(np.int64), bias=np.arange(4, dtype=np.int64),
                      upsample=2, stride=1, pad_before=k - 1 - padding, pad_after=k - 1 - padding + output_padding, leaky=False)
-    np.testing.assert_array_equal(_conv_exact(x, layer), ref + np.arange(4)[:, None, None])
+    np.testing.assert_array_equal(conv_exact(x, layer), ref + np.arange(4)[:, None, None])
     monkeypatch.setattr(int_hyper, "BAND_VALUES", 1)
-    np.testing.assert_array_equal(_conv_exact(x, layer), ref + np.arange(4)[:, None, None])
+    np.testing.assert_array_equal(conv_exact(x, layer), ref + np.arange(4)[:, None, None])
 
 
 def test_integer_h_s_follows_the_float_network(tiny_model_dir):

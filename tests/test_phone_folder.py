@@ -18,8 +18,8 @@ from PIL import Image, ImageCms, ImageOps, features
 from imgarc import api
 from imgarc.archive import STORAGE_JXL, ArchiveReader, ArchiveWriter
 from imgarc.errors import ArchiveError, LatentStreamError, UsageError
-from imgarc.photo_io import Photo, heif_available, read_photo
-from imgarc.stored import pack_stored, unpack_stored
+from imgarc.photo import Photo, pack_stored, read_photo, unpack_stored
+from imgarc.photo.heif import heif_available
 from tests.conftest import noise_rgb
 
 XMP = (b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'

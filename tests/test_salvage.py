@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
 
 from imgarc import api
 from imgarc.archive import ArchiveReader, ArchiveWriter, EntryHeader
-from imgarc.archive.layout import KIND_STORED, STORAGE_RAW
+from imgarc.archive.layout import KIND_STORED, STORAGE_RAW, pack_entry, pack_file_header, pack_footer, pack_index
 from imgarc.archive.salvage import SalvageReader
 from imgarc.errors import ArchiveError, DamagedArchiveError
 
@@ -210,12 +211,18 @@ def test_salvage_extracts_intact_photos_identically(tmp_path, photo_archive):
 
 
 def test_salvage_never_overwrites_with_a_duplicate(tmp_path):
+    # Assembled by hand: ArchiveWriter refuses a second entry of the same name, a hostile tool need not.
+    out, offsets = bytearray(pack_file_header()), []
+    for data in (b"first", b"second"):
+        header, payload = stored("a.txt", data)
+        header.payload_size, header.payload_crc32 = len(payload), zlib.crc32(payload)
+        offsets.append(len(out))
+        out += pack_entry(header.to_bytes()) + payload
+    index = pack_index(offsets)
     path = tmp_path / "dup.iarc"
-    w = ArchiveWriter(path)
-    w.add(*stored("a.txt", b"first"))
-    w._paths.clear()  # a hostile writer skips the uniqueness check
-    w.add(*stored("a.txt", b"second"))
-    w.commit()
+    path.write_bytes(bytes(out + index + pack_footer(len(out), len(index))))
+    with ArchiveReader(path) as r:  # a well-formed archive, duplicate aside
+        assert [(r.header(i).path, r.payload(i)) for i in range(len(r))] == [("a.txt", b"first"), ("a.txt", b"second")]
     summary = api.salvage_archive(path, tmp_path / "out")
     assert (tmp_path / "out" / "a.txt").read_bytes() == b"first"
     assert [n for n, _ in summary.damaged] == ["a.txt"] and "second entry" in summary.damaged[0][1]

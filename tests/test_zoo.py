@@ -133,7 +133,7 @@ def test_round_trip_every_coder(arch, zoo_env, monkeypatch, photos, tmp_path):
         out, dest = tmp_path / f"{coder}.iarc", tmp_path / f"x-{coder}"
         s = api.compress_folder(photos, out, coder_name=coder, model_id=model_id)
         assert {e.path: e.kind for e in s.entries} == {"a.png": "image", "b.png": "image", "notes.txt": "stored"}
-        headers = [e.header for e in api.list_archive(out) if e.header.kind == api.KIND_IMAGE]
+        headers = [e.header for e in api.list_archive(out) if e.header.kind == KIND_IMAGE]
         codec = load_codec(model_id)
         for h in headers:
             assert (h.model_id, h.weights_sha256.hex(), h.tables_sha256.hex()) == (model_id, zoo_sha, codec.tables_sha256)
@@ -198,7 +198,8 @@ def test_conversion_keeps_the_files_tables_and_matches_compressai(arch, zoo_env,
 
 def test_conversion_is_cached_and_reused(zoo_env, monkeypatch):
     from imgarc.codec import zoo_convert
-    from imgarc.codec.zoo import cached_zoo_model_ids, parse_zoo_id, zoo_state
+    from imgarc.codec.zoo import parse_zoo_id
+    from imgarc.codec.zoo_convert import cached_zoo_model_ids, zoo_state
 
     model_id, _ = seed(monkeypatch, zoo_env, "mbt2018-mean")
     m = parse_zoo_id(model_id)
@@ -212,11 +213,11 @@ def test_conversion_is_cached_and_reused(zoo_env, monkeypatch):
         raise AssertionError("a cached conversion must be reused")
 
     monkeypatch.setattr(zoo_convert, "convert", no_convert)
-    zoo_convert._load.cache_clear()
+    zoo_convert.forget_loaded()
     assert zoo_convert.load_zoo_codec(model_id).tables_sha256 == first.tables_sha256
     # The converted file alone (CompressAI's file deleted) still serves the model.
     zoo_convert.zoo_file(m).unlink()
-    zoo_convert._load.cache_clear()
+    zoo_convert.forget_loaded()
     assert zoo_convert.load_zoo_codec(model_id).weights_sha256 == first.weights_sha256
 
 
@@ -277,7 +278,7 @@ def test_extract_without_the_model_names_it(zoo_env, monkeypatch, photos, tmp_pa
     zoo_path.unlink()
     for p in zoo_convert.conversion_dir().iterdir():
         p.unlink()
-    zoo_convert._load.cache_clear()
+    zoo_convert.forget_loaded()
     with pytest.raises(ArchiveError) as e:
         api.extract_archive(tmp_path / "a.iarc", tmp_path / "out")
     msg = str(e.value)
@@ -346,7 +347,7 @@ def test_other_tables_are_refused(zoo_env, monkeypatch, photos, tmp_path):
     record = json.loads(c.record.read_text())
     record["weights_sha256"] = save_weights(other, c.weights)
     c.record.write_text(json.dumps(record))
-    zoo_convert._load.cache_clear()
+    zoo_convert.forget_loaded()
     with pytest.raises(ArchiveError) as e:
         api.extract_archive(tmp_path / "a.iarc", tmp_path / "out")
     assert "other coding tables" in str(e.value) and "refusing to decode" in str(e.value)
@@ -398,7 +399,7 @@ def test_models_lists_embedded_and_zoo_states(zoo_env, monkeypatch, capsys):
     assert state[cached] == "cached" and state[downloaded] == "downloaded"
     assert state["cai:mbt2018-mean:mse:8"] == "downloadable" and len([s for s in state.values() if s != "not"]) == 32
     assert state["cai:mbt2018"] == "not" and any("cai:mbt2018  not supported: autoregressive" in line for line in lines)
-    from imgarc.codec.zoo import cached_zoo_model_ids
+    from imgarc.codec.zoo_convert import cached_zoo_model_ids
 
     assert sorted(cached_zoo_model_ids()) == sorted([cached, downloaded])
 

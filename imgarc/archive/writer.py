@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -20,8 +19,7 @@ from imgarc.archive.layout import (
 )
 from imgarc.archive.paths import safe_relative_path
 from imgarc.errors import ArchiveError, OutOfSpaceError, UsageError
-
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+from imgarc.fileio import NO_SPACE
 
 
 class ArchiveWriter:

@@ -13,9 +13,10 @@ from imgarc.bench.plots import write_plots
 from imgarc.bench.report import human_bytes, write_report
 from imgarc.bench.results import BenchResult
 from imgarc.bench.runner import Progress, run_bench
+from imgarc.codec.registry import resolve_model_id
+from imgarc.codec.zoo_convert import cached_zoo_model_ids
+from imgarc.coders import CODER_NAMES
 from imgarc.errors import UsageError
-
-CODERS = ("rans", "lzma", "ref")
 
 
 @dataclass
@@ -44,7 +45,7 @@ def build_config(o: BenchOptions) -> BenchConfig:
     """The BenchConfig the options describe; UsageError naming the option on bad input."""
     if o.jobs < 0:
         raise UsageError(f"--jobs must be 0 (one per core) or more, not {o.jobs}")
-    coders = parse_name_list(o.coders, "--coders", CODERS)
+    coders = parse_name_list(o.coders, "--coders", CODER_NAMES)
     baselines = parse_name_list(o.baselines, "--baselines", BASELINE_NAMES) if o.baselines.strip() else []
     if not coders and not baselines:
         raise UsageError("nothing to run: give at least one of --coders and --baselines")
@@ -64,12 +65,8 @@ def build_config(o: BenchOptions) -> BenchConfig:
 
 def extra_models(o: BenchOptions) -> list[str]:
     """--models (each checked: one clear error for an unknown one) plus, with --zoo, the cached zoo models."""
-    from imgarc.codec.registry import resolve_model_id
-
     wanted = [resolve_model_id(v.strip()) for v in o.models.split(",") if v.strip()]
     if o.zoo:
-        from imgarc.codec.zoo import cached_zoo_model_ids
-
         wanted += cached_zoo_model_ids()
     return [m for m in dict.fromkeys(wanted) if m != o.model]
 
@@ -82,8 +79,6 @@ def bench(o: BenchOptions, command: str, progress: Progress | None = None) -> tu
     """Run `imgarc bench` and write results.json, results.csv, report.md and the plots; returns (result, folder)."""
     config = build_config(o)
     if o.model:
-        from imgarc.codec.registry import resolve_model_id
-
         resolve_model_id(o.model)  # an unknown model (installed or cai: zoo id): one clear error now, not one failed row per quality
     out = o.out or default_out(o.dataset)
     if out.exists() and not out.is_dir():

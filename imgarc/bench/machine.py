@@ -7,6 +7,10 @@ import platform
 import subprocess
 from pathlib import Path
 
+import PIL
+
+from imgarc import __version__ as imgarc_version
+
 
 def _cpu_model() -> str:
     try:
@@ -50,10 +54,6 @@ def load_average() -> list[float] | None:
 
 def describe_machine() -> dict:
     """CPU, cores, memory, load at the start, and the versions that decide the numbers."""
-    import PIL
-
-    from imgarc import __version__ as imgarc_version
-
     versions = {"imgarc": imgarc_version, "python": platform.python_version(), "pillow": PIL.__version__}
     try:
         import torch

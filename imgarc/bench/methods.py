@@ -6,10 +6,12 @@ import os
 from dataclasses import dataclass, field
 
 from imgarc.bench.baselines import ARCHIVERS, BASELINE_NAMES, PILLOW_CODECS
+from imgarc.codec.zoo import is_zoo_id, parse_zoo_id
+from imgarc.coders import CODER_NAMES, DEFAULT_CODER
 from imgarc.errors import UsageError
 
 DEFAULT_QUALITIES = (10, 25, 50, 75, 95)
-DEFAULT_CODERS = ("rans", "lzma", "ref")
+DEFAULT_CODERS = CODER_NAMES
 DEFAULT_CODER_QUALITIES = (75,)  # the other coders only change bytes and time: one quality suffices
 
 
@@ -70,7 +72,7 @@ def plan_methods(config: BenchConfig) -> list[Method]:
         for q in sorted(set(qualities)):
             params = {"quality": q, "coder": coder, "model": config.model}
             methods.append(Method(f"imgarc-{coder}-q{q}", "imgarc", f"imgarc {coder} q{q}", params))
-    first_coder = config.coders[0] if config.coders else "rans"
+    first_coder = config.coders[0] if config.coders else DEFAULT_CODER
     for model_id in config.extra_models:
         methods += _extra_model_methods(model_id, first_coder, config.qualities)
     for name in config.baselines:
@@ -88,8 +90,6 @@ def plan_methods(config: BenchConfig) -> list[Method]:
 
 def _extra_model_methods(model_id: str, coder: str, qualities: list[int]) -> list[Method]:
     """Rows for a model other than the run's own; params["series"] names its curve."""
-    from imgarc.codec.zoo import is_zoo_id, parse_zoo_id
-
     slug = model_id.replace(":", "-")
     if is_zoo_id(model_id):
         z = parse_zoo_id(model_id)

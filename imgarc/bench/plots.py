@@ -6,10 +6,11 @@ from pathlib import Path
 
 from imgarc.bench.curves import rate_quality_curves
 from imgarc.bench.results import BenchResult
+from imgarc.coders import CODER_NAMES
 
 RD_PSNR, RD_MSSSIM, BUBBLE = "rd_psnr.png", "rd_msssim.png", "bubble_ratio_msssim.png"
 COLORS = {"imgarc": "#d62728", "jpeg": "#7f7f7f", "webp": "#1f77b4", "avif": "#2ca02c", "7z": "#9467bd", "tar": "#8c564b"}
-CODER_STYLE = {"rans": ("o", "-"), "lzma": ("s", "--"), "ref": ("D", ":")}
+CODER_STYLE = dict(zip(CODER_NAMES, (("o", "-"), ("s", "--"), ("D", ":"))))  # marker, line per coder
 EXTRA_MODEL_COLORS = ("#ff7f0e", "#e377c2", "#bcbd22", "#17becf", "#8c564b")  # curves of --models / zoo models
 
 

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from imgarc.bench.process import LAUNCHER_FLOOR_BYTES
-from imgarc.bench.results import BenchResult, MethodResult
+from imgarc.bench.plots import write_plots
+from imgarc.bench.results import BenchResult, MethodResult, result_from_json
 from imgarc.fileio import write_file_atomic
 
 JSON_NAME, CSV_NAME, MARKDOWN_NAME = "results.json", "results.csv", "report.md"
@@ -109,7 +110,9 @@ def _split_table(result: BenchResult) -> list[str]:
 QUALITY_NAMES = {"psnr": "PSNR", "ms_ssim_db": "MS-SSIM (dB)"}
 
 
-def _bd_table(result: BenchResult) -> list[str]:
+def bd_table(result: BenchResult) -> list[str]:
+    """The BD-rate section of the report as Markdown lines: one table row per (imgarc curve,
+    codec curve, quality metric), with a note for the pairs whose BD-rate could not be computed."""
     if not result.bd_rates:
         return ["No BD-rates: the run has no imgarc curve and codec curve to compare."]
     lines = ["| imgarc curve | against | quality | BD-rate (cubic, VCEG-M33) | BD-rate (pchip) |", "|---|---|---|---:|---:|"]
@@ -164,7 +167,7 @@ def markdown(result: BenchResult, plots: list[str]) -> str:
         "## BD-rate of imgarc against the image codecs", "",
         "Average bit-rate difference at equal quality over the quality range both curves cover; "
         "negative = imgarc needs fewer bits.", "",
-        *_bd_table(result), "",
+        *bd_table(result), "",
         "## Where imgarc's time goes", "",
         *_split_table(result), "",
     ]
@@ -209,9 +212,6 @@ def write_report(result: BenchResult, out: Path, plots: list[str]) -> list[Path]
 
 def redraw(out: Path) -> list[Path]:
     """Rewrite report.md, results.csv and the plots of a finished run from its results.json."""
-    from imgarc.bench.plots import write_plots
-    from imgarc.bench.results import result_from_json
-
     result = result_from_json(json.loads((out / JSON_NAME).read_text()))
     return write_report(result, out, write_plots(result, out))
 

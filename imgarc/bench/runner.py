@@ -22,6 +22,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
 
+from imgarc import api
+from imgarc.archive import KIND_IMAGE
 from imgarc.bench.baselines import ARCHIVERS, PILLOW_CODECS
 from imgarc.bench.curves import bd_rate_table
 from imgarc.bench.datasets import Dataset, sha256_file
@@ -96,8 +98,6 @@ def _python_split(m: Measured, report: dict, keys: tuple[str, ...] = ()) -> dict
 
 
 def _run_imgarc(method: Method, work: _Work, images: list[ImageResult], decoded: dict) -> MethodResult:
-    from imgarc import api
-
     r = MethodResult(method.id, method.family, method.label, method.params, method.lossless, "ok")
     archive = work.out / f"{method.id}.iarc"
     dest = work.decoded / method.id
@@ -113,9 +113,9 @@ def _run_imgarc(method: Method, work: _Work, images: list[ImageResult], decoded:
     r.decompress = Step(d.seconds, d.peak_rss_bytes, d.cpu_seconds, _python_split(d, _worker_json(d), ("model", "coder")))
     r.bytes = archive.stat().st_size
     headers = {e.header.path: e.header for e in api.list_archive(archive) if e.header is not None}
-    coded = [h for h in headers.values() if h.kind == api.KIND_IMAGE]
+    coded = [h for h in headers.values() if h.kind == KIND_IMAGE]
     r.extra = {"models": sorted({h.model_id for h in coded}), "entry_qualities": sorted({h.quality for h in coded}),
-               "stored_images": sum(1 for im in images if im.name in headers and headers[im.name].kind != api.KIND_IMAGE)}
+               "stored_images": sum(1 for im in images if im.name in headers and headers[im.name].kind != KIND_IMAGE)}
     r.images = [ImageResult(im.name, im.width, im.height, im.original_bytes,
                             headers[im.name].payload_size if im.name in headers else None) for im in images]
     decoded[method.id] = {im.name: dest / im.name for im in images}

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
+from imgarc import api
 from imgarc.bench.baselines import PILLOW_CODECS
+from imgarc.errors import ImgarcError
 
 
 def _imgarc_compress(spec: dict) -> dict:
-    from imgarc import api
-
     s = api.compress_folder(Path(spec["src"]), Path(spec["archive"]), quality=spec["quality"],
                             coder_name=spec["coder"], model_id=spec.get("model"), force=True)
     return {"seconds": s.seconds, "seconds_model": s.seconds_model, "seconds_coder": s.seconds_coder,
@@ -25,8 +26,6 @@ def _imgarc_compress(spec: dict) -> dict:
 
 
 def _imgarc_extract(spec: dict) -> dict:
-    from imgarc import api
-
     s = api.extract_archive(Path(spec["archive"]), Path(spec["dest"]))
     return {"seconds": s.seconds, "seconds_model": s.seconds_model, "seconds_coder": s.seconds_coder}
 
@@ -64,10 +63,6 @@ STEPS = {"imgarc-compress": _imgarc_compress, "imgarc-extract": _imgarc_extract,
 
 
 def main(argv: list[str]) -> int:
-    import warnings
-
-    from imgarc.errors import ImgarcError
-
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     spec = json.loads(Path(argv[0]).read_text())
     try:

@@ -15,7 +15,7 @@ class Architecture:
     i.e. the multiple images are padded to.
     """
 
-    name: str  # "mbt2018-mean": CompressAI MeanScaleHyperprior; "bmshj2018-hyperprior": ScaleHyperprior
+    name: str  # one of SUPPORTED_ARCHITECTURES
     N: int
     M: int
     rate_points: int = 1  # > 1: variable-rate, with learned gains per rate point (gained.py)
@@ -27,7 +27,7 @@ class Architecture:
     @property
     def scale_only(self) -> bool:
         """ScaleHyperprior: h_a reads |y| and h_s predicts scales only (zero means)."""
-        return self.name == "bmshj2018-hyperprior"
+        return self.name == SCALE_ONLY
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,7 +40,9 @@ class Architecture:
             raise ModelError(f"weights file has a malformed architecture record: {d!r}") from e
 
 
-SUPPORTED_ARCHITECTURES = ("mbt2018-mean", "bmshj2018-hyperprior")
+MEAN_SCALE = "mbt2018-mean"  # CompressAI MeanScaleHyperprior: what imgarc trains and ships
+SCALE_ONLY = "bmshj2018-hyperprior"  # CompressAI ScaleHyperprior: zoo models only
+SUPPORTED_ARCHITECTURES = (MEAN_SCALE, SCALE_ONLY)
 
 # CompressAI buffers that hold coding tables it rebuilds with float math; imgarc ships its own
 # integer tables instead, so these are neither exported nor expected when loading.
@@ -48,7 +50,8 @@ COMPRESSAI_TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_t
 
 
 def build_model(arch: Architecture):
-    """A fresh (random) torch model for `arch`. Imports torch/CompressAI lazily."""
+    """A fresh (random) torch model for `arch`. torch and CompressAI load here, on first use, so
+    that reading archives' headers, listing and `--help` never pay for them."""
     if arch.name not in SUPPORTED_ARCHITECTURES or (arch.scale_only and arch.rate_points > 1):
         raise ModelError(
             f"unknown architecture {arch.name!r}; this imgarc supports {', '.join(SUPPORTED_ARCHITECTURES)}"

@@ -20,7 +20,7 @@ import torch
 from compressai.models import MeanScaleHyperprior
 from torch import nn
 
-GAIN_NAMES = ("gain", "inv_gain", "hyper_gain", "hyper_inv_gain")
+from imgarc.codec.quality import GAIN_NAMES
 
 
 def initial_gains(lambdas: list[float], reference_lambda: float) -> torch.Tensor:

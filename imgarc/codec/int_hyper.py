@@ -68,7 +68,7 @@ def _tap_weights(weight: np.ndarray, taps: list[tuple[int, int]]) -> np.ndarray:
     return np.concatenate([weight[:, :, i, j] for i, j in taps], axis=1).astype(np.float64)
 
 
-def _conv_exact(x: np.ndarray, layer: IntLayer) -> np.ndarray:
+def conv_exact(x: np.ndarray, layer: IntLayer) -> np.ndarray:
     """The layer's convolution (before bias scaling) of integer-valued float64 [in, h, w].
 
     A transposed convolution is, by definition, a convolution over the input upsampled with
@@ -129,7 +129,7 @@ class IntHyperSynthesis:
             x = np.clip((x * gains.hyper_inv_gain[:, None, None]) >> GAIN_BITS, -z_limit, z_limit)
         x = x.astype(np.float64)
         for layer in self.layers:
-            acc = _conv_exact(x, layer)
+            acc = conv_exact(x, layer)
             x = np.floor(acc / (1 << WEIGHT_BITS))  # power-of-two division: exact
             if layer.leaky:
                 x = np.where(x >= 0, x, np.floor(x * LEAKY_NUM / (1 << LEAKY_SHIFT)))

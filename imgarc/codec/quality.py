@@ -18,6 +18,8 @@ from imgarc.errors import ModelError
 GAIN_BITS = 16
 QUALITIES = 100
 GAIN_LIMIT = 1 << (GAIN_BITS + 8)  # gains above 256 are not a codec, they are a bug
+# The four gain vectors of a variable-rate model, as named in its torch module, its weights file and here.
+GAIN_NAMES = ("gain", "inv_gain", "hyper_gain", "hyper_inv_gain")
 
 
 def rate_position(quality: int, rate_points: int) -> float:
@@ -47,7 +49,7 @@ class QualityGains:
     hyper_gain: np.ndarray
     hyper_inv_gain: np.ndarray
 
-    NAMES = ("gain", "inv_gain", "hyper_gain", "hyper_inv_gain")
+    NAMES = GAIN_NAMES
 
     def row(self, quality: int) -> QualityRow:
         if not 1 <= quality <= QUALITIES:

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from imgarc.codec.image_codec import ImageCodec
+from imgarc.codec.weights import load_weights
+from imgarc.codec.zoo import is_zoo_id, parse_zoo_id
+from imgarc.codec.zoo_convert import load_zoo_codec, missing_model_hint
 from imgarc.errors import ModelError
 
 CATALOG_NAME = "models.json"
@@ -127,9 +131,6 @@ def find_model(model_id: str) -> ModelRecord:
 
 @lru_cache(maxsize=4)
 def _load(path: Path, sha256: str):
-    from imgarc.codec.image_codec import ImageCodec
-    from imgarc.codec.weights import load_weights
-
     if not path.is_file():
         raise ModelError(f"weights file {path} is missing; reinstall imgarc")
     mismatch = ModelError(f"weights file {path} does not match its recorded sha256 (altered or damaged); reinstall imgarc")
@@ -147,11 +148,7 @@ def _load(path: Path, sha256: str):
 def load_codec(model_id: str):
     """The ImageCodec for an installed model (weights verified against the catalog), or for a
     CompressAI zoo model `cai:ARCH:METRIC:Q` (fetched and converted at first use: codec/zoo.py)."""
-    from imgarc.codec.zoo import is_zoo_id
-
     if is_zoo_id(model_id):
-        from imgarc.codec.zoo_convert import load_zoo_codec
-
         return load_zoo_codec(model_id)
     r = find_model(model_id)
     return _load(r.path, r.sha256)
@@ -161,8 +158,6 @@ def resolve_model_id(model_id: str, quality: int | None = None) -> str:
     """The canonical id of what --model names: installed ids as they are; zoo shorthands
     (`cai:ARCH`, `cai:ARCH:Q`, ...) completed, the zoo quality from `quality` (1-100) if absent.
     Raises ModelError for an unknown or unsupported model."""
-    from imgarc.codec.zoo import is_zoo_id, parse_zoo_id
-
     if is_zoo_id(model_id):
         return parse_zoo_id(model_id, quality).model_id
     return find_model(model_id).model_id
@@ -170,10 +165,6 @@ def resolve_model_id(model_id: str, quality: int | None = None) -> str:
 
 def how_to_get_model(model_id: str) -> str:
     """What a user can do to obtain model `model_id` in the version an archive needs."""
-    from imgarc.codec.zoo import is_zoo_id
-
     if is_zoo_id(model_id):
-        from imgarc.codec.zoo_convert import missing_model_hint
-
         return missing_model_hint(model_id)
     return "install the imgarc version that made the archive"

@@ -21,11 +21,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from imgarc.codec.architecture import SUPPORTED_ARCHITECTURES
 from imgarc.errors import ModelError
 
 ZOO_PREFIX = "cai:"
 METRICS = ("mse", "ms-ssim")
-SUPPORTED = ("mbt2018-mean", "bmshj2018-hyperprior")
+SUPPORTED = SUPPORTED_ARCHITECTURES  # every architecture imgarc builds has zoo weights
 _SEQUENTIAL = (
     "autoregressive context model: each latent's probability table depends on latents decoded "
     "just before it, so decoding is one network call per latent position, one after another; "
@@ -192,30 +193,3 @@ def fetch_zoo_file(m: ZooModel, download: bool = True) -> tuple[Path, str]:
         raise ModelError(f"{path} does not match the sha256 prefix {m.hash_prefix} in CompressAI's name for "
                          f"{m.model_id} (altered or damaged); refusing it: delete it and imgarc downloads it again")
     return path, sha
-
-
-# --------------------------------------------------------------------------- state
-
-
-@dataclass(frozen=True)
-class ZooEntry:
-    model: ZooModel
-    state: str  # "cached" (imgarc conversion present), "downloaded" (CompressAI file only), "downloadable"
-
-
-def zoo_state(m: ZooModel) -> str:
-    from imgarc.codec.zoo_convert import find_conversion
-
-    if find_conversion(m) is not None:
-        return "cached"
-    return "downloaded" if zoo_file(m).is_file() else "downloadable"
-
-
-def list_zoo() -> list[ZooEntry]:
-    return [ZooEntry(m, zoo_state(m)) for m in all_zoo_models()]
-
-
-def cached_zoo_model_ids() -> list[str]:
-    """Ids of zoo models usable without network (converted, or their CompressAI file cached):
-    what `imgarc bench` may add to its runs as `model` ids."""
-    return [e.model.model_id for e in list_zoo() if e.state != "downloadable"]

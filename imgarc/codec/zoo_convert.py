@@ -27,7 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from imgarc.codec.architecture import Architecture
+from imgarc.codec.architecture import SCALE_ONLY, Architecture
+from imgarc.codec.export import float_params
+from imgarc.codec.image_codec import ImageCodec
+from imgarc.codec.int_hyper import integerize_h_s
+from imgarc.codec.weights import CodingTables, WeightsFile, load_weights, save_weights
+from imgarc.coders.tables import CdfTables
 from imgarc.codec.zoo import ZooModel, conversion_dir, fetch_zoo_file, how_to_get, parse_zoo_id, sha256_file, zoo_file
 from imgarc.errors import ModelError
 from imgarc.fileio import write_file_atomic
@@ -61,10 +66,6 @@ def find_conversion(m: ZooModel) -> Conversion | None:
 
 def _tables_from_file(model, m: ZooModel, source: Path):
     """The zoo file's own integer tables plus an integer h_s (no update(), no float tables)."""
-    from imgarc.codec.int_hyper import integerize_h_s
-    from imgarc.codec.weights import CodingTables
-    from imgarc.coders.tables import CdfTables
-
     eb, gc = model.entropy_bottleneck, model.gaussian_conditional
 
     def tables(module, what: str) -> CdfTables:
@@ -80,7 +81,7 @@ def _tables_from_file(model, m: ZooModel, source: Path):
             or not np.all(np.diff(scales) > 0) or scales[0] <= 0:
         raise ModelError(f"{source} ({m.model_id}): its coding tables do not fit the model; refusing it")
     medians = eb.quantiles[:, 0, 1].detach().double().numpy()
-    scale_only = m.architecture == "bmshj2018-hyperprior"
+    scale_only = m.architecture == SCALE_ONLY
     try:
         hyper = integerize_h_s(model.h_s, medians, scales, scale_only=scale_only)
     except ModelError as e:
@@ -93,9 +94,6 @@ def convert_state_dict(m: ZooModel, state_dict: dict, source: Path, zoo_sha256: 
     import torch
     from compressai.zoo.image import model_architectures
     from compressai.zoo.pretrained import load_pretrained
-
-    from imgarc.codec.export import float_params
-    from imgarc.codec.weights import WeightsFile
 
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ModelError(f"{source} is not a CompressAI state dict; delete it and imgarc downloads it again")
@@ -119,8 +117,6 @@ def convert_state_dict(m: ZooModel, state_dict: dict, source: Path, zoo_sha256: 
 def convert(m: ZooModel, source: Path, zoo_sha256: str) -> Conversion:
     """Convert a verified zoo file into imgarc's cache (atomic writes; the record last)."""
     import torch
-
-    from imgarc.codec.weights import save_weights
 
     try:
         state = torch.load(source, map_location="cpu", weights_only=True)
@@ -163,9 +159,6 @@ def _stamp(path: Path) -> tuple:
 
 @lru_cache(maxsize=4)
 def _load(model_id: str, c: Conversion, stamps: tuple):
-    from imgarc.codec.image_codec import ImageCodec
-    from imgarc.codec.weights import load_weights
-
     m = parse_zoo_id(model_id)
     record = _read_record(c, m)
     if sha256_file(c.weights) != record["weights_sha256"]:
@@ -202,6 +195,11 @@ def load_zoo_codec(model_id: str, download: bool = True):
     return _load(m.model_id, c, (_stamp(c.weights), _stamp(c.record)))
 
 
+def forget_loaded() -> None:
+    """Drop the loaded conversions (a test that swaps the cache folder calls this)."""
+    _load.cache_clear()
+
+
 def missing_model_hint(model_id: str) -> str:
     """What to do when an archive needs zoo model `model_id` with other weights than the local ones."""
     try:
@@ -209,3 +207,28 @@ def missing_model_hint(model_id: str) -> str:
     except ModelError:
         return "this imgarc cannot use that model"
     return f"the archive needs CompressAI's file {m.file_name} as it was when the archive was written; {how_to_get(m)}"
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    model: ZooModel
+    state: str  # "cached" (imgarc conversion present), "downloaded" (CompressAI file only), "downloadable"
+
+
+def zoo_state(m: ZooModel) -> str:
+    if find_conversion(m) is not None:
+        return "cached"
+    return "downloaded" if zoo_file(m).is_file() else "downloadable"
+
+
+def list_zoo() -> list[ZooEntry]:
+    return [ZooEntry(m, zoo_state(m)) for m in all_zoo_models()]
+
+
+def cached_zoo_model_ids() -> list[str]:
+    """Ids of zoo models usable without network (converted, or their CompressAI file cached):
+    what `imgarc bench` may add to its runs as `model` ids."""
+    return [e.model.model_id for e in list_zoo() if e.state != "downloadable"]

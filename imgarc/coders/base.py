@@ -1,4 +1,4 @@
-"""The one interface every latent coder implements, and the coder registry."""
+"""The one interface every latent coder implements."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from imgarc.coders.tables import CdfTables
-from imgarc.errors import UsageError
-
-CODER_NAMES = ("rans", "lzma", "ref")
 
 
 class LatentCoder(ABC):
@@ -37,20 +34,3 @@ def order_by_table(indexes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     order = np.argsort(indexes, kind="stable")
     present, starts = np.unique(indexes[order], return_index=True)
     return order, present, starts
-
-
-def get_coder(name: str) -> LatentCoder:
-    """The coder registered under `name` (`rans`, `lzma`, `ref`)."""
-    if name == "rans":
-        from imgarc.coders.rans import RansCoder
-
-        return RansCoder()
-    if name == "lzma":
-        from imgarc.coders.lzma_pack import LzmaCoder
-
-        return LzmaCoder()
-    if name == "ref":
-        from imgarc.coders.ref import ReferenceCoder
-
-        return ReferenceCoder()
-    raise UsageError(f"unknown coder {name!r}; choose one of: {', '.join(CODER_NAMES)}")

@@ -16,15 +16,32 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from imgarc.codec.architecture import Architecture, build_model
+import torch
+from pytorch_msssim import ms_ssim
+
+from imgarc.codec.architecture import MEAN_SCALE, Architecture, build_model
+from imgarc.codec.gained import GAIN_NAMES, initial_gains
+from imgarc.codec.weights import load_weights
+from imgarc.errors import ModelError, TrainingError, UsageError
 from imgarc.train.crops import CropSampler, load_photos, prefetched
+
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+DISTORTIONS = ("mse", "msssim", "mixed")
+# MS-SSIM's five scales of an 11-tap window need crops larger than (11 - 1) · 2⁴ = 160 px.
+MSSSIM_MIN_CROP = 161
+# CompressAI's λ tables for its six qualities pair MSE λ 0.0018 … 0.0483 with MS-SSIM λ
+# 2.40 … 60.5: at the same quality, 1 − MS-SSIM weighs about 1300 times 255²·MSE.
+MSSSIM_PER_MSE_UNIT = 1300.0
 
 
 @dataclass
 class TrainConfig:
     data: Path
     run_dir: Path
-    architecture: Architecture = field(default_factory=lambda: Architecture("mbt2018-mean", 64, 96))
+    architecture: Architecture = field(default_factory=lambda: Architecture(MEAN_SCALE, 64, 96))
     lmbda: float = 0.025  # weight of the distortion term (see `distortion_term`)
     distortion: str = "mse"  # "mse" (loss λ·255²·MSE), "msssim" (loss λ·(1 − MS-SSIM)), as in CompressAI, or "mixed"
     msssim_share: float = 0.5  # "mixed" only: the MS-SSIM part's share of the distortion (see `distortion_term`)
@@ -44,6 +61,36 @@ class TrainConfig:
     device: str = "cpu"
     init_weights: Path | None = None  # an exported weights file to start from when no checkpoint exists
 
+    def __post_init__(self) -> None:
+        """Refuse a configuration training cannot run, naming the option a user sets."""
+        if self.crop % 64:
+            raise UsageError(f"--crop must be a multiple of 64, not {self.crop}")
+        if self.distortion not in DISTORTIONS:
+            raise UsageError(f"--distortion must be one of {', '.join(DISTORTIONS)}, not {self.distortion!r}")
+        if self.distortion != "mse" and self.crop < MSSSIM_MIN_CROP:
+            raise UsageError(f"--distortion {self.distortion} needs --crop 192 or more (MS-SSIM's 5 scales), not {self.crop}")
+        if self.lambdas and (len(self.lambdas) < 2 or list(self.lambdas) != sorted(set(self.lambdas)) or self.lambdas[0] <= 0):
+            raise UsageError("--lambdas needs at least two distinct positive values in ascending order")
+        if self.architecture.rate_points > 1 and len(self.lambdas) != self.architecture.rate_points:
+            raise UsageError("a variable-rate model needs one λ per rate point (--lambdas)")
+
+
+def parse_channels(text: str) -> tuple[int, int]:
+    """`--channels N,M` -> (N, M)."""
+    try:
+        n, m = (int(v) for v in text.split(","))
+    except ValueError as e:
+        raise UsageError(f"--channels must be two integers like 64,96, not {text!r}") from e
+    return n, m
+
+
+def parse_lambdas(text: str | None) -> tuple[float, ...]:
+    """`--lambdas 0.0018,0.0035,...` -> the λs (empty: a single-rate model)."""
+    try:
+        return tuple(float(v) for v in text.split(",")) if text else ()
+    except ValueError as e:
+        raise UsageError(f"--lambdas must be numbers separated by commas, not {text!r}") from e
+
 
 @dataclass
 class TrainStatus:
@@ -57,15 +104,6 @@ class TrainStatus:
     per_point: tuple[tuple[float, float], ...] = ()  # variable-rate: (bpp, PSNR) per rate point
 
 
-CHECKPOINT_NAME = "checkpoint.pt"
-
-
-DISTORTIONS = ("mse", "msssim", "mixed")
-# MS-SSIM's five scales of an 11-tap window need crops larger than (11 - 1) · 2⁴ = 160 px.
-MSSSIM_MIN_CROP = 161
-# CompressAI's λ tables for its six qualities pair MSE λ 0.0018 … 0.0483 with MS-SSIM λ
-# 2.40 … 60.5: at the same quality, 1 − MS-SSIM weighs about 1300 times 255²·MSE.
-MSSSIM_PER_MSE_UNIT = 1300.0
 
 
 def distortion_term(distortion: str, x_hat, x, mse, msssim_share: float = 0.5):
@@ -76,8 +114,6 @@ def distortion_term(distortion: str, x_hat, x, mse, msssim_share: float = 0.5):
     """
     if distortion == "mse":
         return 255**2 * mse
-    from pytorch_msssim import ms_ssim
-
     msssim_loss = 1 - ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0)
     if distortion == "msssim":
         return msssim_loss
@@ -89,8 +125,6 @@ def _psnr(mse: float) -> float:
 
 
 def _save_atomic(obj, path: Path) -> None:
-    import torch
-
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         torch.save(obj, f)
@@ -104,12 +138,6 @@ def _load_exported(model, path: Path, lambdas: tuple[float, ...]) -> None:
 
     A single-rate model can seed a variable-rate one: its gains start at √(λ_k/λ_init).
     """
-    import torch
-
-    from imgarc.codec.gained import GAIN_NAMES, initial_gains
-    from imgarc.codec.weights import load_weights
-    from imgarc.errors import ModelError
-
     weights, _ = load_weights(path)
     state = {k: torch.from_numpy(v.astype("float32") if v.dtype.kind == "f" else v) for k, v in weights.params.items()}
     missing, unexpected = torch.nn.Module.load_state_dict(model, state, strict=False)
@@ -123,10 +151,6 @@ def _load_exported(model, path: Path, lambdas: tuple[float, ...]) -> None:
 
 def _refuse_divergence(model, step: int, ckpt_path: Path) -> None:
     """Stop before non-finite weights (a diverged run) replace the last good checkpoint."""
-    import torch
-
-    from imgarc.errors import TrainingError
-
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         kept = f"{ckpt_path} is kept from before" if ckpt_path.exists() else "no checkpoint was written"
         raise TrainingError(f"training diverged (weights are not finite by step {step}); {kept}. Try a lower --lr.")
@@ -137,8 +161,6 @@ def slim_checkpoint(path: Path, out: Path) -> None:
     of the size, for moving a run between machines (a GPU lent for a while, then this one).
     Resuming from it restarts Adam. Buffers stay exact: some are tiny bounds (GDN's pedestal
     2⁻³⁶, the likelihood floor 1e-9) that fp16 rounds to zero, which turns training into NaNs."""
-    import torch
-
     state = torch.load(path, map_location="cpu", weights_only=False)
     model = build_model(Architecture.from_dict(state["config"]["architecture"]))
     learned = {name for name, _ in model.named_parameters()}
@@ -151,8 +173,6 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
 
     Returns the checkpoint path. `log` is called every few seconds with running averages.
     """
-    import torch
-
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -178,15 +198,7 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         _load_exported(model, config.init_weights, config.lambdas)
     elif variable_rate:
         # From scratch, spread the rate points' quantization steps apart from the first step.
-        from imgarc.codec.gained import initial_gains
-
         model.set_initial_gains(initial_gains(list(config.lambdas), config.lambdas[len(config.lambdas) // 2]).to(device))
-    if config.distortion not in DISTORTIONS:
-        raise ValueError(f"distortion must be one of {DISTORTIONS}")
-    if config.distortion != "mse" and config.crop < MSSSIM_MIN_CROP:
-        raise ValueError(f"MS-SSIM training needs crops of at least {MSSSIM_MIN_CROP} px")
-    if variable_rate and len(config.lambdas) != config.architecture.rate_points:
-        raise ValueError("a variable-rate model needs one λ per rate point")
     point_rng = random.Random(config.seed * 7919 + step)
 
     photos = load_photos(config.data, config.crop)

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import posixpath
 
-from imgarc.errors import UsageError
+from PIL import features
+
+from imgarc.errors import ImageError, UsageError
+from imgarc.photo.alpha import unpack_alpha
+from imgarc.photo.heif import heif_available
+from imgarc.photo.source_info import decode_source_info
+from imgarc.photo.write import encode_photo_file
 
 EXTRACT_FORMATS = ("keep", "png", "jpeg", "webp")
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "HEIF": ".heic", "AVIF": ".avif", "TIFF": ".tif"}
@@ -27,12 +33,8 @@ def check_extract_format(requested: str) -> str:
 
 def _writable(fmt: str) -> bool:
     if fmt == "HEIF":
-        from imgarc.photo_io import heif_available
-
         return heif_available()
     if fmt in ("WEBP", "AVIF"):
-        from PIL import features
-
         return bool(features.check(fmt.lower()))
     return fmt in EXTENSIONS
 
@@ -62,22 +64,14 @@ def output_path(path: str, source_format: str, out_format: str, taken: set[str])
     return candidate
 
 
-def entry_output_path(header, requested: str, taken: set[str]) -> str:
-    """Where an entry is extracted to, relative to the destination (EntryHeader `header`)."""
-    from imgarc.archive import KIND_IMAGE
-
-    if header.kind != KIND_IMAGE:
-        return header.path
+def photo_output_path(header, requested: str, taken: set[str]) -> str:
+    """Where a coded photo's entry (EntryHeader `header`) is extracted to, relative to the destination."""
     fmt = output_format(header.source_format, header.color_mode, requested)
     return output_path(header.path, header.source_format, fmt, taken)
 
 
 def photo_file_bytes(rgb, header, requested: str = "keep") -> bytes:
     """The extracted file of a coded photo (EntryHeader `header`) from its decoded pixels."""
-    from imgarc.alpha import unpack_alpha
-    from imgarc.photo_write import encode_photo_file
-    from imgarc.source_info import decode_source_info
-
     fmt = output_format(header.source_format, header.color_mode, requested)
     alpha = unpack_alpha(header.alpha, header.width, header.height) if header.alpha is not None else None
     return encode_photo_file(rgb, header.color_mode, header.source_format, header.exif, header.icc_profile,
@@ -87,10 +81,6 @@ def photo_file_bytes(rgb, header, requested: str = "keep") -> bytes:
 
 def check_photo_fields(header) -> None:
     """What `verify` checks beyond the latents: the alpha plane unpacks, SOURCE_INFO is well formed."""
-    from imgarc.alpha import unpack_alpha
-    from imgarc.errors import ImageError
-    from imgarc.source_info import decode_source_info
-
     decode_source_info(header.source_info, header.path)
     if header.alpha is not None:
         unpack_alpha(header.alpha, header.width, header.height)

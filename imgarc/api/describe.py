@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from imgarc.archive import KIND_IMAGE
-from imgarc.stored import STORAGE_NAMES
+from imgarc.photo import STORAGE_NAMES
 
 
 def _size(n: int) -> str:

@@ -14,8 +14,11 @@ import io
 from typing import Callable
 
 import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from imgarc.errors import ImageError
+from imgarc.photo.heif import heif_available
 
 LOSSY_QUALITIES = (90, 80, 70, 60, 50)
 TIFF_COMPRESSIONS = ("raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits", "jpeg")
@@ -51,8 +54,6 @@ def _jpeg(im, meta: dict, details: dict, budget: int | None) -> bytes:
 
 
 def _png(im, meta: dict, details: dict, budget: int | None) -> bytes:
-    from PIL.PngImagePlugin import PngInfo
-
     info = PngInfo()
     for key, text in details.get("text", {}).items():
         info.add_itxt(key, text) if not text.isascii() else info.add_text(key, text)
@@ -76,8 +77,6 @@ def _avif(im, meta: dict, details: dict, budget: int | None) -> bytes:
 
 
 def _heif(im, meta: dict, details: dict, budget: int | None) -> bytes:
-    from imgarc.photo_io import heif_available
-
     if not heif_available():
         raise ImageError("writing HEIC needs pillow-heif; extract with --format png or jpeg")
     if im.mode == "LA":
@@ -103,8 +102,6 @@ WRITERS = {"JPEG": _jpeg, "PNG": _png, "WEBP": _webp, "AVIF": _avif, "HEIF": _he
 
 
 def _image(rgb: np.ndarray, mode: str, alpha: np.ndarray | None):
-    from PIL import Image
-
     im = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
     if mode in ("L", "LA"):
         im = im.convert("L")
@@ -116,8 +113,6 @@ def _image(rgb: np.ndarray, mode: str, alpha: np.ndarray | None):
 
 
 def _exif_with_orientation(orientation: int) -> bytes:
-    from PIL import Image
-
     exif = Image.Exif()
     exif[274] = orientation
     return exif.tobytes()

@@ -1,0 +1,203 @@
+"""Extract: archive entries -> files under a destination folder.
+
+One pipeline for both ways of finding entries: the archive's index (`extract`) or the salvage
+scan of a damaged archive (`salvage`). Entries decode side by side on a few threads
+(imgarc.ordered_pool) and are written in archive order, each atomically.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterator, NoReturn
+
+from imgarc.api.decoder import EntryDecoder
+from imgarc.api.results import (Damaged, EntryKind, EntryResult, ExtractSummary, Progress, SalvageSummary,
+                                Timings)
+from imgarc.archive import KIND_IMAGE, ArchiveReader, EntryHeader, resolve_inside, safe_relative_path
+from imgarc.archive.salvage import SalvageReader
+from imgarc.errors import (ArchiveError, DamagedArchiveError, DestinationError, ImageError, LatentStreamError,
+                           ModelError, OutOfSpaceError, UsageError)
+from imgarc.fileio import NO_SPACE, write_file_atomic
+from imgarc.ordered_pool import OneIntraOpThread, Task, decode_workers, in_order
+from imgarc.photo import check_extract_format, photo_output_path
+
+# Per-entry problems that leave the other entries extractable.
+ENTRY_ERRORS = (ArchiveError, LatentStreamError, ImageError, ModelError, DestinationError)
+SALVAGE_HINT = "run `imgarc extract --salvage ARCHIVE DEST` to recover its intact entries"
+
+
+def open_archive(archive: Path) -> ArchiveReader:
+    """ArchiveReader(archive); a damaged frame's error says how to recover the entries."""
+    try:
+        return ArchiveReader(archive)
+    except DamagedArchiveError as e:
+        raise DamagedArchiveError(f"{e}; {SALVAGE_HINT}") from e
+
+
+@dataclass
+class EntrySource:
+    """An entry to extract, read lazily in the caller's thread (readers are not thread-safe)."""
+
+    name: str  # for messages until its header is read: "#3", or the path
+    read_header: Callable[[], EntryHeader]
+    read_payload: Callable[[], bytes]
+
+
+@dataclass
+class _Decoded:
+    header: EntryHeader
+    data: bytes  # the bytes of the file it extracts to
+    timings: Timings = field(default_factory=Timings)
+
+
+def _raise(error: Exception) -> NoReturn:
+    raise error
+
+
+def extracted_path(header: EntryHeader, image_format: str, taken: set[str]) -> str:
+    """Where an entry is extracted to, relative to the destination."""
+    return photo_output_path(header, image_format, taken) if header.kind == KIND_IMAGE else header.path
+
+
+def write_entry_file(target: Path, data: bytes, header: EntryHeader) -> None:
+    """Write one extracted file; what is in the way is a per-entry DestinationError."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if e.errno in NO_SPACE:
+            raise OutOfSpaceError(f"the disk is full: cannot create the folder {target.parent}") from e
+        why = "a file of that name is in the way" if isinstance(e, (FileExistsError, NotADirectoryError)) else e.strerror
+        raise DestinationError(f"cannot create the folder {target.parent}: {why}") from e
+    # setuid/setgid/sticky bits are kept in the archive but not applied (as tar does for non-root)
+    write_file_atomic(target, data, header.mtime_ns, header.mode & 0o777)
+
+
+class Extractor:
+    """Writes entries' files under `dest` (which must be empty unless `force`).
+
+    `image_format`: `keep` (each photo in its source format) or `png`/`jpeg`/`webp`
+    (imgarc.photo.output_format says how names change). `decoder`: how entries are decoded
+    (a subclass may memoize or record; the default decodes).
+    """
+
+    def __init__(self, dest: Path, force: bool = False, image_format: str = "keep",
+                 decoder: EntryDecoder | None = None, progress: Progress | None = None) -> None:
+        self.dest = dest
+        self.force = force
+        self.image_format = check_extract_format(image_format)
+        self.decoder = decoder or EntryDecoder()
+        self.progress = progress
+
+    def extract(self, archive: Path) -> ExtractSummary:
+        """Extract every entry; damaged entries are skipped and reported in one error at the end."""
+        started = time.perf_counter()
+        with open_archive(archive) as reader:
+            sources = [EntrySource(f"#{i + 1}", partial(reader.header, i), partial(reader.payload, i))
+                       for i in range(len(reader))]
+            taken = _readable_paths(reader)
+            results, failures, timings = self._extract(sources, taken)
+        if failures:
+            listed = "; ".join(f"{n}: {d}" for n, d in failures[:5]) + (" …" if len(failures) > 5 else "")
+            raise ArchiveError(f"{len(failures)} of {len(results) + len(failures)} entries could not be extracted "
+                               f"(the other {len(results)} were): {listed}")
+        return ExtractSummary(results, time.perf_counter() - started, timings.model, timings.coder)
+
+    def salvage(self, archive: Path) -> SalvageSummary:
+        """Extract every entry of a damaged or truncated archive whose CRCs check out.
+
+        Uses the index when it is intact, else rebuilds it by scanning for entry headers
+        (imgarc.archive.salvage). Never raises for damage to entries: it is in `damaged`.
+        """
+        started = time.perf_counter()
+        with SalvageReader(archive) as reader:
+            plan = reader.plan
+            sources = [EntrySource(found.header.path, partial(lambda h: h, found.header), partial(reader.payload, found))
+                       for found in plan.entries]
+            results, failures, _ = self._extract(sources, {found.header.path for found in plan.entries})
+        damaged = [Damaged(d.name, d.detail) for d in plan.damaged] + failures
+        return SalvageSummary(results, damaged, plan.warnings, plan.index_rebuilt, time.perf_counter() - started)
+
+    def _extract(self, sources: list[EntrySource], taken: set[str]) -> tuple[list[EntryResult], list[Damaged], Timings]:
+        """Decode and write every source in order. `taken`: the paths of the archive's entries, so
+        a photo renamed by --format never takes another file's name."""
+        self._check_destination()
+        results: list[EntryResult] = []
+        failures: list[Damaged] = []
+        timings = Timings()
+        written: set[str] = set()
+        workers = decode_workers()
+        with OneIntraOpThread(workers > 1) as threads:
+            tasks = (self._task(source, threads) for source in sources)
+            for n, (name, decoded) in enumerate(in_order(tasks, workers)):
+                try:
+                    if name in written:  # a crafted or rescanned archive: never let one entry overwrite another
+                        raise DestinationError(f"a second entry named {name!r}; the first one was extracted")
+                    results.append(self._write(decoded.result(), timings, taken))
+                    written.add(name)
+                except ENTRY_ERRORS as e:
+                    failures.append(Damaged(name, str(e)))
+                if self.progress:
+                    self.progress(n + 1, len(sources), name)
+        return results, failures, timings
+
+    def _check_destination(self) -> None:
+        dest = self.dest
+        if dest.exists() and not dest.is_dir():
+            raise UsageError(f"{dest} exists and is not a folder")
+        if dest.is_dir() and any(dest.iterdir()) and not self.force:
+            raise UsageError(f"{dest} is not empty; use --force to extract into it (files of the same name are replaced)")
+        dest.mkdir(parents=True, exist_ok=True)
+
+    def _task(self, source: EntrySource, threads: OneIntraOpThread) -> Task[str, _Decoded]:
+        """Read an entry here; its decoding runs on the pool. A damaged entry becomes a task that
+        raises, so it is reported in archive order, under its path when its header is readable."""
+        name = source.name
+        try:
+            header = source.read_header()
+            name = header.path
+            payload = source.read_payload()
+            activations = 0
+            if header.kind == KIND_IMAGE:
+                synthesis_width = self.decoder.codec_for(header).architecture.N  # loads the model here, once
+                activations = (header.padded_height or 0) * (header.padded_width or 0) * synthesis_width
+                threads.pin()
+        except ENTRY_ERRORS as e:
+            return Task(name, partial(_raise, e))
+        return Task(header.path, partial(self._decode, header, payload), activations)
+
+    def _decode(self, header: EntryHeader, payload: bytes) -> _Decoded:
+        safe_relative_path(header.path)
+        timings = Timings()
+        return _Decoded(header, self.decoder.file_bytes(header, payload, self.image_format, timings), timings)
+
+    def _write(self, decoded: _Decoded, timings: Timings, taken: set[str]) -> EntryResult:
+        header, data = decoded.header, decoded.data
+        out_path = extracted_path(header, self.image_format, taken)
+        write_entry_file(resolve_inside(self.dest, safe_relative_path(out_path)), data, header)
+        taken.add(out_path)
+        timings.add(decoded.timings)
+        image = header.kind == KIND_IMAGE
+        return EntryResult(out_path, EntryKind.PHOTO if image else EntryKind.STORED, len(data), header.payload_size,
+                           header.width * header.height if image else 0)
+
+
+def _readable_paths(reader: ArchiveReader) -> set[str]:
+    paths = set()
+    for i in range(len(reader)):
+        try:
+            paths.add(reader.header(i).path)
+        except ArchiveError:
+            pass  # reported when the extract loop reaches it
+    return paths
+
+
+def iter_headers(reader: ArchiveReader) -> Iterator[tuple[int, EntryHeader | ArchiveError]]:
+    """(index, header or the error reading it) for every entry of an open archive."""
+    for i in range(len(reader)):
+        try:
+            yield i, reader.header(i)
+        except ArchiveError as e:
+            yield i, e

@@ -1,0 +1,5 @@
+"""The `imgarc` command line (see imgarc/cli/app.py)."""
+
+from imgarc.cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,71 @@
+"""The `imgarc` command: one typer app, one module per command (parse, call the library, print).
+
+`main()` is the one place that turns errors into one line and an exit code: ImgarcError -> its
+message and exit_code; Ctrl-C/SIGTERM -> 130; usage mistakes -> typer's message, 2; anything
+else is a bug -> "internal error", 70.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import typer
+
+from imgarc.cli.bench import bench
+from imgarc.cli.compress import compress
+from imgarc.cli.console import console
+from imgarc.cli.extract import extract
+from imgarc.cli.listing import list_
+from imgarc.cli.models import models
+from imgarc.cli.train import train
+from imgarc.cli.verify import verify
+from imgarc.errors import ImgarcError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help=(
+        "Archive folders of photos with a learned image codec.\n\n"
+        "Photos (JPEG, PNG, HEIC, WebP, AVIF, TIFF) are coded lossily at the chosen --quality (a few times "
+        "smaller than the originals) and come back under their own names and formats with their EXIF, ICC "
+        "and XMP; every other file, and any photo the codec must not touch, is stored byte-exact "
+        "(--keep-originals: every file). Paths, modification times and permissions are kept."
+    ),
+)
+app.command()(compress)
+app.command()(extract)
+app.command("list")(list_)
+app.command()(verify)
+app.command()(train)
+app.command()(models)
+app.command()(bench)
+
+
+def main() -> None:
+    """Console-script entry: one clean line and a non-zero exit for every error."""
+    # CompressAI still uses torch.jit.script, which torch now flags on every import: not the user's concern.
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+    try:
+        code = app(standalone_mode=False)
+    except ImgarcError as e:
+        console(stderr=True).print(f"[red]imgarc: error:[/] {e}")
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        console(stderr=True).print("[red]imgarc: interrupted[/] (no partial file was left under a final name)")
+        sys.exit(130)
+    except typer.Abort:
+        sys.exit(130)
+    except typer.TyperException as e:  # usage mistakes: typer prints its own short usage message
+        e.show()
+        sys.exit(e.exit_code)
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 - the one place a bug is turned into a line, not a traceback
+        console(stderr=True).print(f"[red]imgarc: internal error:[/] {type(e).__name__}: {e} (please report this)")
+        sys.exit(70)
+    # Outside standalone mode typer turns Ctrl-C into Exit(130) and returns that code instead of raising.
+    if code == 130:
+        console(stderr=True).print("[red]imgarc: interrupted[/] (no partial file was left under a final name)")
+    if isinstance(code, int) and code:
+        sys.exit(code)

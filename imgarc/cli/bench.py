@@ -1,0 +1,50 @@
+"""`imgarc bench`: imgarc against 7-Zip, TAR and the classical image codecs on one folder."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from imgarc.bench.command import BenchOptions, bench as run_bench, summary_lines
+from imgarc.cli.console import console, progress_bar
+from imgarc.coders import CODER_NAMES
+
+
+def bench(
+    dataset: str = typer.Argument(..., help="'kodak', 'clic', or a folder of images."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Folder holding kodak/ and clic/ (e.g. ../shared/datasets); "
+                                        "else $IMGARC_DATA, else ~/.cache/imgarc/datasets (downloaded there if missing)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for results.json, results.csv, report.md and the PNG plots (default: runs/bench/DATASET)."),
+    qualities: str = typer.Option("10,25,50,75,95", "--qualities", help="imgarc --quality values; the first coder runs at each."),
+    coders: str = typer.Option(",".join(CODER_NAMES), "--coders", help="imgarc latent coders to measure."),
+    coder_qualities: str = typer.Option("75", "--coder-qualities", help="Qualities the coders after the first run at (they change bytes and time, not pixels), or 'all'."),
+    baselines: str = typer.Option("7z,tar,jpeg,webp,avif", "--baselines", help="Baselines: 7z (7zz a, default and -mx9), tar (plain and -J), jpeg (Pillow defaults), webp (method=6), avif (speed=6); '' for none."),
+    jpeg_qualities: str = typer.Option("5,15,30,50,75", "--jpeg-qualities"),
+    webp_qualities: str = typer.Option("2,15,35,55,75", "--webp-qualities"),
+    avif_qualities: str = typer.Option("15,30,45,60,75", "--avif-qualities"),
+    model: Optional[str] = typer.Option(None, "--model", help="imgarc model id instead of the one --quality picks."),
+    models: str = typer.Option("", "--models", help="More models in the same tables and plots, comma-separated, each with the "
+                               "first coder: installed ids (at every --qualities value) or CompressAI zoo ids cai:ARCH:METRIC:Q "
+                               "(one point each)."),
+    zoo: bool = typer.Option(True, "--zoo/--no-zoo", help="Also every CompressAI zoo model already cached here (see `imgarc models`), "
+                             "one point each, never downloading."),
+    jobs: int = typer.Option(0, "--jobs", help="Processes for the quality metrics, computed after all timing (0: one per core)."),
+    download: bool = typer.Option(True, "--download/--no-download", help="Download kodak/clic into the cache when not found (sha256-checked)."),
+    keep_work: bool = typer.Option(False, "--keep-work", help="Keep the decoded images and work files under OUT."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Benchmark imgarc against 7-Zip, TAR, JPEG, WebP and AVIF on one folder: tables, CSV, JSON, plots.
+
+    Every method compresses and restores the same folder, each step in its own timed process;
+    quality (PSNR, MS-SSIM) is scored afterwards. Bytes and quality are the same on every re-run.
+    """
+    options = BenchOptions(dataset, data, out, qualities, coders, coder_qualities, baselines, jpeg_qualities,
+                           webp_qualities, avif_qualities, model, models, zoo, jobs, download, keep_work)
+    with progress_bar("benchmarking", progress) as bar:
+        result, folder = run_bench(options, "imgarc " + shlex.join(sys.argv[1:]), progress=bar)
+    for line in summary_lines(result, folder):
+        console().print(line)

@@ -1,0 +1,56 @@
+"""`imgarc compress SRC ARCHIVE`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from imgarc import api
+from imgarc.cli.console import console, human, progress_bar, sigterm_as_interrupt, warn
+from imgarc.coders import DEFAULT_CODER
+
+CODER_HELP = (
+    "Latent entropy coder: 'rans' (default: vectorized rANS, smallest), 'lzma' (LZMA packing of the "
+    "integer latents), 'ref' (CompressAI's own C++ rANS coder, the reference). All three use the same "
+    "shipped tables and deterministic table selection, so archives decode identically on any machine."
+)
+
+
+def compress(
+    src: Path = typer.Argument(..., help="Folder of photos (and any other files) to archive."),
+    archive: Path = typer.Argument(..., help="Archive file to write, e.g. photos.iarc."),
+    quality: int = typer.Option(api.DEFAULT_QUALITY, "--quality", "-q", min=1, max=100,
+                                help="1-100, like JPEG's: higher keeps more detail and makes larger entries "
+                                     "(continuous on the variable-rate default model); recorded per entry."),
+    target_bpp: Optional[float] = typer.Option(None, "--target-bpp", help="Instead of --quality: code each photo at the quality whose "
+                                               "size is nearest this many bits per pixel (e.g. 0.5)."),
+    coder: str = typer.Option(DEFAULT_CODER, "--coder", help=CODER_HELP),
+    model: Optional[str] = typer.Option(None, "--model", help="Model id to use instead of the one --quality picks (see `imgarc models`); "
+                                        "a CompressAI pretrained model as cai:ARCH:METRIC:Q, e.g. cai:mbt2018-mean:mse:3 "
+                                        "(downloaded into the torch cache at first use; cai:ARCH alone takes the zoo quality "
+                                        "nearest --quality)."),
+    tune: Optional[str] = typer.Option(None, "--tune", help="Use the model trained for this metric: psnr (MSE, or MSE mixed with "
+                                       "MS-SSIM: exact colours and detail) or msssim (MS-SSIM only: the smallest files at "
+                                       "equal MS-SSIM, less exact colours). Default: the default model (see `imgarc models`)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace ARCHIVE if it exists."),
+    keep_originals: bool = typer.Option(False, "--keep-originals", help="Code no photo: keep every file byte-exact "
+                                        "(JPEGs recompressed losslessly with JPEG XL, others LZMA), each extracted identical to the byte."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Compress the folder SRC into ARCHIVE (written to a temporary name, renamed when complete)."""
+    options = api.CompressOptions(quality, target_bpp, coder, model, tune, keep_originals)
+    with sigterm_as_interrupt(), progress_bar("compressing", progress) as bar:
+        s = api.Compressor(options).compress_folder(src, archive, force=force, progress=bar)
+    for w in s.warnings:
+        warn(w)
+    photos = [e for e in s.entries if e.kind == api.EntryKind.PHOTO]
+    original = sum(e.original_bytes for e in s.entries)
+    pixels = sum(e.pixels for e in photos)
+    line = f"{s.archive}: {len(s.entries)} files ({len(photos)} coded photos), {human(original)} -> {human(s.archive_bytes)}"
+    if s.archive_bytes:
+        line += f" ({original / s.archive_bytes:.1f}x)"
+    if pixels:
+        line += f", photos at {sum(e.archived_bytes for e in photos) * 8 / pixels:.3f} bpp"
+    console().print(line + f" in {s.seconds:.1f} s")

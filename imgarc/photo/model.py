@@ -1,0 +1,75 @@
+"""What the photo layer hands to the codec: a decoded Photo, or why a file is NotCoded.
+
+Also the rules every reader applies before decoding pixels (size, pixel mode), shared by the
+Pillow reader (photo/read.py) and the HEIF reader (photo/heif.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from imgarc.photo.alpha import MAX_PACKED_ALPHA, pack_alpha
+from imgarc.photo.source_info import encode_source_info
+
+CODED_FORMATS = ("JPEG", "PNG", "HEIF", "WEBP", "AVIF", "TIFF")
+CODED_MODES = ("RGB", "L", "RGBA", "LA")
+MAX_PIXELS = 40_000_000  # ~1 GB of activations in g_a; larger photos are stored byte-exact
+
+
+@dataclass
+class Photo:
+    """A decoded photo ready for the codec, with what is needed to write it back."""
+
+    rgb: np.ndarray  # uint8 [H, W, 3], as stored (grayscale replicated to 3 channels)
+    mode: str  # "RGB", "L", "RGBA" or "LA": what the extracted file will be
+    source_format: str  # Pillow format name: "JPEG", "PNG", "HEIF", ...
+    exif: bytes | None = None
+    icc_profile: bytes | None = None
+    xmp: bytes | None = None
+    source_info: dict = field(default_factory=dict)  # JPEG qtables/subsampling, PNG dpi/text, ...
+    alpha: bytes | None = None  # xz-packed alpha plane (RGBA/LA), see imgarc.photo.alpha
+
+    @cached_property
+    def header_fields(self) -> dict:
+        """EntryHeader keyword arguments that carry this photo's metadata and alpha."""
+        return dict(source_format=self.source_format, color_mode=self.mode, exif=self.exif,
+                    icc_profile=self.icc_profile, xmp=self.xmp, source_info=encode_source_info(self.source_info),
+                    alpha=self.alpha)
+
+
+@dataclass
+class NotCoded:
+    """Why a file is stored byte-exact instead; `warning` is set when the user should know."""
+
+    reason: str
+    warning: bool = False
+
+
+class Refused(Exception):
+    """Inside a reader: this file is stored byte-exact, for this reason."""
+
+
+def check_size(w: int, h: int) -> None:
+    if (-(-w // 64) * 64) * (-(-h // 64) * 64) > MAX_PIXELS:  # padded area: what the codec allocates
+        raise Refused(f"{w}x{h} is over the codec's {MAX_PIXELS // 1_000_000} MP limit: stored as it is")
+
+
+def check_mode(mode: str) -> None:
+    if mode == "P":
+        raise Refused("palette image (graphics, already small; a photo codec would blur it): stored as it is")
+    if mode not in CODED_MODES:
+        raise Refused(f"{mode} pixels (not 8-bit RGB, grayscale or with alpha): stored as it is")
+
+
+def split_pixels(im) -> tuple[np.ndarray, bytes | None]:
+    """RGB uint8 [H, W, 3] and the packed alpha plane (RGBA/LA), from a loaded 8-bit Pillow image."""
+    alpha = None
+    if im.mode in ("RGBA", "LA"):
+        alpha = pack_alpha(np.asarray(im.getchannel("A")))
+        if len(alpha) > MAX_PACKED_ALPHA:
+            raise Refused("alpha plane too irregular to keep beside the photo: stored as it is")
+    rgb = np.asarray(im.convert("L" if im.mode == "LA" else "RGB").convert("RGB"))
+    return rgb, alpha
