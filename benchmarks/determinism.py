@@ -30,16 +30,18 @@
    convolutions (g_s) with kernels chosen by CPU kind. One decoder per older ISA this CPU has
    (ONEDNN_MAX_CPU_ISA=SSE41/AVX/...) decodes the default-capability encoder's payloads and
    reports whether the latent code is identical and how many pixel values differ (--no-isa skips).
+
+Coding and decoding go through the library: `ImageCodec.quantize` (its `select` hook swaps the
+integer h_s for the float path, or for a memoized integer h_s) and `imgarc.api.EntryDecoder`
+(`latents`, `pixels`) on the payloads, with the entry header `imgarc compress` would write.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -50,6 +52,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from imgarc.api import EntryDecoder
+from imgarc.archive import KIND_IMAGE, EntryHeader
+from imgarc.codec.padding import padded_size
+
+from common import array_digest, first_files, load_rgb, machine_line  # benchmarks/common.py
 
 THREADS = (1, 2, 4)
 DEFAULT_QUALITIES = (10, 35, 60, 85)
@@ -69,25 +77,6 @@ def onednn_isas() -> list[str]:
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     have = [isa for isa, f in (("SSE41", " sse4_1"), ("AVX", " avx "), ("AVX2", " avx2"), ("AVX512_CORE", " avx512f")) if f in flags]
     return have[:-1]
-
-
-def sha(*arrays: np.ndarray) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
-        h.update(str((a.dtype, a.shape)).encode())
-    return h.hexdigest()
-
-
-def images(data: Path, limit: int | None) -> list[Path]:
-    found = sorted(data.glob("*.png"))
-    return found[:limit] if limit else found
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.open(path).convert("RGB"))
 
 
 # ----------------------------------------------------------------------------- the float path
@@ -126,18 +115,6 @@ class FloatHyper:
         return np.searchsorted(self.thresholds, scales, side="right").astype(np.int32), means.astype(np.float32)
 
 
-def quantize(codec, analysed, quality: int | None, select):
-    """codec.quantize with a pluggable table selection `select(z_symbols, gains)` (same ẑ either way)."""
-    from imgarc.codec.image_codec import LatentCode
-
-    gains = codec.gains_for(quality)
-    z = analysed.z if gains is None else analysed.z * gains.as_float("hyper_gain")[:, None, None]
-    z_symbols = np.round(z - codec.medians[:, None, None]).astype(np.int32)
-    indexes, means = select(z_symbols, gains)
-    y = analysed.y if gains is None else analysed.y * gains.as_float("gain")[:, None, None]
-    return LatentCode(z_symbols, np.round(y - means).astype(np.int32), indexes, means, gains)
-
-
 def relative_distance_to_threshold(scales: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """|σ/T - 1| for the threshold T nearest each σ."""
     i = np.searchsorted(thresholds, scales)
@@ -146,23 +123,62 @@ def relative_distance_to_threshold(scales: np.ndarray, thresholds: np.ndarray) -
     return np.minimum(np.abs(scales / below - 1), np.abs(scales / above - 1))
 
 
+def gain_vectors(gains) -> tuple:
+    """A quality's four gain vectors (none for a single-rate model)."""
+    return () if gains is None else (gains.gain, gains.inv_gain, gains.hyper_gain, gains.hyper_inv_gain)
+
+
 def code_digest(code) -> str:
     """Everything that decides the pixels: symbols, table indexes, means (and the quality's gains)."""
-    gains = () if code.gains is None else (code.gains.gain, code.gains.inv_gain)
-    return sha(code.z_symbols, code.y_symbols, code.y_indexes, code.y_means, *gains)
+    return array_digest(code.z_symbols, code.y_symbols, code.y_indexes, code.y_means, *gain_vectors(code.gains))
 
 
-def decode_payload(codec, coder, payload: bytes, padded: tuple[int, int], select, gains):
-    """imgarc.api's decoder steps: unpack, ẑ, table selection from ẑ, ŷ -> LatentCode."""
-    from imgarc.codec.image_codec import LatentCode
-    from imgarc.codec.payload import unpack_image_payload
+class Memo:
+    """A table selection `select(z_symbols, gains)` run once per distinct ẑ and gains (`cache`)."""
 
-    z_stream, y_stream = unpack_image_payload(payload)
-    z_shape, y_shape = codec.latent_shapes(*padded)
-    z = coder.decode(z_stream, codec.z_indexes(z_shape), codec.tables.z).reshape(z_shape)
-    indexes, means = select(z, gains)
-    y = coder.decode(y_stream, indexes.ravel(), codec.tables.y).reshape(y_shape)
-    return LatentCode(z, y, indexes, means, gains)
+    def __init__(self, select) -> None:
+        self.select = select
+        self.cache: dict = {}
+
+    def __call__(self, z_symbols: np.ndarray, gains):
+        key = array_digest(z_symbols, *gain_vectors(gains))
+        if key not in self.cache:
+            self.cache[key] = self.select(z_symbols, gains)
+        return self.cache[key]
+
+
+class WithSelection:
+    """`codec`, but picking y's tables with `select(z_symbols, gains)`; everything else is the codec's."""
+
+    def __init__(self, codec, select) -> None:
+        self.codec = codec
+        self.select = select
+
+    def __getattr__(self, name: str):
+        return getattr(self.codec, name)
+
+    def y_indexes_and_means(self, z_symbols: np.ndarray, gains=None):
+        return self.select(z_symbols, gains)
+
+
+class SelectingDecoder(EntryDecoder):
+    """imgarc.api's entry decoder with this process's codec and the table selection `select`
+    (EntryDecoder.latents asks its codec's y_indexes_and_means for the tables: WithSelection answers)."""
+
+    def __init__(self, codec, select) -> None:
+        self.codec = WithSelection(codec, select)
+
+    def codec_for(self, header: EntryHeader):
+        return self.codec
+
+
+def image_header(codec, coder: str, hw, quality: int) -> EntryHeader:
+    """The header `imgarc compress` writes for an RGB photo of `hw` pixels coded at `quality`."""
+    (h, w), (ph, pw) = hw, padded_size(*hw, codec.stride)
+    return EntryHeader(path=f"{h}x{w}.png", kind=KIND_IMAGE, original_size=0, mtime_ns=0, mode=0o644, coder=coder,
+                       model_id=codec.model_id, weights_sha256=bytes.fromhex(codec.weights_sha256),
+                       tables_sha256=bytes.fromhex(codec.tables_sha256), width=w, height=h, padded_width=pw,
+                       padded_height=ph, color_mode="RGB", quality=quality, source_format="PNG")
 
 
 # ----------------------------------------------------------------------------- workers
@@ -182,7 +198,6 @@ def _setup(args: argparse.Namespace):
 def encode_worker(args: argparse.Namespace) -> dict:
     """Code every image at every quality with every coder (the integer path, as `imgarc compress`),
     save the payloads, and record each latent code and the pixels it synthesizes to."""
-    from imgarc.codec.padding import padded_size
     from imgarc.codec.rate_control import pack_latents
     from imgarc.coders import get_coder
 
@@ -192,10 +207,10 @@ def encode_worker(args: argparse.Namespace) -> dict:
     coders = {name: get_coder(name) for name in args.coders}
     records: dict = {}
     near = {"symbols": 0, "within_1e-6": 0, "within_1e-5": 0, "min_relative_distance": 1.0}
-    for path in images(Path(args.data), args.limit):
+    for path in first_files(Path(args.data), "*.png", args.limit):
         rgb = load_rgb(path)
         analysed = codec.transform(rgb)
-        records[path.stem] = {"hw": list(rgb.shape[:2]), "padded": list(padded_size(*rgb.shape[:2], codec.stride)), "q": {}}
+        records[path.stem] = {"hw": list(rgb.shape[:2]), "q": {}}
         for q in args.qualities:
             code = codec.quantize(analysed, q)
             for name, coder in coders.items():
@@ -211,80 +226,67 @@ def encode_worker(args: argparse.Namespace) -> dict:
             near["within_1e-6"] += int((rel < 1e-6).sum())
             near["within_1e-5"] += int((rel < 1e-5).sum())
             near["min_relative_distance"] = min(near["min_relative_distance"], float(rel.min()))
-            records[path.stem]["q"][str(q)] = {"code": code_digest(code), "z": sha(code.z_symbols), "pixels": sha(pixels)}
+            records[path.stem]["q"][str(q)] = {"code": code_digest(code), "z": array_digest(code.z_symbols),
+                                               "pixels": array_digest(pixels)}
     return {"capability": args.cap, "threads": threads, "images": records, "float_near_thresholds": near}
 
 
 def decode_worker(args: argparse.Namespace) -> dict:
     """Decode every encoder's payloads under this capability and thread count; count identical images."""
-    from imgarc.coders import get_coder
-
     codec, floaty, threads = _setup(args)
-    coders = {name: get_coder(name) for name in args.coders}
+    integer = Memo(codec.y_indexes_and_means)  # the integer h_s, once per distinct ẑ and quality here
+    floats = Memo(floaty.indexes_and_means)
+    decoder = SelectingDecoder(codec, integer)
     work = Path(args.workdir)
     rows = []
-    hs_cache: dict = {}
     gs_cache: dict = {}
-    float_cache: dict = {}
     for enc_cap in args.encoders:
         enc = json.loads((work / f"encode-{enc_cap}.json").read_text())
         payloads = work / f"enc-{enc_cap}"
         for q in args.qualities:
-            for name, coder in coders.items():
+            for name in args.coders:
                 row = {"encoder": enc_cap, "decoder": args.cap, "threads": threads, "quality": q, "coder": name,
                        "images": 0, "same_code": 0, "identical": 0, "float_index_flips": 0, "float_images_lost": 0}
                 for stem, rec in enc["images"].items():
                     intent = rec["q"][str(q)]
-                    gains = codec.gains_for(q)
-
-                    def select(z, gains):  # integer h_s, once per distinct ẑ and quality here
-                        key = (sha(z), q)
-                        if key not in hs_cache:
-                            hs_cache[key] = codec.y_indexes_and_means(z, gains)
-                        return hs_cache[key]
-
                     payload = (payloads / f"{stem}-q{q}-{name}.bin").read_bytes()
-                    code = decode_payload(codec, coder, payload, tuple(rec["padded"]), select, gains)
+                    code = decoder.latents(image_header(codec, name, rec["hw"], q), payload).code
                     digest = code_digest(code)
                     if digest not in gs_cache:  # g_s once per distinct latent code here
-                        gs_cache[digest] = sha(codec.synthesize(code, *rec["hw"]))
+                        gs_cache[digest] = array_digest(codec.synthesize(code, *rec["hw"]))
                     same_code = digest == intent["code"]
                     row["images"] += 1
                     row["same_code"] += same_code
                     row["identical"] += same_code and gs_cache[digest] == intent["pixels"]
                     if name == args.coders[0]:  # the float path's fragility: once per image and quality
-                        key = (sha(code.z_symbols), q)
-                        if key not in float_cache:
-                            float_cache[key] = floaty.indexes_and_means(code.z_symbols, gains)[0]
-                        float_indexes = float_cache[key]
+                        float_indexes = floats(code.z_symbols, code.gains)[0]
                         flips = int((float_indexes != np.load(payloads / f"{stem}-q{q}-float-indexes.npy")).sum())
                         row["float_index_flips"] += flips
                         row["float_images_lost"] += flips > 0
                 rows.append(row)
-    return {"capability": args.cap, "threads": threads, "rows": rows, "h_s_runs": len(hs_cache), "g_s_runs": len(gs_cache)}
+    return {"capability": args.cap, "threads": threads, "rows": rows, "h_s_runs": len(integer.cache), "g_s_runs": len(gs_cache)}
 
 
 def isa_worker(args: argparse.Namespace) -> dict:
     """Decode the default-capability encoder's payloads (first coder) with oneDNN capped to another
     ISA (another kind of CPU's g_s kernels): is the latent code identical, and how far are pixels?"""
-    from imgarc.coders import get_coder
-
     codec, _, threads = _setup(args)
-    coder = get_coder(args.coders[0])
+    decoder = EntryDecoder()  # as `imgarc extract` decodes
+    coder = args.coders[0]
     payloads = Path(args.workdir) / "enc-default"
     enc = json.loads((Path(args.workdir) / "encode-default.json").read_text())
     row = {"isa": args.cap, "threads": threads, "codings": 0, "same_code": 0, "identical": 0, "values": 0,
            "values_differing": 0, "max_difference": 0}
     for q in args.qualities:
-        gains = codec.gains_for(q)
         for stem, rec in enc["images"].items():
-            payload = (payloads / f"{stem}-q{q}-{coder.name}.bin").read_bytes()
-            code = decode_payload(codec, coder, payload, tuple(rec["padded"]), codec.y_indexes_and_means, gains)
-            pixels = codec.synthesize(code, *rec["hw"])
+            payload = (payloads / f"{stem}-q{q}-{coder}.bin").read_bytes()
+            decoded = decoder.latents(image_header(codec, coder, rec["hw"], q), payload)
+            code = decoded.code
+            pixels = decoded.codec.synthesize(code, *rec["hw"])
             diff = np.abs(pixels.astype(np.int16) - np.load(payloads / f"{stem}-q{q}-pixels.npy"))
             row["codings"] += 1
             row["same_code"] += code_digest(code) == rec["q"][str(q)]["code"]
-            row["identical"] += sha(pixels) == rec["q"][str(q)]["pixels"]
+            row["identical"] += array_digest(pixels) == rec["q"][str(q)]["pixels"]
             row["values"] += diff.size
             row["values_differing"] += int((diff > 0).sum())
             row["max_difference"] = max(row["max_difference"], int(diff.max()))
@@ -301,13 +303,11 @@ def cost_worker(args: argparse.Namespace) -> dict:
     coders = {name: get_coder(name) for name in args.coders}
     bits = {p: {str(q): {c: 0 for c in coders} for q in args.qualities} for p in paths}
     times = []
-    for n, path in enumerate(images(Path(args.data), args.limit)):
+    for n, path in enumerate(first_files(Path(args.data), "*.png", args.limit)):
         rgb = load_rgb(path)
         analysed = codec.transform(rgb)
         for q in args.qualities:
-            codes = {p: quantize(codec, analysed, q, select) for p, select in paths.items()}
-            if q == args.qualities[0]:  # the integer path here is the real encoder's
-                assert code_digest(codes["integer"]) == code_digest(codec.quantize(analysed, q))
+            codes = {p: codec.quantize(analysed, q, select) for p, select in paths.items()}
             for p, code in codes.items():
                 for c, coder in coders.items():
                     bits[p][str(q)][c] += 8 * len(pack_latents(codec, coder, code))
@@ -324,7 +324,6 @@ def round_trip(codec, coder, png: bytes, quality: int, select) -> dict:
     """Seconds for one photo's whole compress + decompress with the given table selection."""
     from PIL import Image
 
-    from imgarc.codec.padding import padded_size
     from imgarc.codec.rate_control import pack_latents
 
     hs = [0.0]
@@ -336,12 +335,12 @@ def round_trip(codec, coder, png: bytes, quality: int, select) -> dict:
         return r
 
     t0 = time.perf_counter()
-    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-    payload = pack_latents(codec, coder, quantize(codec, codec.transform(rgb), quality, timed_select))
+    rgb = load_rgb(png)
+    payload = pack_latents(codec, coder, codec.quantize(codec.transform(rgb), quality, timed_select))
     t1 = time.perf_counter()
-    code = decode_payload(codec, coder, payload, padded_size(*rgb.shape[:2], codec.stride), timed_select, codec.gains_for(quality))
+    pixels = SelectingDecoder(codec, timed_select).pixels(image_header(codec, coder.name, rgb.shape[:2], quality), payload)
     buf = io.BytesIO()
-    Image.fromarray(codec.synthesize(code, *rgb.shape[:2])).save(buf, format="PNG")
+    Image.fromarray(pixels).save(buf, format="PNG")
     t2 = time.perf_counter()
     return {"compress": t1 - t0, "decompress": t2 - t1, "total": t2 - t0, "h_s": hs[0]}
 
@@ -530,11 +529,10 @@ def main() -> None:
         "command": (f"IMGARC_MODEL_PATH={model_path} " if model_path else "") + "python "
                    + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "model": args.model, "tables_sha256": codec.tables_sha256, "qualities": args.qualities, "coders": args.coders,
-        "images": len(images(args.data, args.limit)), "capabilities": caps, "threads": threads,
+        "images": len(first_files(args.data, "*.png", args.limit)), "capabilities": caps, "threads": threads,
         "encoder_threads": sorted({e["threads"] for e in enc.values()}), "cost_threads": cost["threads"],
         "time_quality": cost["time_quality"], "time_coder": cost["time_coder"],
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}, "
-                   f"torch {__import__('torch').__version__}",
+        "machine": machine_line(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "wall_s": time.perf_counter() - started,
         "worker_wall_s": {**{f"encode-{c}": e["wall_s"] for c, e in enc.items()},
                           **{f"decode-{d['capability']}-{d['threads']}": d["wall_s"] for d in dec},

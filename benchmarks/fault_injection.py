@@ -4,22 +4,24 @@
 
 Method
 ------
-1. `compress_folder` (what `imgarc compress --coder rans` runs) archives the folder; a plain
-   `extract_archive` of the undamaged archive gives the reference files.
+1. `api.compress_folder` (what `imgarc compress --coder rans` runs) archives the folder; a plain
+   `api.Extractor.extract` of the undamaged archive gives the reference files.
 2. Cases (fixed seed): single-byte corruptions (the byte XOR a random non-zero mask) and
    truncations. Corruption positions are stratified: half uniform over the whole file (which is
    almost all payload), half on the bytes that are *not* payload: a region drawn uniformly
    (file header, entry markers and lengths, entry headers, header CRCs, index, footer), then a
    byte in it, so every structure is hit many times. Truncations: uniform cut lengths, plus a cut at every entry start, at the
    index and inside the footer.
-3. Each case runs, in-process, the two functions the CLI calls: `extract_archive` (`imgarc
-   extract`) and `salvage_archive` (`imgarc extract --salvage`). Detected = the plain extract
-   raised an ImgarcError (the CLI's one red line and non-zero exit). Crash = any other exception
-   (a traceback). Each region is classified from the undamaged archive's layout; an entry is
-   *touched* when the damaged byte lies in its bytes (marker to end of payload) or the cut falls
-   before its end. Salvaged = the file salvage wrote is byte-identical to the reference.
-4. Decoding 24 photos per case would take hours, so the pure decode step (`api._entry_file_bytes`:
-   entry header + payload -> file bytes) is memoized on (header, sha256 of payload): each
+3. Each case runs, in-process, what the CLI runs: `api.Extractor.extract` (`imgarc extract`) and
+   `api.Extractor.salvage` (`imgarc extract --salvage`). Detected = the plain extract raised an
+   ImgarcError (the CLI's one red line and non-zero exit). Crash = any other exception (a
+   traceback). Each region is classified from the undamaged archive's layout, as its reader
+   gives it (`ArchiveReader.extent(i)`, `index_offset`, `footer_offset`); an entry is *touched*
+   when the damaged byte lies in its bytes (marker to end of payload) or the cut falls before
+   its end. Salvaged = the file salvage wrote is byte-identical to the reference.
+4. Decoding 24 photos per case would take hours, so the pure decode step
+   (`EntryDecoder.file_bytes`: entry header + payload -> file bytes) is memoized on (header,
+   sha256 of payload) by an EntryDecoder subclass handed to the Extractor (`DecodeMemo`): each
    distinct entry is really decoded once, by the clean extraction; a damaged entry (which never
    passes its CRC) would be a cache miss and be decoded for real. Everything else (reading,
    CRC checks, index rebuilding, path checks, writing the files) runs for every case. To show
@@ -35,10 +37,8 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import random
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -50,95 +50,74 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imgarc import api
-from imgarc.archive import ArchiveReader
+from imgarc.archive import ArchiveReader, EntryHeader
+from imgarc.archive.layout import FILE_HEADER
+from imgarc.archive.reader import EntryExtent
 from imgarc.errors import ImgarcError
+
+from common import files_digest, files_under, first_files, machine_line  # benchmarks/common.py
 
 REGIONS = ("file header", "entry marker+length", "entry header", "entry header CRC", "entry payload", "index", "footer")
 
 
 @dataclass(frozen=True)
-class Entry:
-    path: str
-    start: int  # its `IENT`
-    header_start: int
-    crc_start: int
-    payload_start: int
-    end: int
-
-
-@dataclass(frozen=True)
 class Layout:
     size: int
-    entries: tuple[Entry, ...]
+    entries: dict[str, EntryExtent]  # by path, in file order
     index_start: int
     footer_start: int
 
-    def region(self, pos: int) -> tuple[str, Entry | None]:
-        if pos < 16:
+    def region(self, pos: int) -> tuple[str, str | None]:
+        """The region byte `pos` lies in, and the path of the entry it belongs to (None: no entry)."""
+        if pos < FILE_HEADER.size:
             return "file header", None
         if pos >= self.footer_start:
             return "footer", None
         if pos >= self.index_start:
             return "index", None
-        for e in self.entries:
+        for path, e in self.entries.items():
             if e.start <= pos < e.end:
                 if pos < e.header_start:
-                    return "entry marker+length", e
-                if pos < e.crc_start:
-                    return "entry header", e
+                    return "entry marker+length", path
+                if pos < e.header_end:
+                    return "entry header", path
                 if pos < e.payload_start:
-                    return "entry header CRC", e
-                return "entry payload", e
+                    return "entry header CRC", path
+                return "entry payload", path
         raise ValueError(f"byte {pos} is in no region")
 
 
 def layout_of(path: Path) -> Layout:
-    data = path.read_bytes()
-    entries = []
     with ArchiveReader(path) as r:
-        for i, loc in enumerate(r.locations):
-            (hlen,) = struct.unpack_from("<I", data, loc.offset + 4)
-            end = r.locations[i + 1].offset if i + 1 < len(r) else r.index_offset
-            entries.append(Entry(r.header(i).path, loc.offset, loc.offset + 8, loc.offset + 8 + hlen,
-                                 loc.offset + 12 + hlen, end))
-        return Layout(len(data), tuple(entries), r.index_offset, len(data) - 20)
+        entries = {r.header(i).path: r.extent(i) for i in range(len(r))}
+        return Layout(r.file_size, entries, r.index_offset, r.footer_offset)
 
 
-class DecodeMemo:
-    """Memoizes api._entry_file_bytes (a pure function of header and payload); counts real decodes."""
+class DecodeMemo(api.EntryDecoder):
+    """EntryDecoder whose file_bytes (a pure function of header and payload) is memoized; counts real decodes."""
 
     def __init__(self) -> None:
-        self.real = api._entry_file_bytes
         self.cache: dict[tuple, bytes] = {}
         self.misses = 0
         self.hits = 0
         self.lock = threading.Lock()  # extract and salvage decode entries on several threads
 
-    def __call__(self, header, payload, timer, *options):
-        key = (repr(header), hashlib.sha256(payload).digest(), options)
+    def file_bytes(self, header: EntryHeader, payload: bytes, image_format: str = "keep",
+                   timings: api.Timings | None = None) -> bytes:
+        key = (repr(header), hashlib.sha256(payload).digest(), image_format)
         with self.lock:
             cached = self.cache.get(key)
             self.hits += cached is not None
             self.misses += cached is None
         if cached is None:
-            cached = self.cache[key] = self.real(header, payload, timer, *options)
+            cached = self.cache[key] = super().file_bytes(header, payload, image_format, timings)
         return cached
-
-    def install(self) -> None:
-        api._entry_file_bytes = self
-
-    def remove(self) -> None:
-        api._entry_file_bytes = self.real
-
-
-def files_under(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()} if folder.exists() else {}
 
 
 def make_cases(layout: Layout, corruptions: int, truncations: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     structural: dict[str, list[int]] = defaultdict(list)  # every byte that is not payload, by region
-    for a, b in [(0, 16), (layout.index_start, layout.size)] + [(e.start, e.payload_start) for e in layout.entries]:
+    for a, b in [(0, FILE_HEADER.size), (layout.index_start, layout.size)] + [(e.start, e.payload_start) for e in layout.entries.values()]:
         for p in range(a, b):
             structural[layout.region(p)[0]].append(p)
     regions = sorted(structural)
@@ -147,7 +126,7 @@ def make_cases(layout: Layout, corruptions: int, truncations: int, seed: int) ->
         pos = rng.randrange(layout.size) if k % 2 == 0 else rng.choice(structural[rng.choice(regions)])
         cases.append({"kind": "corruption", "pos": pos, "mask": rng.randrange(1, 256)})
     cuts = [rng.randrange(layout.size) for _ in range(truncations)]
-    cuts += [e.start for e in layout.entries] + [layout.index_start, layout.footer_start + 10]
+    cuts += [e.start for e in layout.entries.values()] + [layout.index_start, layout.footer_start + 10]
     cases += [{"kind": "truncation", "pos": c} for c in cuts]
     return cases
 
@@ -161,21 +140,22 @@ def damaged_bytes(clean: bytes, case: dict) -> bytes:
 
 
 def run_case(case: dict, clean: bytes, layout: Layout, reference: dict[str, bytes], work: Path,
-             plain: bool = True) -> dict:
-    """Plain extract (unless `plain` is False) and salvage of one damaged archive, in-process; the outcome."""
+             decoder: api.EntryDecoder | None, plain: bool = True) -> dict:
+    """Plain extract (unless `plain` is False) and salvage of one damaged archive, in-process, decoding
+    with `decoder` (None: the library's own); the outcome."""
     archive = work / "damaged.iarc"
     archive.write_bytes(damaged_bytes(clean, case))
     region, hit = layout.region(min(case["pos"], layout.size - 1))
     if case["kind"] == "truncation":
-        touched = {e.path for e in layout.entries if case["pos"] < e.end}
+        touched = {p for p, e in layout.entries.items() if case["pos"] < e.end}
     else:
-        touched = {hit.path} if hit else set()
+        touched = {hit} if hit else set()
     out = {"kind": case["kind"], "pos": case["pos"], "region": region, "touched": sorted(touched)}
     shutil.rmtree(work / "plain", ignore_errors=True)
     shutil.rmtree(work / "salvaged", ignore_errors=True)
     try:
         if plain:
-            api.extract_archive(archive, work / "plain")
+            api.Extractor(work / "plain", decoder=decoder).extract(archive)
         out["detected"] = False
     except ImgarcError as e:
         out["detected"] = True
@@ -184,7 +164,7 @@ def run_case(case: dict, clean: bytes, layout: Layout, reference: dict[str, byte
         out["crash"] = traceback.format_exc()
         return out
     try:
-        s = api.salvage_archive(archive, work / "salvaged")
+        s = api.Extractor(work / "salvaged", decoder=decoder).salvage(archive)
     except ImgarcError as e:  # the whole archive unusable (e.g. not an archive at all any more)
         out["salvage_error"] = str(e)[:300]
         s = None
@@ -192,7 +172,7 @@ def run_case(case: dict, clean: bytes, layout: Layout, reference: dict[str, byte
         out["crash"] = traceback.format_exc()
         return out
     got = files_under(work / "salvaged")
-    intact = [e.path for e in layout.entries if e.path not in touched]
+    intact = [p for p in layout.entries if p not in touched]
     out["intact"] = len(intact)
     out["intact_salvaged"] = sum(got.get(p) == reference[p] for p in intact)
     out["touched_extracted_wrong"] = sum(p in got and got[p] != reference[p] for p in touched)
@@ -203,8 +183,7 @@ def run_case(case: dict, clean: bytes, layout: Layout, reference: dict[str, byte
         out["index_rebuilt"] = s.index_rebuilt
         out["salvage_reported"] = bool(s.damaged or s.warnings)
         out["salvage_exit_nonzero"] = bool(s.damaged)
-    out["output_sha256"] = hashlib.sha256(b"".join(k.encode() + b"\0" + hashlib.sha256(v).digest()
-                                                   for k, v in sorted(got.items()))).hexdigest()
+    out["output_sha256"] = files_digest(got)
     return out
 
 
@@ -221,8 +200,7 @@ def run_cli_case(case: dict, clean: bytes, reference: dict[str, bytes], work: Pa
     got = files_under(work / "cli-salvaged")
     return {"pos": case["pos"], "kind": case["kind"], "plain_exit": plain.returncode, "salvage_exit": salv.returncode,
             "traceback": "Traceback" in plain.stderr + salv.stderr, "salvage_stderr": salv.stderr.strip()[-600:],
-            "output_sha256": hashlib.sha256(b"".join(k.encode() + b"\0" + hashlib.sha256(v).digest()
-                                                     for k, v in sorted(got.items()))).hexdigest(),
+            "output_sha256": files_digest(got),
             "identical_to_reference": sum(got[p] == reference.get(p) for p in got), "files": len(got)}
 
 
@@ -266,21 +244,6 @@ def summarize(results: list[dict]) -> dict:
         "salvage_reported_pct": pct(total["salvage_reported"], total["cases"]),
         "by_region": rows,
     }
-
-
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
-            f"{platform.system()} {platform.release()}")
 
 
 def write_markdown(path: Path, report: dict) -> None:
@@ -351,7 +314,7 @@ def main() -> None:
         if args.limit:
             src = root / "src"
             src.mkdir()
-            for p in sorted(args.data.iterdir())[: args.limit]:
+            for p in first_files(args.data, limit=args.limit):
                 shutil.copy2(p, src / p.name)
         archive = root / "kodak.iarc"
         t = time.perf_counter()
@@ -359,9 +322,8 @@ def main() -> None:
         print(f"compressed {len(summary.entries)} files into {archive.stat().st_size:,} bytes in {time.perf_counter() - t:.0f} s",
               flush=True)
         memo = DecodeMemo()
-        memo.install()
         t = time.perf_counter()
-        api.extract_archive(archive, root / "reference")
+        api.Extractor(root / "reference", decoder=memo).extract(archive)
         reference = files_under(root / "reference")
         print(f"reference extraction in {time.perf_counter() - t:.0f} s ({memo.misses} real decodes)", flush=True)
         misses_before = memo.misses
@@ -373,11 +335,10 @@ def main() -> None:
         results = []
         t = time.perf_counter()
         for k, case in enumerate(cases):
-            results.append(run_case(case, clean, layout, reference, work))
+            results.append(run_case(case, clean, layout, reference, work, memo))
             if (k + 1) % 100 == 0:
                 print(f"{k + 1}/{len(cases)} cases, {time.perf_counter() - t:.0f} s", flush=True)
         misses_in_cases = memo.misses - misses_before
-        memo.remove()
 
         # The memo check: a spread of cases (one per region where possible) without the memo.
         rng = random.Random(args.seed + 1)
@@ -389,7 +350,7 @@ def main() -> None:
         sample = picks[: args.unmemoized]
         identical = 0
         for k in sample:
-            again = run_case(cases[k], clean, layout, reference, work, plain=False)
+            again = run_case(cases[k], clean, layout, reference, work, None, plain=False)
             identical += again.get("output_sha256") == results[k].get("output_sha256")
             print(f"unmemoized case {k} ({results[k]['region']}): identical={again.get('output_sha256') == results[k].get('output_sha256')}",
                   flush=True)
@@ -409,7 +370,7 @@ def main() -> None:
 
         report = {
             "command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]),
-            "machine": machine(),
+            "machine": machine_line(),
             "seed": args.seed,
             "seconds": time.perf_counter() - started,
             "archive": {"entries": len(layout.entries), "photos": sum(e.kind == "image" for e in summary.entries),

@@ -68,3 +68,12 @@ class LatentStreamError(ImgarcError):
 
 class NewerFormatError(ArchiveError):
     """The archive or one entry uses a format feature only a newer imgarc knows."""
+
+
+class UnreadableFileError(ImgarcError):
+    """A source file or folder cannot be read (permissions, I/O error): compress leaves it out and
+    says so, or with --strict stops before publishing anything."""
+
+
+class IncompleteArchiveError(ImgarcError):
+    """The archive was written, but some source files could not be read and are not in it."""

@@ -298,7 +298,7 @@ def test_random_damage_is_refused_or_read_exactly(tmp_path, small):
     outcomes = {"file refused": 0, "entry refused": 0, "entry read": 0}
     path = tmp_path / "fuzz.iarc"
     with open(path, "wb") as f:
-        for _ in range(2000):
+        for _ in range(3000):
             b = bytearray(data)
             for _ in range(rng.randrange(1, 6)):
                 b[rng.randrange(len(b))] = rng.getrandbits(8)

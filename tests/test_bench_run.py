@@ -58,6 +58,7 @@ def first_run(photos, tiny_model_dir, tmp_path_factory):
     return result, out, steps
 
 
+@pytest.mark.slow
 def test_every_method_ran_and_was_measured(first_run):
     result, out, steps = first_run
     ids = [m.id for m in result.methods]
@@ -77,6 +78,7 @@ def test_every_method_ran_and_was_measured(first_run):
     assert steps[-1][0] == steps[-1][1]  # the progress bar ends full
 
 
+@pytest.mark.slow
 def test_imgarc_rows(first_run):
     result, _, _ = first_run
     rans, lzma = result.method("imgarc-rans-q90"), result.method("imgarc-lzma-q90")
@@ -92,6 +94,7 @@ def test_imgarc_rows(first_run):
             assert sum(step.split.values()) == pytest.approx(step.seconds, rel=1e-6, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_codec_and_archiver_rows(first_run):
     result, _, _ = first_run
     jpeg = [result.method(f"jpeg-q{q}") for q in (10, 40, 70, 90)]
@@ -108,6 +111,7 @@ def test_codec_and_archiver_rows(first_run):
     assert result.bd_rates and all(r["cubic"] is None and "at least 4" in r["note"] for r in result.bd_rates)
 
 
+@pytest.mark.slow
 def test_written_outputs(first_run):
     result, out, _ = first_run
     doc = json.loads((out / "results.json").read_text())
@@ -131,6 +135,7 @@ def test_written_outputs(first_run):
             assert len(np.unique(np.asarray(im.convert("L")))) > 20, f"{name} is blank"
 
 
+@pytest.mark.slow
 def test_rerun_same_numbers_missing_binary_skipped_failing_binary_failed(first_run, photos, tiny_model_dir,
                                                                         monkeypatch, tmp_path):
     first, _, _ = first_run

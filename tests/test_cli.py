@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
+
+import pytest
 
 IMGARC = [sys.executable, "-m", "imgarc.cli"]
 
@@ -50,6 +51,7 @@ def test_not_an_archive(tmp_path):
     assert_one_clean_error(run(["extract", str(junk), str(tmp_path / "o")]))
 
 
+@pytest.mark.slow
 def test_round_trip_and_damage_through_the_cli(tmp_path, photo_folder, tiny_model_dir):
     env = dict(os.environ, IMGARC_MODEL_PATH=str(tiny_model_dir))
     archive = tmp_path / "p.iarc"

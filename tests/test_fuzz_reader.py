@@ -320,46 +320,65 @@ def exercise(path: Path, out: Path, extracted: set) -> bool:
         return False
 
 
-class PeakMemory:
-    """How much memory one call took beyond what was in use before it, measured two ways:
+class CaseMemory:
+    """Bounds and measures the memory one call takes beyond what was in use before it.
 
-    - tracemalloc: every Python and numpy allocation, touched or not (a `bytes(n)` sized from
-      the file counts even though the system has not handed out its pages yet);
-    - on Linux, the resident-set high-water mark, reset before the call through
-      /proc/self/clear_refs: it also sees what tracemalloc cannot (torch tensors, C libraries).
+    On Linux (cheap enough for every fuzz case):
+    - the resident-set high-water mark, reset before the call through /proc/self/clear_refs,
+      is the measure: it sees every allocation that is used, whoever makes it (Python, numpy,
+      torch, liblzma, Pillow);
+    - RLIMIT_DATA set to what is mapped now plus `headroom` is the hard bound: a larger
+      allocation fails inside the call with MemoryError (or torch's RuntimeError), neither an
+      ImgarcError, even one never touched (a `bytes(n)` sized from the file, which the
+      resident set would not show).
+    Elsewhere tracemalloc measures instead (Python and numpy allocations only; slower).
 
     The process-wide high-water mark alone (ru_maxrss) cannot do this: once anything earlier
     in the session raised it, a case would have to exceed that to show.
     """
 
-    def __init__(self) -> None:
-        self.rss = Path("/proc/self/clear_refs").exists() and Path("/proc/self/status").exists()
+    def __init__(self, headroom: int = 256 << 20) -> None:
+        self.headroom = headroom
+        self.linux = Path("/proc/self/clear_refs").exists() and Path("/proc/self/status").exists()
 
     @staticmethod
-    def _status_kib(field: str) -> int:
-        return int(re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1))
+    def _status_bytes(field: str) -> int:
+        return 1024 * int(re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1))
 
     def measure(self, call) -> tuple[object, int]:
-        """Runs `call()`; returns its result and its peak in bytes (the larger of the two measures)."""
-        tracemalloc.reset_peak()
-        traced_before, _ = tracemalloc.get_traced_memory()
-        if self.rss:
-            Path("/proc/self/clear_refs").write_text("5")  # 5: reset the high-water mark to the current RSS
-            rss_before = self._status_kib("VmRSS")
-        result = call()
-        _, traced_peak = tracemalloc.get_traced_memory()
-        peak = traced_peak - traced_before
-        if self.rss:
-            peak = max(peak, (self._status_kib("VmHWM") - rss_before) * 1024)
-        return result, peak
+        """Runs `call()`; returns its result and its peak in bytes above what was in use before."""
+        if not self.linux:
+            tracemalloc.start()
+            try:
+                before, _ = tracemalloc.get_traced_memory()
+                result = call()
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            return result, peak - before
+        import resource
+
+        limits = resource.getrlimit(resource.RLIMIT_DATA)
+        bound = self._status_bytes("VmData") + self.headroom
+        if limits[1] != resource.RLIM_INFINITY:
+            bound = min(bound, limits[1])
+        Path("/proc/self/clear_refs").write_text("5")  # 5: reset the high-water mark to the current RSS
+        before = self._status_bytes("VmRSS")
+        resource.setrlimit(resource.RLIMIT_DATA, (bound, limits[1]))
+        try:
+            result = call()
+        finally:
+            resource.setrlimit(resource.RLIMIT_DATA, limits)
+        return result, self._status_bytes("VmHWM") - before
 
 
+@pytest.mark.slow
 def test_fuzz_reader_list_verify_salvage(seeds, tmp_path, tiny_model, monkeypatch):
     monkeypatch.setattr(os, "fsync", lambda fd: None)  # durability is not under test; speed is
     path = tmp_path / "case.iarc"
     stats = {"cases": 0, "extractions": 0, "slowest": 0.0, "peak": (0, ""), "modes": {}}
     extracted: set = set()
-    memory = PeakMemory()
+    memory = CaseMemory()
     started = time.monotonic()
 
     @settings(max_examples=CASES, derandomize=True, database=None, deadline=None, print_blob=True,
@@ -377,11 +396,7 @@ def test_fuzz_reader_list_verify_salvage(seeds, tmp_path, tiny_model, monkeypatc
         stats["cases"] += 1
         stats["modes"][mode.split("/")[0]] = stats["modes"].get(mode.split("/")[0], 0) + 1
 
-    tracemalloc.start()
-    try:
-        run()
-    finally:
-        tracemalloc.stop()
+    run()
     elapsed = time.monotonic() - started
     peak_mb, peak_mode = stats["peak"][0] / 2**20, stats["peak"][1]
     print(f"fuzz: {stats['cases']} cases ({stats['extractions']} salvage extractions) in {elapsed:.1f} s, "
@@ -391,23 +406,22 @@ def test_fuzz_reader_list_verify_salvage(seeds, tmp_path, tiny_model, monkeypatc
     assert stats["slowest"] < 10, "a case took seconds: a size or count from the file is not bounded"
 
 
-def test_peak_memory_sees_one_large_allocation():
-    """The measure above can fail: a 64 MiB buffer, touched or not, shows in it."""
-    memory = PeakMemory()
-    tracemalloc.start()
-    try:
-        _, untouched = memory.measure(lambda: len(bytes(64 << 20)))  # calloc: pages never touched
-        _, touched = memory.measure(lambda: len(b"x" * (64 << 20)))
-        _, small = memory.measure(lambda: len(bytes(1000)))
-    finally:
-        tracemalloc.stop()
-    assert untouched >= 64 << 20 and touched >= 64 << 20 and small < 1 << 20
+def test_case_memory_sees_a_large_allocation():
+    """The bound above can fail: 64 MiB used shows in the measure; an allocation over the
+    headroom is refused, even one never touched."""
+    memory = CaseMemory(headroom=256 << 20)
+    _, small = memory.measure(lambda: len(bytes(1000)))
+    _, used = memory.measure(lambda: len(b"x" * (64 << 20)))
+    assert small < 1 << 20 and used > 60 << 20  # (memory freed earlier can take a few pages of it)
+    if memory.linux:
+        for size in (1 << 30, 300 << 20):
+            with pytest.raises(MemoryError):
+                memory.measure(lambda size=size: len(bytes(size)))  # calloc: its pages are never touched
+        assert len(bytes(300 << 20)) == 300 << 20  # the bound is lifted after the call
 
 
 def test_decompression_bomb_is_bounded(tmp_path):
     """A stored entry whose xz payload inflates to 64 MiB but whose header says 100 bytes."""
-    import tracemalloc
-
     comp = lzma.LZMACompressor(format=lzma.FORMAT_XZ, preset=0)
     zeros = bytes(1 << 20)
     bomb = b"".join(comp.compress(zeros) for _ in range(64)) + comp.flush()

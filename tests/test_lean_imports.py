@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 PROBE = textwrap.dedent(
     """
     import sys
@@ -25,6 +27,7 @@ PROBE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_building_a_model_skips_torch_geometric_and_defers_what_it_does_not_use():
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.split("\n")[:5] == ["lean", "DeferredModule", "-1.2816", "ImageFolder", "module 0.0"]

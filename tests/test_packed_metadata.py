@@ -7,7 +7,6 @@ tags refuses the entry instead of dropping the metadata.
 
 from __future__ import annotations
 
-import io
 import lzma
 import struct
 import time

@@ -233,6 +233,7 @@ def run_cli(args, env):
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_salvage(tmp_path, photo_archive, tiny_model_dir):
     archive, clean = photo_archive
     env = dict(os.environ, IMGARC_MODEL_PATH=str(tiny_model_dir))

@@ -20,6 +20,7 @@ def run_train(args, env):
     return r.stdout
 
 
+@pytest.mark.slow
 def test_train_checkpoint_resume_export(tmp_path):
     data = tmp_path / "photos"
     data.mkdir()
@@ -56,6 +57,7 @@ def test_train_checkpoint_resume_export(tmp_path):
     assert (tmp_path / "run2" / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_msssim_training_exports_a_model_that_tune_msssim_picks(tmp_path, monkeypatch):
     """--distortion msssim trains on 1 − MS-SSIM; the export is recorded as tuned for msssim, and
     `compress --tune msssim` (not the default model) codes with it."""
@@ -95,6 +97,7 @@ def test_msssim_training_refuses_crops_too_small_for_five_scales(tmp_path, disto
     assert r.returncode != 0 and "--crop 192" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_mixed_training_records_its_share_and_is_filed_under_the_larger_one(tmp_path):
     """--distortion mixed trains on both metrics with the MSE λs; the export records the share,
     and a model with more MS-SSIM than MSE in its loss is listed as tuned for msssim."""
@@ -139,6 +142,7 @@ def test_tune_picks_the_catalogs_choice(tmp_path, monkeypatch):
         model_for_quality(50, "ssim")
 
 
+@pytest.mark.slow
 def test_a_slim_checkpoint_resumes_training_without_nans(tmp_path):
     """The weights-only fp16 checkpoint that moves a run off a lent GPU keeps the tiny buffers
     exact (fp16 would zero GDN's pedestal and the likelihood floor) and resumes, variable rate too."""
@@ -166,6 +170,7 @@ def test_a_slim_checkpoint_resumes_training_without_nans(tmp_path):
     assert all(torch.isfinite(v).all() for v in resumed["model"].values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_with_one_line_and_keeps_the_good_checkpoint(tmp_path):
     data = tmp_path / "photos"
     data.mkdir()

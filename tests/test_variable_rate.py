@@ -165,6 +165,7 @@ def test_cli_target_bpp_records_the_quality_it_chose(vr_dir, tmp_path):
     assert qualities and all(1 <= q <= 100 for q in qualities)
 
 
+@pytest.mark.slow
 def test_train_variable_rate_from_a_single_rate_model(tmp_path):
     """--lambdas trains one model with a gain vector per λ, seeded from single-rate weights."""
     from tests.conftest import export_tiny_model

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from imgarc import api
+from imgarc.archive import KIND_IMAGE
 from imgarc.coders import CODER_NAMES
 from imgarc.errors import ArchiveError, ModelError
 from tests.conftest import image_bytes, noise_rgb

@@ -17,11 +17,11 @@ from pathlib import Path
 from imgarc.api.compressor import ArchivedEntry, Compressor, walk_folder
 from imgarc.api.decoder import DecodedLatents, EntryDecoder
 from imgarc.api.describe import describe_entry
-from imgarc.api.extractor import Extractor, open_archive
+from imgarc.api.extractor import SALVAGE_HINT, Extractor, open_archive
 from imgarc.api.inspect import list_archive, verify_archive
 from imgarc.api.options import DEFAULT_QUALITY, CompressOptions
 from imgarc.api.results import (CompressSummary, Damaged, EntryKind, EntryListing, EntryResult, ExtractSummary,
-                                Progress, SalvageSummary, Timings, VerifyReport)
+                                LeftOut, Progress, SalvageSummary, Timings, VerifyReport)
 from imgarc.coders import DEFAULT_CODER
 from imgarc.errors import ImgarcError
 
@@ -50,6 +50,6 @@ def salvage_archive(archive: Path, dest: Path, force: bool = False, progress: Pr
 __all__ = [
     "ArchivedEntry", "CompressOptions", "CompressSummary", "Compressor", "DEFAULT_CODER", "DEFAULT_QUALITY", "Damaged",
     "DecodedLatents", "EntryDecoder", "EntryKind", "EntryListing", "EntryResult", "ExtractSummary", "Extractor",
-    "ImgarcError", "Progress", "SalvageSummary", "Timings", "VerifyReport", "compress_folder", "describe_entry",
+    "ImgarcError", "LeftOut", "Progress", "SALVAGE_HINT", "SalvageSummary", "Timings", "VerifyReport", "compress_folder", "describe_entry",
     "extract_archive", "list_archive", "open_archive", "salvage_archive", "verify_archive", "walk_folder",
 ]

@@ -4,25 +4,26 @@ a worker pool can code entries without walking a folder; `compress_folder()` doe
 from __future__ import annotations
 
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from imgarc.api.options import CompressOptions
-from imgarc.api.results import CompressSummary, EntryKind, EntryResult, Progress, Timings
-from imgarc.archive import KIND_IMAGE, KIND_STORED, ArchiveWriter, EntryHeader
-from imgarc.archive.packed import stored_size
+from imgarc.api.results import CompressSummary, EntryKind, EntryResult, LeftOut, Progress, Timings
+from imgarc.archive import KIND_IMAGE, KIND_STORED, STORAGE_RAW, ArchiveWriter, EntryHeader
+from imgarc.archive.layout import pack_entry
+from imgarc.archive.writer import stale_temp_files
 from imgarc.codec.image_codec import ImageCodec
 from imgarc.codec.padding import padded_size
 from imgarc.codec.rate_control import CodedImage, code_at_quality, code_at_target_bpp
 from imgarc.codec.registry import load_codec, model_for_quality, resolve_model_id
 from imgarc.coders import get_coder
-from imgarc.errors import UsageError
+from imgarc.errors import UnreadableFileError, UsageError
 from imgarc.photo import NotCoded, Photo, pack_stored, read_photo
 
 KEEP_ORIGINALS_NOTE = "--keep-originals: kept byte-exact"
 WOULD_GROW_NOTE = "coding would not make it smaller: stored as it is"
-PACKABLE_METADATA = ("exif", "icc_profile", "xmp")  # LZMA-packed in the entry header when that is smaller
 
 
 @dataclass
@@ -36,30 +37,52 @@ class ArchivedEntry:
     warning: str | None = None
 
 
-def walk_folder(src: Path, skip: set[Path], warnings: list[str]) -> list[tuple[Path, str]]:
-    """Regular files under src as (path, relative POSIX name), sorted; links/specials skipped."""
+def walk_folder(src: Path, skip: Path | None, warnings: list[str], left_out: list[LeftOut]) -> list[tuple[Path, str]]:
+    """Regular files under src as (path, relative POSIX name), sorted. Links (to files or folders,
+    loops included) and special files are skipped with a warning; `skip` (the archive itself, if it
+    lies inside src) silently; unreadable folders go to `left_out`."""
+    skip_id = _file_id(skip) if skip is not None else None
     files = []
-    for root, dirs, names in os.walk(src, followlinks=False):
+
+    def unreadable(error: OSError) -> None:
+        name = Path(error.filename).relative_to(src).as_posix() if error.filename else str(src)
+        left_out.append(LeftOut(name, f"folder cannot be read ({error.strerror or error})"))
+
+    for root, dirs, names in os.walk(src, followlinks=False, onerror=unreadable):
         dirs.sort()
+        for name in list(dirs):
+            if os.path.islink(os.path.join(root, name)):  # os.walk never descends into it
+                warnings.append(f"{(Path(root) / name).relative_to(src).as_posix()}: symbolic link to a folder, not archived")
         for name in sorted(names):
             p = Path(root) / name
             rel = p.relative_to(src).as_posix()
-            if p.resolve() in skip:
+            try:
+                st = p.lstat()
+            except OSError as e:
+                left_out.append(LeftOut(rel, f"cannot be read ({e.strerror or e})"))
                 continue
-            if p.is_symlink():
+            if skip_id is not None and (st.st_dev, st.st_ino) == skip_id:
+                continue
+            if stat.S_ISLNK(st.st_mode):
                 warnings.append(f"{rel}: symbolic link, not archived")
-            elif not p.is_file():
+            elif not stat.S_ISREG(st.st_mode):
                 warnings.append(f"{rel}: not a regular file, not archived")
             else:
                 files.append((p, rel))
     return files
 
 
-def side_bytes(photo: Photo) -> int:
-    """Bytes a coded photo's entry carries beside its payload (metadata and alpha), as the header
-    will hold them: EXIF, ICC and XMP LZMA-packed when that is smaller."""
-    return sum(stored_size(v) if k in PACKABLE_METADATA else len(v)
-               for k, v in photo.header_fields.items() if isinstance(v, bytes))
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def entry_bytes(header: EntryHeader, payload: bytes) -> int:
+    """What an entry takes in the archive: its framed header and its payload."""
+    return len(pack_entry(header.to_bytes())) + len(payload)
 
 
 class Compressor:
@@ -95,19 +118,21 @@ class Compressor:
         return coded
 
     def entry(self, path: Path, name: str) -> ArchivedEntry:
-        """The archive entry of the file `path`, stored under the relative POSIX `name`."""
+        """The archive entry of the file `path`, stored under the relative POSIX `name`.
+        Raises UnreadableFileError when the file cannot be read."""
         try:
             data = path.read_bytes()
             st = path.stat()
         except OSError as e:
-            raise UsageError(f"cannot read {path}: {e.strerror}; nothing was written") from e
+            raise UnreadableFileError(f"{name}: cannot be read ({e.strerror or e})") from e
         common = dict(path=name, original_size=len(data), mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o7777)
         photo = NotCoded(KEEP_ORIGINALS_NOTE) if self.options.keep_originals else read_photo(data)
         warning = None
         if isinstance(photo, Photo):
-            coded = self.code_photo(photo)
-            if len(coded.payload) + side_bytes(photo) < len(data):
-                return self._photo_entry(photo, coded, common)
+            coded = self.photo_entry(photo, self.code_photo(photo), common)
+            raw = EntryHeader(kind=KIND_STORED, storage=STORAGE_RAW, note=WOULD_GROW_NOTE, **common)
+            if entry_bytes(coded.header, coded.payload) < entry_bytes(raw, data):  # headers included
+                return coded
             note = WOULD_GROW_NOTE
         else:
             note = photo.reason
@@ -118,7 +143,8 @@ class Compressor:
         return ArchivedEntry(header, stored.payload,
                              EntryResult(name, EntryKind.STORED, len(data), len(stored.payload), note=note), warning)
 
-    def _photo_entry(self, photo: Photo, coded: CodedImage, common: dict) -> ArchivedEntry:
+    def photo_entry(self, photo: Photo, coded: CodedImage, common: dict) -> ArchivedEntry:
+        """The entry of a coded photo; `common`: the EntryHeader fields every entry has."""
         codec = self.codec
         h, w = photo.rgb.shape[:2]
         ph, pw = padded_size(h, w, codec.stride)
@@ -130,9 +156,11 @@ class Compressor:
         result = EntryResult(common["path"], EntryKind.PHOTO, common["original_size"], len(coded.payload), h * w)
         return ArchivedEntry(header, coded.payload, result)
 
-    def compress_folder(self, src: Path, archive: Path, force: bool = False,
-                        progress: Progress | None = None) -> CompressSummary:
-        """Archive every regular file under `src` into `archive` (written atomically)."""
+    def compress_folder(self, src: Path, archive: Path, force: bool = False, progress: Progress | None = None,
+                        strict: bool = False) -> CompressSummary:
+        """Archive every regular file under `src` into `archive`, published atomically: never over a
+        file that appeared meanwhile unless `force`. Unreadable files are left out and listed in the
+        summary's `left_out` (`strict`: raise UnreadableFileError instead, publishing nothing)."""
         started = time.perf_counter()
         if not src.exists():
             raise UsageError(f"{src} does not exist")
@@ -143,15 +171,25 @@ class Compressor:
         if archive.is_dir():
             raise UsageError(f"{archive} is a folder; give a file name for the archive")
         warnings: list[str] = []
-        files = walk_folder(src, {archive.resolve()}, warnings)
+        left_out: list[LeftOut] = []
+        files = walk_folder(src, archive, warnings, left_out)
+        if strict and left_out:
+            raise UnreadableFileError(f"{left_out[0].path}: {left_out[0].reason}; nothing was written (--strict)")
         if not files:
             raise UsageError(f"{src} has no files to archive")
+        warnings += self._stale_temp_warnings(archive, force)
         if not self.options.keep_originals:
             _ = self.codec  # a missing model is reported before the archive is created
         results: list[EntryResult] = []
-        with ArchiveWriter(archive) as writer:
+        with ArchiveWriter(archive, replace=force) as writer:
             for n, (path, name) in enumerate(files):
-                entry = self.entry(path, name)
+                try:
+                    entry = self.entry(path, name)
+                except UnreadableFileError as e:
+                    if strict:
+                        raise UnreadableFileError(f"{e}; nothing was written (--strict)") from e
+                    left_out.append(LeftOut(name, str(e).removeprefix(f"{name}: ")))
+                    continue
                 writer.add(entry.header, entry.payload)
                 results.append(entry.result)
                 if entry.warning:
@@ -159,4 +197,16 @@ class Compressor:
                 if progress:
                     progress(n + 1, len(files), name)
         return CompressSummary(archive, archive.stat().st_size, results, warnings,
-                               time.perf_counter() - started, self.timings.model, self.timings.coder)
+                               time.perf_counter() - started, self.timings.model, self.timings.coder, left_out)
+
+    @staticmethod
+    def _stale_temp_warnings(archive: Path, remove: bool) -> list[str]:
+        """Temp files of earlier runs to this archive whose process is gone (a kill -9, a power cut)."""
+        out = []
+        for stale in stale_temp_files(archive):
+            if remove:
+                stale.unlink(missing_ok=True)
+                out.append(f"removed {stale}, left by an earlier run that was killed (--force)")
+            else:
+                out.append(f"{stale} was left by an earlier run that was killed; delete it, or run with --force to remove it")
+        return out

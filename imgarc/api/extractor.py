@@ -62,8 +62,9 @@ def extracted_path(header: EntryHeader, image_format: str, taken: set[str]) -> s
     return photo_output_path(header, image_format, taken) if header.kind == KIND_IMAGE else header.path
 
 
-def write_entry_file(target: Path, data: bytes, header: EntryHeader) -> None:
-    """Write one extracted file; what is in the way is a per-entry DestinationError."""
+def write_entry_file(target: Path, data: bytes, header: EntryHeader, replace: bool = True) -> None:
+    """Write one extracted file; what is in the way is a per-entry DestinationError (`replace`: see
+    fileio.publish)."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -72,7 +73,7 @@ def write_entry_file(target: Path, data: bytes, header: EntryHeader) -> None:
         why = "a file of that name is in the way" if isinstance(e, (FileExistsError, NotADirectoryError)) else e.strerror
         raise DestinationError(f"cannot create the folder {target.parent}: {why}") from e
     # setuid/setgid/sticky bits are kept in the archive but not applied (as tar does for non-root)
-    write_file_atomic(target, data, header.mtime_ns, header.mode & 0o777)
+    write_file_atomic(target, data, header.mtime_ns, header.mode & 0o777, replace)
 
 
 class Extractor:
@@ -176,7 +177,8 @@ class Extractor:
     def _write(self, decoded: _Decoded, timings: Timings, taken: set[str]) -> EntryResult:
         header, data = decoded.header, decoded.data
         out_path = extracted_path(header, self.image_format, taken)
-        write_entry_file(resolve_inside(self.dest, safe_relative_path(out_path)), data, header)
+        # Without --force the destination was empty: a file there now appeared meanwhile, and stays.
+        write_entry_file(resolve_inside(self.dest, safe_relative_path(out_path)), data, header, replace=self.force)
         taken.add(out_path)
         timings.add(decoded.timings)
         image = header.kind == KIND_IMAGE

@@ -53,6 +53,13 @@ class Damaged(NamedTuple):
     detail: str
 
 
+class LeftOut(NamedTuple):
+    """A source file (or folder) compress could not read, so it is not in the archive."""
+
+    path: str
+    reason: str
+
+
 @dataclass
 class CompressSummary:
     archive: Path
@@ -62,6 +69,7 @@ class CompressSummary:
     seconds: float
     seconds_model: float = 0.0  # g_a/h_a/h_s
     seconds_coder: float = 0.0  # latent entropy coding
+    left_out: list[LeftOut] = field(default_factory=list)  # unreadable: not in the archive
 
 
 @dataclass

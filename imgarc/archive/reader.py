@@ -7,13 +7,11 @@ ever raises ArchiveError and its subclasses.
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import BinaryIO
 
+from imgarc.archive.archive_file import ArchiveFile
 from imgarc.archive.layout import (
     CRC,
     ENTRY_MAGIC,
@@ -44,7 +42,21 @@ class EntryLocation:
     offset: int  # absolute offset of the entry's "IENT"
 
 
-class ArchiveReader:
+@dataclass(frozen=True)
+class EntryExtent:
+    """Where an entry's parts lie in the file (absolute offsets; each part ends where the next starts).
+
+    For tools that look at the bytes themselves (a fault-injection benchmark, a hex viewer).
+    """
+
+    start: int  # its "IENT" and u32 header length
+    header_start: int  # its header bytes
+    header_end: int  # its header's CRC-32
+    payload_start: int
+    end: int  # the next entry's "IENT", or the index
+
+
+class ArchiveReader(ArchiveFile):
     """Context manager over one archive file.
 
     Opening validates the file header, footer and index; entries are read on demand, so one
@@ -52,19 +64,9 @@ class ArchiveReader:
     """
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._file: BinaryIO | None = None
+        super().__init__(path)
         self._cache: dict[int, tuple[EntryHeader, int]] = {}  # i -> (header, payload offset)
         try:
-            self._file = open(self.path, "rb")
-        except FileNotFoundError as e:
-            raise UsageError(f"{self.path} does not exist") from e
-        except IsADirectoryError as e:
-            raise UsageError(f"{self.path} is a folder, not an imgarc archive") from e
-        except OSError as e:
-            raise UsageError(f"cannot open {self.path}: {e.strerror or e}") from e
-        try:
-            self.file_size = os.fstat(self._file.fileno()).st_size
             self.format_version = self._read_file_header()
             self.index_offset = self._read_footer()
             self.locations: list[EntryLocation] = self._read_index()
@@ -197,6 +199,17 @@ class ArchiveReader:
         """Where entry i's payload starts (its header is read and checked first)."""
         return self._header_and_payload_offset(i)[1]
 
+    def extent(self, i: int) -> EntryExtent:
+        """Where entry i's parts lie (its header is read and checked first)."""
+        payload_start = self._header_and_payload_offset(i)[1]
+        start = self.locations[i].offset
+        return EntryExtent(start, start + ENTRY_PREFIX.size, payload_start - CRC.size, payload_start, self._extent_end(i))
+
+    @property
+    def footer_offset(self) -> int:
+        """Where the footer starts (the index ends there)."""
+        return self.file_size - FOOTER.size
+
     def payload(self, i: int) -> bytes:
         """Entry i's payload, size- and CRC-checked. Raises EntryCorruptError naming the entry's path."""
         header, payload_offset = self._header_and_payload_offset(i)
@@ -223,14 +236,5 @@ class ArchiveReader:
             raise self._truncated(f"{what} is cut short")
         return data
 
-    def close(self) -> None:
-        if self._file is not None:
-            f, self._file = self._file, None
-            f.close()
-
     def __enter__(self) -> ArchiveReader:
         return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

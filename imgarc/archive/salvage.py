@@ -14,14 +14,12 @@ entry that lies wholly inside the claimed extent of a damaged entry.
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import BinaryIO
 
+from imgarc.archive.archive_file import ArchiveFile
 from imgarc.archive.layout import (
     CRC,
     ENTRY_MAGIC,
@@ -81,22 +79,12 @@ class SalvagePlan:
     warnings: list[str] = field(default_factory=list)  # damage that loses no entry (a damaged footer)
 
 
-class SalvageReader:
+class SalvageReader(ArchiveFile):
     """Context manager: plans the salvage of `path` on opening (`plan`), then reads payloads."""
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._file: BinaryIO | None = None
+        super().__init__(path)
         try:
-            self._file = open(self.path, "rb")
-        except FileNotFoundError as e:
-            raise UsageError(f"{self.path} does not exist") from e
-        except IsADirectoryError as e:
-            raise UsageError(f"{self.path} is a folder, not an imgarc archive") from e
-        except OSError as e:
-            raise UsageError(f"cannot open {self.path}: {e.strerror or e}") from e
-        try:
-            self.file_size = os.fstat(self._file.fileno()).st_size
             self.plan = self._make_plan()
         except BaseException:
             self.close()
@@ -117,17 +105,8 @@ class SalvageReader:
             raise EntryCorruptError(entry.header.path, "payload checksum mismatch")
         return data
 
-    def close(self) -> None:
-        if self._file is not None:
-            f, self._file = self._file, None
-            f.close()
-
     def __enter__(self) -> SalvageReader:
         return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ planning
 

@@ -19,19 +19,24 @@ from imgarc.archive.layout import (
 )
 from imgarc.archive.paths import safe_relative_path
 from imgarc.errors import ArchiveError, OutOfSpaceError, UsageError
-from imgarc.fileio import NO_SPACE
+from imgarc.fileio import NO_SPACE, publish
+
+TEMP_MARK = ".imgarc-tmp-"
 
 
 class ArchiveWriter:
     """Context manager. Writes to a temp file in the same folder as `path`
-    (`.NAME.imgarc-tmp-<pid>`), and only on commit: index, footer, fsync, os.replace(temp, path),
-    fsync of the folder. On any exception (KeyboardInterrupt included) or abort(): the temp file
+    (`.NAME.imgarc-tmp-<pid>`), and only on commit: index, footer, fsync, publish, fsync of the
+    folder. Publishing is atomic: with `replace`, os.replace(temp, path); without, a no-replace
+    link, so a file that appeared at `path` meanwhile (another run) is never overwritten and this
+    commit fails instead. On any exception (KeyboardInterrupt included) or abort(): the temp file
     is removed and nothing at `path` has changed.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, replace: bool = True) -> None:
         self.path = Path(path)
-        self.temp_path = self.path.with_name(f".{self.path.name}.imgarc-tmp-{os.getpid()}")
+        self.replace = replace
+        self.temp_path = temp_path_for(self.path)
         self._fd: int | None = None
         self._offsets: list[int] = []
         self._paths: set[str] = set()
@@ -89,7 +94,7 @@ class ArchiveWriter:
             os.fsync(self._fd)
             fd, self._fd = self._fd, None
             os.close(fd)
-            os.replace(self.temp_path, self.path)
+            self._publish()
             self._state = "committed"
         self._fsync_folder()
 
@@ -125,6 +130,13 @@ class ArchiveWriter:
             self.abort()
 
     # ------------------------------------------------------------------ internals
+
+    def _publish(self) -> None:
+        try:
+            publish(self.temp_path, self.path, self.replace)
+        except FileExistsError:
+            raise UsageError(f"{self.path} appeared while this run was writing it (another imgarc run?); it was left "
+                             "as it is and this run's archive was discarded; use --force to replace it") from None
 
     def _check_open(self) -> None:
         if self._state != "open":
@@ -163,3 +175,35 @@ class ArchiveWriter:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def temp_path_for(path: Path, pid: int | None = None) -> Path:
+    """Where a writer of `path` in process `pid` (default: this one) keeps its unfinished archive."""
+    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid() if pid is None else pid}")
+
+
+def stale_temp_files(path: Path) -> list[Path]:
+    """Temp files of writers of `path` whose process no longer runs on this host (killed with
+    SIGKILL or by a power cut: nothing could remove them)."""
+    prefix = f".{path.name}{TEMP_MARK}"
+    try:
+        candidates = sorted(p for p in path.parent.iterdir() if p.name.startswith(prefix))
+    except OSError:
+        return []
+    stale = []
+    for p in candidates:
+        pid = p.name[len(prefix):]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            stale.append(p)
+    return stale
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+

@@ -9,17 +9,14 @@ from pathlib import Path
 from imgarc.bench.process import LAUNCHER_FLOOR_BYTES
 from imgarc.bench.plots import write_plots
 from imgarc.bench.results import BenchResult, MethodResult, result_from_json
+from imgarc import units
 from imgarc.fileio import write_file_atomic
 
 JSON_NAME, CSV_NAME, MARKDOWN_NAME = "results.json", "results.csv", "report.md"
 
 
 def human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.{1 if abs(n) >= 100 else 2}f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
+    return units.human_bytes(n, kilo="kB", table=True)
 
 
 def _mb(n: int) -> str:

@@ -8,7 +8,6 @@ MS-SSIM) in a few worker processes; identical decoded files are scored once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import resource

@@ -7,8 +7,10 @@ else is a bug -> "internal error", 70.
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
+from typing import NoReturn
 
 import typer
 
@@ -42,6 +44,16 @@ app.command()(models)
 app.command()(bench)
 
 
+def exit_interrupted() -> NoReturn:
+    """Exit 130 after Ctrl-C or SIGTERM. Every temp file was removed while the interrupt unwound
+    the stack. os._exit skips interpreter teardown: decode threads may still be inside a network
+    (they write no files), and tearing down under them aborts the process (SIGABRT) instead."""
+    console(stderr=True).print("[red]imgarc: interrupted[/] (no partial file was left under a final name)")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
 def main() -> None:
     """Console-script entry: one clean line and a non-zero exit for every error."""
     # CompressAI still uses torch.jit.script, which torch now flags on every import: not the user's concern.
@@ -51,11 +63,8 @@ def main() -> None:
     except ImgarcError as e:
         console(stderr=True).print(f"[red]imgarc: error:[/] {e}")
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        console(stderr=True).print("[red]imgarc: interrupted[/] (no partial file was left under a final name)")
-        sys.exit(130)
-    except typer.Abort:
-        sys.exit(130)
+    except (KeyboardInterrupt, typer.Abort):
+        exit_interrupted()
     except typer.TyperException as e:  # usage mistakes: typer prints its own short usage message
         e.show()
         sys.exit(e.exit_code)
@@ -66,6 +75,6 @@ def main() -> None:
         sys.exit(70)
     # Outside standalone mode typer turns Ctrl-C into Exit(130) and returns that code instead of raising.
     if code == 130:
-        console(stderr=True).print("[red]imgarc: interrupted[/] (no partial file was left under a final name)")
+        exit_interrupted()
     if isinstance(code, int) and code:
         sys.exit(code)

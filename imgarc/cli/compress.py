@@ -8,8 +8,10 @@ from typing import Optional
 import typer
 
 from imgarc import api
-from imgarc.cli.console import console, human, progress_bar, sigterm_as_interrupt, warn
+from imgarc.cli.console import console, progress_bar, sigterm_as_interrupt, warn
+from imgarc.units import human_bytes as human
 from imgarc.coders import DEFAULT_CODER
+from imgarc.errors import IncompleteArchiveError
 
 CODER_HELP = (
     "Latent entropy coder: 'rans' (default: vectorized rANS, smallest), 'lzma' (LZMA packing of the "
@@ -34,15 +36,22 @@ def compress(
     tune: Optional[str] = typer.Option(None, "--tune", help="Use the model trained for this metric: psnr (MSE, or MSE mixed with "
                                        "MS-SSIM: exact colours and detail) or msssim (MS-SSIM only: the smallest files at "
                                        "equal MS-SSIM, less exact colours). Default: the default model (see `imgarc models`)."),
-    force: bool = typer.Option(False, "--force", "-f", help="Replace ARCHIVE if it exists."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace ARCHIVE if it exists (also if another run creates it "
+                               "meanwhile), and remove temp files that killed runs left beside it."),
+    strict: bool = typer.Option(False, "--strict", help="Stop, writing nothing, if any file or folder cannot be read. "
+                                "Default: leave it out, name it, archive everything else and exit with status 1."),
     keep_originals: bool = typer.Option(False, "--keep-originals", help="Code no photo: keep every file byte-exact "
                                         "(JPEGs recompressed losslessly with JPEG XL, others LZMA), each extracted identical to the byte."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Compress the folder SRC into ARCHIVE (written to a temporary name, renamed when complete)."""
+    """Compress the folder SRC into ARCHIVE (written to a temporary name, renamed when complete).
+
+    Links and special files are skipped with a warning. A file that cannot be read is left out
+    with a warning naming it, and the exit status is 1 (--strict: nothing is written).
+    """
     options = api.CompressOptions(quality, target_bpp, coder, model, tune, keep_originals)
     with sigterm_as_interrupt(), progress_bar("compressing", progress) as bar:
-        s = api.Compressor(options).compress_folder(src, archive, force=force, progress=bar)
+        s = api.Compressor(options).compress_folder(src, archive, force=force, progress=bar, strict=strict)
     for w in s.warnings:
         warn(w)
     photos = [e for e in s.entries if e.kind == api.EntryKind.PHOTO]
@@ -54,3 +63,8 @@ def compress(
     if pixels:
         line += f", photos at {sum(e.archived_bytes for e in photos) * 8 / pixels:.3f} bpp"
     console().print(line + f" in {s.seconds:.1f} s")
+    for left in s.left_out:
+        warn(f"{left.path}: {left.reason}; not archived")
+    if s.left_out:
+        raise IncompleteArchiveError(f"{len(s.left_out)} file(s) or folder(s) could not be read and are not in {archive} "
+                                     "(named above); everything else was archived")

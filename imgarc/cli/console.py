@@ -36,13 +36,6 @@ def progress_bar(description: str, enabled: bool) -> Iterator[ProgressCallback |
         yield update
 
 
-def human(n: float) -> str:
-    """A byte count for people: 512 B, 1.5 KB, 2.3 MB (powers of 1000)."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
 
 
 @contextmanager

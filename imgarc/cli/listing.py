@@ -10,20 +10,23 @@ from rich.table import Table
 
 from imgarc import api
 from imgarc.archive import KIND_IMAGE
-from imgarc.cli.console import console, human
+from imgarc.cli.console import console
+from imgarc.units import human_bytes as human
+from imgarc.errors import ArchiveError
 
 
 def list_(archive: Path = typer.Argument(..., help="Archive to list.")) -> None:
-    """List the entries of ARCHIVE: how each is stored, its size and bits per pixel."""
+    """List the entries of ARCHIVE: how each is stored, its size and bits per pixel (exit 1 if any is damaged)."""
     entries = api.list_archive(archive)
     table = Table(box=None, header_style="bold")
     for col, justify in (("entry", "left"), ("kind", "left"), ("original", "right"), ("archived", "right"),
                          ("bpp", "right"), ("details", "left")):
         table.add_column(col, justify=justify)
-    original = archived = pixels = image_bytes = 0
+    original = archived = pixels = image_bytes = damaged = 0
     for e in entries:
         h = e.header
         if h is None:
+            damaged += 1
             table.add_row(f"#{e.index + 1}", "[red]damaged", "", "", "", e.error or "")
             continue
         original += h.original_size
@@ -41,4 +44,8 @@ def list_(archive: Path = typer.Argument(..., help="Archive to list.")) -> None:
     total = f"{len(entries)} entries, {human(original)} -> {human(archived)} of entry data"
     if pixels:
         total += f"; photos {image_bytes * 8 / pixels:.3f} bpp"
+    if damaged:
+        total += f"; {damaged} damaged"
     out.print(total)
+    if damaged:
+        raise ArchiveError(f"{damaged} of {len(entries)} entries in {archive} are damaged; {api.SALVAGE_HINT}")

@@ -7,6 +7,7 @@ bytes. Only pixels depend on float math (g_s); which table codes which symbol ne
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -25,6 +26,10 @@ class LatentCode:
     y_indexes: np.ndarray  # int32 [M, Hp/16, Wp/16]: table of each y symbol, from integer h_s(ẑ)
     y_means: np.ndarray  # float32 [M, Hp/16, Wp/16]: μ (of the gained latent), from the same h_s run
     gains: QualityRow | None = None  # variable-rate models: the entry's quality
+
+
+# (z_symbols, gains) -> (y table indexes int32, y means float32): how quantize picks y's tables.
+TableSelection = Callable[[np.ndarray, "QualityRow | None"], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -93,12 +98,17 @@ class ImageCodec:
             z = self.model.h_a(y.abs() if self.architecture.scale_only else y)  # ScaleHyperprior reads |y|
         return AnalysedImage(y[0].numpy(), z[0].numpy())
 
-    def quantize(self, analysed: AnalysedImage, quality: int | None) -> LatentCode:
-        """Unquantized latents -> integer latents at `quality` (cheap: no g_a, so rate search can repeat it)."""
+    def quantize(self, analysed: AnalysedImage, quality: int | None, select: TableSelection | None = None) -> LatentCode:
+        """Unquantized latents -> integer latents at `quality` (cheap: no g_a, so rate search can repeat it).
+
+        `select(z_symbols, gains) -> (y_indexes, y_means)` picks each y symbol's table; the default,
+        and what every archive uses, is the integer h_s (`y_indexes_and_means`). Another selection
+        (a float h_s, a memoized one) is for measuring against it: ẑ is the same either way.
+        """
         gains = self.gains_for(quality)
         z = analysed.z if gains is None else analysed.z * gains.as_float("hyper_gain")[:, None, None]
         z_symbols = np.round(z - self.medians[:, None, None]).astype(np.int32)
-        indexes, means = self.y_indexes_and_means(z_symbols, gains)
+        indexes, means = (select or self.y_indexes_and_means)(z_symbols, gains)
         y = analysed.y if gains is None else analysed.y * gains.as_float("gain")[:, None, None]
         y_symbols = np.round(y - means).astype(np.int32)
         return LatentCode(z_symbols, y_symbols, indexes, means, gains)

@@ -33,7 +33,8 @@ from imgarc.codec.image_codec import ImageCodec
 from imgarc.codec.int_hyper import integerize_h_s
 from imgarc.codec.weights import CodingTables, WeightsFile, load_weights, save_weights
 from imgarc.coders.tables import CdfTables
-from imgarc.codec.zoo import ZooModel, conversion_dir, fetch_zoo_file, how_to_get, parse_zoo_id, sha256_file, zoo_file
+from imgarc.codec.zoo import (ZooModel, all_zoo_models, conversion_dir, fetch_zoo_file, how_to_get, parse_zoo_id,
+                              sha256_file, zoo_file)
 from imgarc.errors import ModelError
 from imgarc.fileio import write_file_atomic
 
