@@ -103,7 +103,7 @@ class FloatHyper:
         if gains is not None:
             z = z * gains.as_float("hyper_inv_gain")[:, None, None]
         with torch.no_grad():
-            params = self.codec.model.h_s(torch.from_numpy(np.ascontiguousarray(z))[None])[0].numpy()
+            params = self.codec.torch_model.h_s(torch.from_numpy(np.ascontiguousarray(z))[None])[0].numpy()
         scales, means = np.split(params, 2)
         if gains is not None:
             g = gains.as_float("gain")[:, None, None]

@@ -45,7 +45,7 @@ def entropy_gap(data: Path, model_id: str | None, quality: int) -> dict:
     codec = load_codec(model_id or default_model_id())
     rans = get_coder("rans")
     coded_bits = estimate_bits = 0.0
-    forward_args = {"rate_position": rate_position(quality, codec.model.rate_points)} if codec.variable_rate else {}
+    forward_args = {"rate_position": rate_position(quality, codec.torch_model.rate_points)} if codec.variable_rate else {}
     for path in sorted(data.glob("*.png")):
         rgb = np.asarray(Image.open(path).convert("RGB"))
         code = codec.analyse(rgb, quality if codec.variable_rate else None)
@@ -54,7 +54,7 @@ def entropy_gap(data: Path, model_id: str | None, quality: int) -> dict:
         coded_bits += 8 * len(rans.encode(code.y_symbols.ravel(), idx.ravel(), codec.tables.y))
         x = torch.from_numpy(pad_to_multiple(rgb, codec.stride).transpose(2, 0, 1).copy()).float()[None] / 255
         with torch.no_grad():
-            out = codec.model(x, **forward_args)
+            out = codec.torch_model(x, **forward_args)
         estimate_bits += float(sum(-torch.log2(l).sum() for l in out["likelihoods"].values()))
     return {"rans_bits": coded_bits, "estimate_bits": estimate_bits, "gap_percent": 100 * (coded_bits / estimate_bits - 1)}
 

@@ -60,6 +60,7 @@ def _reference_ms_ssim(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(per_channel))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("noise", [5, 30])
 def test_ms_ssim_matches_an_independent_implementation(noise):
     a = noise_rgb(171, 200, 1)  # odd height: the padded pooling path

@@ -15,13 +15,13 @@ import pytest
 from PIL import Image
 
 from imgarc.bench import baselines
+from imgarc.bench.datasets import resolve_dataset
 from imgarc.bench.methods import BenchConfig, parse_int_list, plan_methods
 from imgarc.bench.plots import write_plots
 from imgarc.bench.process import run_measured
 from imgarc.bench.report import write_report
 from imgarc.bench.results import result_from_json
 from imgarc.bench.runner import run_bench
-from imgarc.bench.datasets import resolve_dataset
 from imgarc.errors import UsageError
 from tests.conftest import TINY_MODEL_ID, image_bytes, noise_rgb
 
@@ -182,9 +182,10 @@ IMGARC = [sys.executable, "-m", "imgarc.cli"]
 @pytest.mark.parametrize("args, words", [
     (["kodak", "--qualities", "0,50"], "--qualities values must be between 1 and 100"),
     (["kodak", "--coders", "rans,zip"], "unknown 'zip'"),
-    (["kodak", "--no-download"], "was not found"),
-    (["nowhere/at/all"], "neither 'kodak', 'clic' nor a folder"),
-    (["kodak", "--model", "no-such-model"], "'no-such-model' is not installed"),
+    # these get past option parsing into the run's start-up (~2 s each)
+    pytest.param(["kodak", "--no-download"], "was not found", marks=pytest.mark.slow),
+    pytest.param(["nowhere/at/all"], "neither 'kodak', 'clic' nor a folder", marks=pytest.mark.slow),
+    pytest.param(["kodak", "--model", "no-such-model"], "'no-such-model' is not installed", marks=pytest.mark.slow),
 ])
 def test_bench_bad_input_is_one_clean_line(args, words, tmp_path):
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), IMGARC_DATA=str(tmp_path))

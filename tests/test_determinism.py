@@ -22,6 +22,7 @@ rule, here and in the decode subprocesses. Why it matters: with a float h_s a sc
 rounding of a threshold picks either table depending on summation order; the rANS stream then
 desynchronises. benchmarks/determinism.py measures how often that happens on Kodak.
 """
+
 from __future__ import annotations
 
 import json
@@ -177,13 +178,16 @@ def files_under(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_decode_pool_size_changes_no_byte_and_no_order(tmp_path, monkeypatch):
     """extract and salvage decode entries side by side on decode_workers() threads (min(4, CPUs)).
+
     With 1, 2 and 4 workers every file comes out byte-identical and the entries come back in
     archive order; every photo was synthesized on a thread of that pool (on the caller's thread
-    for 1 worker), so the pool size really changed. The caller's torch thread count is 4 and stays 4: each pool thread's g_s runs
-    on one intra-op thread (OneIntraOpThread, ImageCodec.synthesize) whatever the caller set.
-    The shipped default model, on small crops of the shipped photos and one JPEG.
+    for 1 worker), so the pool size really changed. The caller's torch thread count is 4 and
+    stays 4: each photo's g_s runs on one intra-op thread (OneIntraOpThread,
+    ImageCodec.synthesize) whatever the caller set. The shipped default model, on small crops
+    of the shipped photos, and one JPEG.
     """
     import torch
     from PIL import Image

@@ -116,6 +116,7 @@ def interrupt(args: list[str], env: dict, ready, sig: int) -> str:
     return err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_compress_leaves_no_archive_and_no_temp_file(tmp_path, tiny_model_dir, sig):
     src = tmp_path / "src"
@@ -127,6 +128,7 @@ def test_interrupted_compress_leaves_no_archive_and_no_temp_file(tmp_path, tiny_
     assert not out.exists() and leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize("salvage", [False, True])
 def test_interrupted_mid_decode_exits_130(tmp_path, photo_archive, tiny_model_dir, sig, salvage):
@@ -142,6 +144,7 @@ def test_interrupted_mid_decode_exits_130(tmp_path, photo_archive, tiny_model_di
             im.load()
 
 
+@pytest.mark.slow
 def test_interrupted_verify_exits_130(tmp_path, photo_archive, tiny_model_dir):
     site = tmp_path / "site"
     site.mkdir()

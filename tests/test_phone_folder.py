@@ -132,6 +132,7 @@ def test_phone_folder_round_trip(tmp_path, phone_folder, tiny_model):
     assert api.verify_archive(out).ok
 
 
+@pytest.mark.slow
 def test_list_says_how_and_why(tmp_path, phone_folder, tiny_model_dir):
     env = dict(os.environ, IMGARC_MODEL_PATH=str(tiny_model_dir), COLUMNS="250")
     out = tmp_path / "p.iarc"

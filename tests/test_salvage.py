@@ -12,7 +12,14 @@ import pytest
 
 from imgarc import api
 from imgarc.archive import ArchiveReader, ArchiveWriter, EntryHeader
-from imgarc.archive.layout import KIND_STORED, STORAGE_RAW, pack_entry, pack_file_header, pack_footer, pack_index
+from imgarc.archive.layout import (
+    KIND_STORED,
+    STORAGE_RAW,
+    pack_entry,
+    pack_file_header,
+    pack_footer,
+    pack_index,
+)
 from imgarc.archive.salvage import SalvageReader
 from imgarc.errors import ArchiveError, DamagedArchiveError
 

@@ -90,6 +90,7 @@ def test_msssim_training_exports_a_model_that_tune_msssim_picks(tmp_path, monkey
     assert [e.header.model_id for e in api.list_archive(tmp_path / "a.iarc")] == ["tiny-msssim"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("distortion", ["msssim", "mixed"])
 def test_msssim_training_refuses_crops_too_small_for_five_scales(tmp_path, distortion):
     r = subprocess.run([sys.executable, "-m", "imgarc.cli", "train", "--data", str(tmp_path), "--run-dir", str(tmp_path / "r"),

@@ -142,6 +142,7 @@ def test_archive_round_trip_at_several_qualities(vr_dir, tmp_path, monkeypatch, 
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
 
 
+@pytest.mark.slow
 def test_cli_target_bpp_records_the_quality_it_chose(vr_dir, tmp_path):
     src = tmp_path / "src"
     src.mkdir()

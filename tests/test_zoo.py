@@ -260,6 +260,7 @@ def test_failed_download_says_what_to_do(zoo_env, monkeypatch):
     assert "imgarc models --download cai:bmshj2018-hyperprior:ms-ssim:4" in str(e.value)
 
 
+@pytest.mark.slow
 def test_cli_missing_model_is_one_clean_line(zoo_env, photos, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-m", "imgarc.cli", "compress", str(photos), str(tmp_path / "a.iarc"),
@@ -357,6 +358,7 @@ def test_other_tables_are_refused(zoo_env, monkeypatch, photos, tmp_path):
 # --------------------------------------------------------------------------- across machines
 
 
+@pytest.mark.slow
 def test_two_machines_convert_alike_and_decode_each_others_archives(zoo_env, monkeypatch, photos, tmp_path):
     """Each 'machine' (a subprocess with its own conversion cache, CPU capability and thread
     count) converts the same zoo file itself; one encodes, the other decodes: same tables hash,
@@ -405,6 +407,7 @@ def test_models_lists_embedded_and_zoo_states(zoo_env, monkeypatch, capsys):
     assert sorted(cached_zoo_model_ids()) == sorted([cached, downloaded])
 
 
+@pytest.mark.slow
 def test_bench_puts_cached_zoo_models_beside_the_embedded_one(zoo_env, monkeypatch, photos, tmp_path, tiny_model):
     """`imgarc bench` adds every cached zoo model (one point per zoo quality) to the embedded model's
     run: same tables, curves, BD-rates and plots (bench workers are separate processes that find the

@@ -156,6 +156,17 @@ class Compressor:
         result = EntryResult(common["path"], EntryKind.PHOTO, common["original_size"], len(coded.payload), h * w)
         return ArchivedEntry(header, coded.payload, result)
 
+    def entry_or_left_out(self, path: Path, name: str, strict: bool, left_out: list[LeftOut]) -> ArchivedEntry | None:
+        """entry(path, name); None when the file cannot be read, which is then added to `left_out`
+        (`strict`: UnreadableFileError instead, so that nothing is published)."""
+        try:
+            return self.entry(path, name)
+        except UnreadableFileError as e:
+            if strict:
+                raise UnreadableFileError(f"{e}; nothing was written (--strict)") from e
+            left_out.append(LeftOut(name, str(e).removeprefix(f"{name}: ")))
+            return None
+
     def compress_folder(self, src: Path, archive: Path, force: bool = False, progress: Progress | None = None,
                         strict: bool = False) -> CompressSummary:
         """Archive every regular file under `src` into `archive`, published atomically: never over a
@@ -167,7 +178,7 @@ class Compressor:
         if not src.is_dir():
             raise UsageError(f"{src} is not a folder (imgarc archives folders)")
         if archive.exists() and not force:
-            raise UsageError(f"{archive} already exists; use --force to replace it")
+            raise UsageError(f"{archive} already exists; use --force to replace it, or --update to add to it")
         if archive.is_dir():
             raise UsageError(f"{archive} is a folder; give a file name for the archive")
         warnings: list[str] = []
@@ -177,18 +188,14 @@ class Compressor:
             raise UnreadableFileError(f"{left_out[0].path}: {left_out[0].reason}; nothing was written (--strict)")
         if not files:
             raise UsageError(f"{src} has no files to archive")
-        warnings += self._stale_temp_warnings(archive, force)
+        warnings += self.stale_temp_warnings(archive, force)
         if not self.options.keep_originals:
             _ = self.codec  # a missing model is reported before the archive is created
         results: list[EntryResult] = []
         with ArchiveWriter(archive, replace=force) as writer:
             for n, (path, name) in enumerate(files):
-                try:
-                    entry = self.entry(path, name)
-                except UnreadableFileError as e:
-                    if strict:
-                        raise UnreadableFileError(f"{e}; nothing was written (--strict)") from e
-                    left_out.append(LeftOut(name, str(e).removeprefix(f"{name}: ")))
+                entry = self.entry_or_left_out(path, name, strict, left_out)
+                if entry is None:
                     continue
                 writer.add(entry.header, entry.payload)
                 results.append(entry.result)
@@ -200,7 +207,7 @@ class Compressor:
                                time.perf_counter() - started, self.timings.model, self.timings.coder, left_out)
 
     @staticmethod
-    def _stale_temp_warnings(archive: Path, remove: bool) -> list[str]:
+    def stale_temp_warnings(archive: Path, remove: bool) -> list[str]:
         """Temp files of earlier runs to this archive whose process is gone (a kill -9, a power cut)."""
         out = []
         for stale in stale_temp_files(archive):

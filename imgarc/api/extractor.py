@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterator, NoReturn
 
 from imgarc.api.decoder import EntryDecoder
+from imgarc.api.members import MemberSelection
 from imgarc.api.results import (Damaged, EntryKind, EntryResult, ExtractSummary, Progress, SalvageSummary,
                                 Timings)
 from imgarc.archive import KIND_IMAGE, ArchiveReader, EntryHeader, resolve_inside, safe_relative_path
@@ -92,12 +93,14 @@ class Extractor:
         self.decoder = decoder or EntryDecoder()
         self.progress = progress
 
-    def extract(self, archive: Path) -> ExtractSummary:
-        """Extract every entry; damaged entries are skipped and reported in one error at the end."""
+    def extract(self, archive: Path, members: MemberSelection | None = None) -> ExtractSummary:
+        """Extract every entry (`members`: those it selects; no other entry's payload is read);
+        damaged entries are skipped and reported in one error at the end."""
         started = time.perf_counter()
         with open_archive(archive) as reader:
+            chosen = range(len(reader)) if members is None else members.select(iter_headers(reader), str(archive))
             sources = [EntrySource(f"#{i + 1}", partial(reader.header, i), partial(reader.payload, i))
-                       for i in range(len(reader))]
+                       for i in chosen]
             taken = _readable_paths(reader)
             results, failures, timings = self._extract(sources, taken)
         if failures:
@@ -106,8 +109,9 @@ class Extractor:
                                f"(the other {len(results)} were): {listed}")
         return ExtractSummary(results, time.perf_counter() - started, timings.model, timings.coder)
 
-    def salvage(self, archive: Path) -> SalvageSummary:
-        """Extract every entry of a damaged or truncated archive whose CRCs check out.
+    def salvage(self, archive: Path, members: MemberSelection | None = None) -> SalvageSummary:
+        """Extract every entry of a damaged or truncated archive whose CRCs check out (`members`:
+        those of them it selects).
 
         Uses the index when it is intact, else rebuilds it by scanning for entry headers
         (imgarc.archive.salvage). Never raises for damage to entries: it is in `damaged`.
@@ -115,8 +119,12 @@ class Extractor:
         started = time.perf_counter()
         with SalvageReader(archive) as reader:
             plan = reader.plan
+            found_entries = plan.entries
+            if members is not None:
+                chosen = members.select(enumerate(f.header for f in found_entries), str(archive))
+                found_entries = [found_entries[k] for k in chosen]
             sources = [EntrySource(found.header.path, partial(lambda h: h, found.header), partial(reader.payload, found))
-                       for found in plan.entries]
+                       for found in found_entries]
             results, failures, _ = self._extract(sources, {found.header.path for found in plan.entries})
         damaged = [Damaged(d.name, d.detail) for d in plan.damaged] + failures
         return SalvageSummary(results, damaged, plan.warnings, plan.index_rebuilt, time.perf_counter() - started)
@@ -162,8 +170,8 @@ class Extractor:
             payload = source.read_payload()
             activations = 0
             if header.kind == KIND_IMAGE:
-                synthesis_width = self.decoder.codec_for(header).architecture.N  # loads the model here, once
-                activations = (header.padded_height or 0) * (header.padded_width or 0) * synthesis_width
+                codec = self.decoder.codec_for(header)  # loads the model here, once
+                activations = codec.synthesis_footprint(header.padded_height or 0, header.padded_width or 0)
                 threads.pin()
         except ENTRY_ERRORS as e:
             return Task(name, partial(_raise, e))

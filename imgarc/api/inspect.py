@@ -1,4 +1,5 @@
-"""List and verify an archive: read every header, check every CRC, decode every entry's data."""
+"""List, verify and show an archive: read every header, check every CRC, decode every entry's
+data, or look at one entry (its header, its file's bytes)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from pathlib import Path
 
 from imgarc.api.decoder import EntryDecoder
 from imgarc.api.extractor import ENTRY_ERRORS, iter_headers, open_archive
+from imgarc.api.members import MemberSelection
 from imgarc.api.results import Damaged, EntryListing, Progress, Timings, VerifyReport
-from imgarc.archive import KIND_IMAGE, safe_relative_path
-from imgarc.errors import ArchiveError
-from imgarc.photo import check_photo_fields
+from imgarc.archive import KIND_IMAGE, ArchiveReader, safe_relative_path
+from imgarc.errors import ArchiveError, UsageError
+from imgarc.photo import check_extract_format, check_photo_fields
 
 
 def list_archive(archive: Path) -> list[EntryListing]:
@@ -43,3 +45,35 @@ def verify_archive(archive: Path, progress: Progress | None = None, decoder: Ent
             if progress:
                 progress(i + 1, len(reader), name)
     return report
+
+
+def _one_member(reader: ArchiveReader, member: str) -> int:
+    """The position of the one entry `member` (a path or a glob) names."""
+    selection = MemberSelection((member,))
+    chosen = selection.select(iter_headers(reader), str(reader.path), "nothing was shown")
+    if len(chosen) > 1:
+        names = [reader.header(i).path for i in chosen]
+        listed = ", ".join(repr(n) for n in names[:5]) + (" …" if len(names) > 5 else "")
+        raise UsageError(f"{member!r} matches {len(names)} entries of {reader.path} ({listed}); name one")
+    return chosen[0]
+
+
+def show_entry(archive: Path, member: str) -> EntryListing:
+    """The header of the one entry `member` (its path, or a glob matching only it) names; no
+    payload is read. Raises MemberNotFoundError, or UsageError when it names several."""
+    with open_archive(archive) as reader:
+        i = _one_member(reader, member)
+        return EntryListing(i, reader.header(i))
+
+
+def entry_file_bytes(archive: Path, member: str, image_format: str = "keep",
+                     decoder: EntryDecoder | None = None) -> tuple[EntryListing, bytes]:
+    """The one entry `member` names and the bytes of the file it extracts to (`image_format`: see
+    extract --format); only its payload is read and decoded."""
+    decoder = decoder or EntryDecoder()
+    image_format = check_extract_format(image_format)
+    with open_archive(archive) as reader:
+        i = _one_member(reader, member)
+        header = reader.header(i)
+        safe_relative_path(header.path)
+        return EntryListing(i, header), decoder.file_bytes(header, reader.payload(i), image_format)

@@ -218,6 +218,16 @@ class ArchiveReader(ArchiveFile):
             raise EntryCorruptError(header.path, "payload checksum mismatch")
         return data
 
+    def entry_bytes(self, i: int) -> bytes:
+        """Entry i exactly as it lies in the file (marker, header, header CRC, payload), its header
+        and payload CRC-checked: for copying it into another archive without decoding it."""
+        header, payload_offset = self._header_and_payload_offset(i)
+        start = self.locations[i].offset
+        raw = self._read_at(start, payload_offset + header.payload_size - start, "the entry", header.path)
+        if crc32(memoryview(raw)[payload_offset - start:]) != header.payload_crc32:
+            raise EntryCorruptError(header.path, "payload checksum mismatch")
+        return raw
+
     # ------------------------------------------------------------------ I/O
 
     def _read_at(self, offset: int, size: int, what: str, entry: str | None = None) -> bytes:

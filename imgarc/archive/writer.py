@@ -9,6 +9,9 @@ from pathlib import Path
 from types import TracebackType
 
 from imgarc.archive.layout import (
+    ENTRY_MAGIC,
+    ENTRY_OVERHEAD,
+    ENTRY_PREFIX,
     MAX_ENTRIES,
     EntryHeader,
     crc32,
@@ -68,21 +71,36 @@ class ArchiveWriter:
 
     def add(self, header: EntryHeader, payload: bytes) -> None:
         """Append one entry. Sets header.payload_size and header.payload_crc32."""
-        self._check_open()
-        safe_relative_path(header.path)  # never write an archive that extraction would refuse
-        if header.path in self._paths:
-            raise UsageError(f"entry {header.path!r} is already in the archive; entry paths must be unique")
-        if len(self._offsets) >= MAX_ENTRIES:
-            raise UsageError(f"an archive holds at most {MAX_ENTRIES} entries")
+        self._check_new_entry(header.path)
         header.payload_size = len(payload)
         header.payload_crc32 = crc32(payload)
         head = pack_entry(header.to_bytes())  # validates before anything is written
+        self._append(header.path, head, payload)
+
+    def add_entry_bytes(self, header: EntryHeader, raw: bytes) -> None:
+        """Append an entry copied byte for byte from another archive (ArchiveReader.entry_bytes),
+        whose header is `header`: nothing is decoded or re-packed, so its bytes stay identical."""
+        self._check_new_entry(header.path)
+        magic, header_len = ENTRY_PREFIX.unpack_from(raw) if len(raw) >= ENTRY_PREFIX.size else (b"", 0)
+        if magic != ENTRY_MAGIC or len(raw) != ENTRY_OVERHEAD + header_len + header.payload_size:
+            raise UsageError(f"entry {header.path!r}: the bytes given are not one whole entry with this header")
+        self._append(header.path, raw, b"")
+
+    def _check_new_entry(self, path: str) -> None:
+        self._check_open()
+        safe_relative_path(path)  # never write an archive that extraction would refuse
+        if path in self._paths:
+            raise UsageError(f"entry {path!r} is already in the archive; entry paths must be unique")
+        if len(self._offsets) >= MAX_ENTRIES:
+            raise UsageError(f"an archive holds at most {MAX_ENTRIES} entries")
+
+    def _append(self, path: str, head: bytes, payload: bytes) -> None:
         with self._aborting_on_error():
             offset = self._pos
             self._write(head)
             self._write(payload)
             self._offsets.append(offset)
-            self._paths.add(header.path)
+            self._paths.add(path)
 
     def commit(self) -> None:
         """Write index and footer, fsync, and move the archive into place."""

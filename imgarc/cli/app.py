@@ -20,6 +20,7 @@ from imgarc.cli.console import console
 from imgarc.cli.extract import extract
 from imgarc.cli.listing import list_
 from imgarc.cli.models import models
+from imgarc.cli.show import show
 from imgarc.cli.train import train
 from imgarc.cli.verify import verify
 from imgarc.errors import ImgarcError
@@ -42,6 +43,7 @@ app.command()(verify)
 app.command()(train)
 app.command()(models)
 app.command()(bench)
+app.command()(show)
 
 
 def exit_interrupted() -> NoReturn:

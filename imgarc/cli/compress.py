@@ -1,9 +1,9 @@
-"""`imgarc compress SRC ARCHIVE`."""
+"""`imgarc compress SRC... ARCHIVE` (and `--update`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -11,7 +11,7 @@ from imgarc import api
 from imgarc.cli.console import console, progress_bar, sigterm_as_interrupt, warn
 from imgarc.units import human_bytes as human
 from imgarc.coders import DEFAULT_CODER
-from imgarc.errors import IncompleteArchiveError
+from imgarc.errors import IncompleteArchiveError, UsageError
 
 CODER_HELP = (
     "Latent entropy coder: 'rans' (default: vectorized rANS, smallest), 'lzma' (LZMA packing of the "
@@ -21,8 +21,10 @@ CODER_HELP = (
 
 
 def compress(
-    src: Path = typer.Argument(..., help="Folder of photos (and any other files) to archive."),
-    archive: Path = typer.Argument(..., help="Archive file to write, e.g. photos.iarc."),
+    paths: List[Path] = typer.Argument(..., metavar="PATHS", show_default=False,
+                                       help="SRC [SRC...] ARCHIVE: the folder(s) of photos (and any other files) to "
+                                            "archive, then the archive file to write, e.g. photos.iarc. One SRC: entry paths are relative to it; "
+                                            "several: each folder's files go under its name (A/x.jpg, B/x.jpg)."),
     quality: int = typer.Option(api.DEFAULT_QUALITY, "--quality", "-q", min=1, max=100,
                                 help="1-100, like JPEG's: higher keeps more detail and makes larger entries "
                                      "(continuous on the variable-rate default model); recorded per entry."),
@@ -42,16 +44,43 @@ def compress(
                                 "Default: leave it out, name it, archive everything else and exit with status 1."),
     keep_originals: bool = typer.Option(False, "--keep-originals", help="Code no photo: keep every file byte-exact "
                                         "(JPEGs recompressed losslessly with JPEG XL, others LZMA), each extracted identical to the byte."),
+    update: bool = typer.Option(False, "--update", "-u", help="Bring ARCHIVE up to date (created if missing): code the "
+                                "files that are new or changed (size or modification time differ), copy every other "
+                                "entry byte for byte without decoding it, write a new archive and rename it over the old "
+                                "one (a killed update leaves the old one). Entries already there keep their quality and model."),
+    delete_missing: bool = typer.Option(False, "--delete-missing", help="With --update: drop the entries of the SRC "
+                                        "folders whose file is gone (entries of folders not given are kept)."),
+    checksum: bool = typer.Option(False, "--checksum", help="Record each coded file's sha256; with --update, compare "
+                                  "contents by sha256 instead of modification times (a coded photo archived without a "
+                                  "sha256 cannot show it is unchanged, so it is coded once more)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Compress the folder SRC into ARCHIVE (written to a temporary name, renamed when complete).
+    """Compress the folder(s) SRC into ARCHIVE (written to a temporary name, renamed when complete).
 
     Links and special files are skipped with a warning. A file that cannot be read is left out
     with a warning naming it, and the exit status is 1 (--strict: nothing is written).
     """
+    if len(paths) < 2:
+        raise UsageError("give the folder(s) to archive, then the archive: imgarc compress SRC... ARCHIVE")
+    *sources, archive = paths
     options = api.CompressOptions(quality, target_bpp, coder, model, tune, keep_originals)
-    with sigterm_as_interrupt(), progress_bar("compressing", progress) as bar:
-        s = api.Compressor(options).compress_folder(src, archive, force=force, progress=bar, strict=strict)
+    how = api.SourceOptions(update, delete_missing, checksum, force, strict)
+    compressor = api.Compressor(options)
+    with sigterm_as_interrupt(), progress_bar("updating" if update else "compressing", progress) as bar:
+        if len(sources) == 1 and not (update or checksum):
+            u = None
+            s = compressor.compress_folder(sources[0], archive, force=force, progress=bar, strict=strict)
+        else:
+            u = api.compress_sources(compressor, sources, archive, how, progress=bar)
+            s = u.summary
+    if u is not None and update:
+        _report_update(u)
+    else:
+        _report_compress(s)
+    _report_left_out(s, archive)
+
+
+def _report_compress(s: api.CompressSummary) -> None:
     for w in s.warnings:
         warn(w)
     photos = [e for e in s.entries if e.kind == api.EntryKind.PHOTO]
@@ -63,6 +92,22 @@ def compress(
     if pixels:
         line += f", photos at {sum(e.archived_bytes for e in photos) * 8 / pixels:.3f} bpp"
     console().print(line + f" in {s.seconds:.1f} s")
+
+
+def _report_update(u: api.UpdateSummary) -> None:
+    s = u.summary
+    for w in s.warnings:
+        warn(w)
+    if not u.written:
+        console().print(f"{s.archive}: up to date, left as it was ({len(u.changes)} entries, {human(s.archive_bytes)})")
+        return
+    counts = ", ".join(f"{u.count(c)} {c.value}" for c in api.Change if u.count(c) or c.codes)
+    entries = len(u.changes) - u.count(api.Change.DELETED) - u.count(api.Change.LEFT_OUT)
+    console().print(f"{s.archive}: {counts}; {entries} entries, {human(s.archive_bytes)} in {s.seconds:.1f} s "
+                    "(only added and changed files were coded)")
+
+
+def _report_left_out(s: api.CompressSummary, archive: Path) -> None:
     for left in s.left_out:
         warn(f"{left.path}: {left.reason}; not archived")
     if s.left_out:

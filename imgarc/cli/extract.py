@@ -1,8 +1,9 @@
-"""`imgarc extract ARCHIVE DEST` (and `--salvage`)."""
+"""`imgarc extract ARCHIVE DEST [MEMBER|GLOB ...]` (and `--exclude`, `--salvage`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 
@@ -14,6 +15,13 @@ from imgarc.errors import ArchiveError
 def extract(
     archive: Path = typer.Argument(..., help="Archive to read."),
     dest: Path = typer.Argument(..., help="Folder to extract into (created if missing; must be empty unless --force)."),
+    members: Optional[List[str]] = typer.Argument(None, metavar="MEMBER|GLOB", show_default=False,
+                                                  help="Extract only these entries: paths as `imgarc list` prints them, "
+                                                       "a folder (everything under it), or globs ('*' and '?' within a "
+                                                       "folder, '**' across folders; quote them). Only their data is read "
+                                                       "and decoded. One that matches nothing: exit 1, nothing extracted."),
+    exclude: Optional[List[str]] = typer.Option(None, "--exclude", "-x", metavar="GLOB", show_default=False,
+                                                help="Leave out entries this path or glob matches (repeatable)."),
     force: bool = typer.Option(False, "--force", "-f", help="Extract into a non-empty folder, replacing files of the same name."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     image_format: str = typer.Option("keep", "--format", help="Format of the coded photos: 'keep' (each in its source's format and "
@@ -23,13 +31,16 @@ def extract(
                                  "checksums check out, finding entries by scanning when the index is lost; one line per "
                                  "damaged item, non-zero exit if anything was lost."),
 ) -> None:
-    """Extract ARCHIVE into DEST: photos decoded to their original names and formats, other files byte-exact.
+    """Extract ARCHIVE (or the entries named) into DEST: photos decoded to their original names and
+    formats, other files byte-exact.
 
     Damaged entries are skipped and named; everything intact is still extracted.
     """
+    selection = api.MemberSelection(tuple(members or ()), tuple(exclude or ()))
+    chosen = None if selection.everything else selection
     with sigterm_as_interrupt(), progress_bar("extracting", progress) as bar:
         extractor = api.Extractor(dest, force, image_format, progress=bar)
-        done = extractor.salvage(archive) if salvage else extractor.extract(archive)
+        done = extractor.salvage(archive, chosen) if salvage else extractor.extract(archive, chosen)
     if not isinstance(done, api.SalvageSummary):
         console().print(f"{dest}: {len(done.entries)} files extracted in {done.seconds:.1f} s")
         return

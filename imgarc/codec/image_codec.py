@@ -1,4 +1,4 @@
-"""Image <-> latents with a loaded model: g_a/h_a/g_s in float torch, h_s in integers.
+"""Image <-> latents with a loaded model: g_a/h_a/g_s in a float runtime, h_s in integers.
 
 The codec hands out integer symbols and the per-symbol table indexes; coders turn those into
 bytes. Only pixels depend on float math (g_s); which table codes which symbol never does.
@@ -6,17 +6,19 @@ bytes. Only pixels depend on float math (g_s); which table codes which symbol ne
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from imgarc.codec.architecture import COMPRESSAI_TABLE_BUFFERS, build_model
 from imgarc.codec.int_hyper import ACT_BITS
 from imgarc.codec.padding import pad_to_multiple
 from imgarc.codec.quality import QualityRow
+from imgarc.codec.tiles import TileGrid, run_tiled
 from imgarc.codec.weights import WeightsFile
 from imgarc.errors import ModelError
+from imgarc.runtime import Networks, load_networks, torch_model_of
 
 
 @dataclass
@@ -40,10 +42,23 @@ class AnalysedImage:
     z: np.ndarray  # float32 [N, Hp/64, Wp/64]
 
 
+# Receptive fields: each of g_a's four 5x5 stride-2 convolutions reads 2 of its input units
+# either side, 2+4+8+16 = 30 pixels in all; each of g_s's four 5x5 stride-2 transposed ones
+# reads 1 input unit either side, 1+1/2+1/4+1/8 < 2 latents. The halos are wider than that.
+# Tile sizes bound memory: g_s's widest activation is N channels at half the tile's pixel size,
+# and GDN holds a few of those at once (~400 MB per 768-pixel tile of a 128-channel model).
+# Photos up to 832 pixels a side (Kodak, most web photos) run in one piece.
+ANALYSIS_TILES = TileGrid(tile=768, halo=32, align=16, scale=1 / 16)
+SYNTHESIS_TILES = TileGrid(tile=48, halo=2, align=1, scale=16)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 class ImageCodec:
     def __init__(self, weights: WeightsFile, weights_sha256: str):
-        import torch
-
         self.weights = weights
         self.model_id = weights.model_id
         self.architecture = weights.architecture
@@ -51,15 +66,18 @@ class ImageCodec:
         self.tables = weights.tables
         self.tables_sha256 = weights.tables.digest().hex()
         self.stride = weights.architecture.stride
-        model = build_model(weights.architecture)
-        state = {k: torch.from_numpy(v.astype(np.float32) if v.dtype == np.float16 else v) for k, v in weights.params.items()}
-        # nn.Module's loader, not CompressAI's: that one insists on its float-built table buffers.
-        missing, unexpected = torch.nn.Module.load_state_dict(model, state, strict=False)
-        missing = [k for k in missing if k.rsplit(".", 1)[-1] not in COMPRESSAI_TABLE_BUFFERS]
-        if missing or unexpected:
-            raise ModelError(f"weights for model {self.model_id!r} do not fit its architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        self.model = model.eval()
-        self.medians = model.entropy_bottleneck.quantiles[:, 0, 1].detach().numpy().astype(np.float32)
+        self.networks: Networks = load_networks(weights.architecture, weights.params, weights.model_id)
+        self.medians = weights.params["entropy_bottleneck.quantiles"][:, 0, 1].astype(np.float32)
+        self._torch_model = None
+
+    @property
+    def torch_model(self):
+        """The model as a torch module, for tools that need more than the three networks (the
+        entropy estimate of forward(), a float h_s to compare with): the runtime's own when it
+        runs torch, else built once from the weights."""
+        if self._torch_model is None:
+            self._torch_model = torch_model_of(self.networks, self.architecture, self.weights.params, self.model_id)
+        return self._torch_model
 
     def latent_shapes(self, padded_h: int, padded_w: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         a = self.architecture
@@ -88,15 +106,16 @@ class ImageCodec:
         return indexes, (means_fixed / (1 << ACT_BITS)).astype(np.float32)
 
     def transform(self, rgb: np.ndarray) -> AnalysedImage:
-        """RGB uint8 [H, W, 3] -> unquantized latents (the image is padded here); the slow half."""
-        import torch
-
+        """RGB uint8 [H, W, 3] -> unquantized latents (the image is padded here); the slow half.
+        g_a runs tile by tile on large photos (imgarc.codec.tiles), h_a on the whole of y."""
         padded = pad_to_multiple(rgb, self.stride)
-        x = torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1))).float().div_(255.0)[None]
-        with torch.no_grad():
-            y = self.model.g_a(x)
-            z = self.model.h_a(y.abs() if self.architecture.scale_only else y)  # ScaleHyperprior reads |y|
-        return AnalysedImage(y[0].numpy(), z[0].numpy())
+
+        def read(rows: slice, cols: slice) -> np.ndarray:
+            return (padded[rows, cols].transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255)).copy()
+
+        y = run_tiled(self.networks.analysis, read, padded.shape[:2], ANALYSIS_TILES)
+        z = self.networks.hyper_analysis(y)
+        return AnalysedImage(y[0], z[0])
 
     def quantize(self, analysed: AnalysedImage, quality: int | None, select: TableSelection | None = None) -> LatentCode:
         """Unquantized latents -> integer latents at `quality` (cheap: no g_a, so rate search can repeat it).
@@ -127,16 +146,25 @@ class ImageCodec:
 
         g_s runs on one intra-op thread: torch splits convolution sums differently for other
         thread counts, which moves some pixels by one level; one thread gives the same bytes
-        whatever the caller's setting (measured: ~0.03 s slower per Kodak image).
+        whatever the caller's setting (measured: ~0.03 s slower per Kodak image). Large photos
+        use every core instead through tiles, each on one thread, side by side.
         """
-        import torch
+        y_hat = self.y_hat(code)[None]
+        with self.networks.single_threaded():
+            rgb = run_tiled(self.networks.synthesis, lambda rows, cols: np.ascontiguousarray(y_hat[:, :, rows, cols]),
+                            y_hat.shape[2:], SYNTHESIS_TILES, usable_cores(), to_pixels)
+        return np.ascontiguousarray(rgb[0, :, :height, :width].transpose(1, 2, 0))
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with torch.no_grad():
-                x_hat = self.model.g_s(torch.from_numpy(self.y_hat(code))[None])
-        finally:
-            torch.set_num_threads(threads)
-        rgb = x_hat[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).numpy().transpose(1, 2, 0)
-        return np.ascontiguousarray(rgb[:height, :width])
+    def synthesis_footprint(self, padded_h: int, padded_w: int) -> int:
+        """What decoding a photo holds in memory at once, as pixels × g_s channels: the whole photo,
+        or for a tiled one, the tiles that run side by side (the decode pool's budget unit)."""
+        h, w = padded_h // 16, padded_w // 16
+        if SYNTHESIS_TILES.fits_whole(h, w):
+            return padded_h * padded_w * self.architecture.N
+        tiles = min(usable_cores(), -(-h // SYNTHESIS_TILES.tile) * -(-w // SYNTHESIS_TILES.tile))
+        return tiles * SYNTHESIS_TILES.tile_inputs(h, w) * 256 * self.architecture.N
+
+
+def to_pixels(x_hat: np.ndarray) -> np.ndarray:
+    """g_s output (float, unclamped) -> uint8, rounding half to even as torch does."""
+    return np.round(np.clip(x_hat, 0, 1) * np.float32(255)).astype(np.uint8)

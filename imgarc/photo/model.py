@@ -16,7 +16,9 @@ from imgarc.photo.source_info import encode_source_info
 
 CODED_FORMATS = ("JPEG", "PNG", "HEIF", "WEBP", "AVIF", "TIFF")
 CODED_MODES = ("RGB", "L", "RGBA", "LA")
-MAX_PIXELS = 40_000_000  # ~1 GB of activations in g_a; larger photos are stored byte-exact
+# 16384 x 16384: above every phone sensor (200 MP). The networks run in tiles, so their memory
+# does not grow with the photo; the latents do (about 20 bytes per pixel while coding a photo).
+MAX_PIXELS = 16384 * 16384
 
 
 @dataclass
@@ -49,12 +51,16 @@ class NotCoded:
 
 
 class Refused(Exception):
-    """Inside a reader: this file is stored byte-exact, for this reason."""
+    """Inside a reader: this file is stored byte-exact, for this reason (`warning`: tell the user)."""
+
+    def __init__(self, reason: str, warning: bool = False) -> None:
+        super().__init__(reason)
+        self.warning = warning
 
 
 def check_size(w: int, h: int) -> None:
     if (-(-w // 64) * 64) * (-(-h // 64) * 64) > MAX_PIXELS:  # padded area: what the codec allocates
-        raise Refused(f"{w}x{h} is over the codec's {MAX_PIXELS // 1_000_000} MP limit: stored as it is")
+        raise Refused(f"{w}x{h} is over the codec's {MAX_PIXELS // 1_000_000} MP limit: stored as it is", warning=True)
 
 
 def check_mode(mode: str) -> None:

@@ -145,7 +145,7 @@ def read_photo(data: bytes) -> Photo | NotCoded:
             _check_writable(photo)
             return photo
     except Refused as e:
-        return NotCoded(str(e))
+        return NotCoded(str(e), e.warning)
     except (UnidentifiedImageError, Image.DecompressionBombError):
         return NotCoded("not an image")
     except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as e:

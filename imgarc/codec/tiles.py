@@ -1,0 +1,78 @@
+"""Running a fully convolutional network tile by tile, with a halo, so memory is bounded by the
+tile and not the photo, and tiles can run side by side on every core.
+
+Each tile is computed with a margin (the halo) at least as wide as the network's receptive
+field, and only its centre is kept. The convolutions between tiles see the same inputs as in
+one piece, so the result is the one-piece result up to float summation order (measured in
+benchmarks/tiles.py); no seam, no rate cost, and nothing in the file format depends on it.
+Pointwise layers (GDN/IGDN) do not widen the receptive field.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+Network = Callable[[np.ndarray], np.ndarray]  # [1, C, h, w] -> [1, C', h·scale, w·scale]
+Reader = Callable[[slice, slice], np.ndarray]  # (rows, cols) of the input -> [1, C, h, w] float32
+Finish = Callable[[np.ndarray], np.ndarray]  # a part of the output -> what is kept of it
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """How to cut an input of one network: tiles of `tile` units with a `halo` of units around
+    them, both multiples of `align` (the network's total stride, so every tile samples the same
+    phase as the whole image). `scale` is output units per input unit (1/16 for g_a, 16 for g_s)."""
+
+    tile: int
+    halo: int
+    align: int
+    scale: float
+
+    def fits_whole(self, h: int, w: int) -> bool:
+        """Small inputs run in one piece: one tile plus its halo holds them."""
+        return h <= self.tile + 2 * self.halo and w <= self.tile + 2 * self.halo
+
+    def spans(self, n: int) -> Iterator[tuple[int, int, int, int]]:
+        """(start, stop) of each tile's kept part and (start, stop) of what it reads, along one axis."""
+        for start in range(0, n, self.tile):
+            stop = min(start + self.tile, n)
+            yield start, stop, max(0, start - self.halo), min(n, stop + self.halo)
+
+    def tile_inputs(self, h: int, w: int) -> int:
+        """Input positions (h·w) of the largest tile with its halo: what bounds memory."""
+        side = self.tile + 2 * self.halo
+        return min(h, side) * min(w, side)
+
+
+def run_tiled(network: Network, read: Reader, size: tuple[int, int], grid: TileGrid, workers: int = 1,
+              finish: Finish = lambda a: a) -> np.ndarray:
+    """finish(network(input)) for an input of `size` (h, w) units, computed tile by tile
+    (`workers` tiles at once; `network` must be thread-safe). `read(rows, cols)` gives a part of
+    the input as [1, C, h, w] float32, so the whole input never needs to exist as floats;
+    `finish` turns a part of the output into what is kept (e.g. uint8 pixels)."""
+    h, w = size
+    if grid.fits_whole(h, w):
+        return finish(network(read(slice(0, h), slice(0, w))))
+    if h % grid.align or w % grid.align:
+        raise ValueError(f"input {h}x{w} is not a multiple of {grid.align}")
+    s = grid.scale
+    jobs = [(ys, xs) for ys in grid.spans(h) for xs in grid.spans(w)]
+
+    def run(job: tuple[tuple[int, int, int, int], tuple[int, int, int, int]]) -> np.ndarray:
+        (y0, y1, ry0, ry1), (x0, x1, rx0, rx1) = job
+        out = network(read(slice(ry0, ry1), slice(rx0, rx1)))
+        # Keep the centre: the tile without its halo, in output units relative to what was read.
+        return finish(out[:, :, round((y0 - ry0) * s):round((y1 - ry0) * s), round((x0 - rx0) * s):round((x1 - rx0) * s)])
+
+    result: np.ndarray | None = None
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for ((y0, y1, _, _), (x0, x1, _, _)), centre in zip(jobs, pool.map(run, jobs)):
+            if result is None:
+                result = np.empty((1, centre.shape[1], round(h * s), round(w * s)), centre.dtype)
+            result[:, :, round(y0 * s):round(y1 * s), round(x0 * s):round(x1 * s)] = centre
+    assert result is not None
+    return result

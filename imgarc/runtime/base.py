@@ -1,0 +1,34 @@
+"""Where the float networks run: one small interface, so the codec does not care which runtime."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
+
+import numpy as np
+
+
+class Networks(ABC):
+    """The three float networks of a hyperprior codec, on numpy float32 arrays [1, C, H, W].
+
+    The integer h_s (which selects coding tables) never runs here: it is numpy, exact, in
+    imgarc.codec.int_hyper.
+    """
+
+    @abstractmethod
+    def analysis(self, x: np.ndarray) -> np.ndarray:
+        """g_a: pixels in [0, 1] [1, 3, H, W] -> y [1, M, H/16, W/16]."""
+
+    @abstractmethod
+    def hyper_analysis(self, y: np.ndarray) -> np.ndarray:
+        """h_a: y [1, M, h, w] -> z [1, N, h/4, w/4] (ScaleHyperprior models read |y|)."""
+
+    @abstractmethod
+    def synthesis(self, y_hat: np.ndarray) -> np.ndarray:
+        """g_s: ŷ [1, M, h, w] -> pixels (unclamped) [1, 3, 16h, 16w]."""
+
+    def single_threaded(self) -> AbstractContextManager[None]:
+        """While open, each network call runs on one intra-op thread: the same sums in the same
+        order whatever the machine's core count, so g_s gives the same pixels (see
+        ImageCodec.synthesize). Runtimes that fix their thread count at creation need nothing."""
+        return nullcontext()
