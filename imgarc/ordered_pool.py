@@ -12,13 +12,14 @@ than the budget decodes alone).
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterable, Iterator, TypeVar
+
+from imgarc.runtime.base import usable_cores
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -31,7 +32,8 @@ MAX_WORKERS = 4
 
 
 def decode_workers() -> int:
-    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+    """Photos decoded side by side: one per core this process may use, at most MAX_WORKERS."""
+    return max(1, min(MAX_WORKERS, usable_cores()))
 
 
 @dataclass
@@ -94,33 +96,3 @@ def _run_into(run: Callable[[], T], future: Future[T]) -> None:
         future.set_result(run())
     except BaseException as e:  # delivered by future.result() in the caller's thread
         future.set_exception(e)
-
-
-class OneIntraOpThread:
-    """While entries decode in parallel, keep torch at one intra-op thread from the first photo on.
-
-    The count is process-wide: synthesize() sets it to 1 and restores it around each photo,
-    and with two photos in flight one restore could land in the middle of the other's g_s.
-    `pin()` is called when a photo is about to be decoded, so an archive of stored files
-    never imports torch.
-    """
-
-    def __init__(self, parallel: bool):
-        self.parallel = parallel
-        self.previous: int | None = None
-
-    def pin(self) -> None:
-        if self.parallel and self.previous is None:
-            import torch
-
-            self.previous = torch.get_num_threads()
-            torch.set_num_threads(1)
-
-    def __enter__(self) -> "OneIntraOpThread":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            import torch
-
-            torch.set_num_threads(self.previous)

@@ -44,6 +44,7 @@ from tests.test_variable_rate import VR_MODEL_ID, export_tiny_vr_model
 REPO = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "determinism_worker.py"
 ENCODE_CAPABILITY = "default"
+ONNX = "onnx"  # the decode run on ONNX Runtime, beside one torch run per capability
 # The torch thread count set before each extraction (not the decode pool size): the worker's "threads".
 TORCH_THREADS = (1, 2, 4)
 POOL_WORKERS = (1, 2, 4)  # decode pool sizes of test_decode_pool_size_changes_no_byte_and_no_order
@@ -105,14 +106,18 @@ def matrix(tmp_path_factory, tiny_model_dir) -> Matrix:
     extra = [p for p in os.environ.get("IMGARC_MODEL_PATH", "").split(os.pathsep) if p]  # where the default may come from
     env = dict(os.environ, IMGARC_MODEL_PATH=os.pathsep.join([str(tiny_model_dir), str(vr_dir), *extra]))
     blas_1 = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    torch_env = dict(env, IMGARC_RUNTIME="torch")  # ATEN_CPU_CAPABILITY steers torch's kernels only
     encoded = _finish(_worker("encode", {"jobs": jobs, "threads": 1}, root, "encode",
-                              dict(env, ATEN_CPU_CAPABILITY=ENCODE_CAPABILITY, **blas_1)), root, "encode")
+                              dict(torch_env, ATEN_CPU_CAPABILITY=ENCODE_CAPABILITY, **blas_1)), root, "encode")
     tiny_weights = tiny_model_dir / f"{TINY_MODEL_ID}.npz"
     decode_job = {"archives": [j["archive"] for j in jobs], "threads": list(TORCH_THREADS),  # torch.set_num_threads
                   "boundary_weights": str(tiny_weights)}
     # One process per capability (fixed when torch loads), run side by side.
     procs = {cap: _worker("decode", dict(decode_job, dest=str(root / f"out-{cap}")), root, f"decode-{cap}",
-                          dict(env, ATEN_CPU_CAPABILITY=cap)) for cap in capabilities()}
+                          dict(torch_env, ATEN_CPU_CAPABILITY=cap)) for cap in capabilities()}
+    # The same archives on ONNX Runtime (its kernels pick their own instruction set).
+    procs[ONNX] = _worker("decode", dict(decode_job, dest=str(root / "out-onnx")), root, "decode-onnx",
+                          dict(env, IMGARC_RUNTIME="onnx"))
     decoded = {cap: _finish(p, root, f"decode-{cap}") for cap, p in procs.items()}
     return Matrix(encoded, decoded, tiny_weights)
 
@@ -132,9 +137,12 @@ def test_every_archive_decodes_to_the_encoders_pixels(matrix):
                     got = archives[archive][path]
                     where = f"{archive}:{path} decoded under {cap} with torch set to {threads} threads"
                     assert got["code"] == intent["code"], f"{where}: latent code differs from the encoder's"
-                    assert got["pixels"] == intent["pixels"], f"{where}: pixels differ from the encoder's"
+                    if cap == ONNX:  # another runtime: the same on every run (tests/test_runtimes.py bounds the gap)
+                        assert got["pixels"] == matrix.decoded[ONNX]["1"]["archives"][archive][path]["pixels"], where
+                    else:
+                        assert got["pixels"] == intent["pixels"], f"{where}: pixels differ from the encoder's"
                     compared += 1
-    assert compared == len(capabilities()) * len(TORCH_THREADS) * sum(map(len, matrix.encoded.values()))
+    assert compared == (len(capabilities()) + 1) * len(TORCH_THREADS) * sum(map(len, matrix.encoded.values()))
 
 
 @pytest.mark.slow
@@ -185,7 +193,7 @@ def test_decode_pool_size_changes_no_byte_and_no_order(tmp_path, monkeypatch):
     With 1, 2 and 4 workers every file comes out byte-identical and the entries come back in
     archive order; every photo was synthesized on a thread of that pool (on the caller's thread
     for 1 worker), so the pool size really changed. The caller's torch thread count is 4 and
-    stays 4: each photo's g_s runs on one intra-op thread (OneIntraOpThread,
+    stays 4: each photo's g_s runs on one intra-op thread (Networks.single_threaded,
     ImageCodec.synthesize) whatever the caller set. The shipped default model, on small crops
     of the shipped photos, and one JPEG.
     """
@@ -194,6 +202,7 @@ def test_decode_pool_size_changes_no_byte_and_no_order(tmp_path, monkeypatch):
 
     from imgarc import api
     from imgarc.codec.image_codec import ImageCodec
+    from imgarc import ordered_pool
     from imgarc.ordered_pool import decode_workers
 
     monkeypatch.delenv("IMGARC_MODEL_PATH", raising=False)  # the shipped default model
@@ -226,7 +235,7 @@ def test_decode_pool_size_changes_no_byte_and_no_order(tmp_path, monkeypatch):
     runs = {}
     try:
         for workers in POOL_WORKERS:
-            monkeypatch.setattr(os, "cpu_count", lambda workers=workers: workers)
+            monkeypatch.setattr(ordered_pool, "usable_cores", lambda workers=workers: workers)
             assert decode_workers() == workers
             synthesized_on.clear()
             extracted = api.extract_archive(archive, tmp_path / f"extract-{workers}")

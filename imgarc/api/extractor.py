@@ -22,7 +22,7 @@ from imgarc.archive.salvage import SalvageReader
 from imgarc.errors import (ArchiveError, DamagedArchiveError, DestinationError, ImageError, LatentStreamError,
                            ModelError, OutOfSpaceError, UsageError)
 from imgarc.fileio import NO_SPACE, write_file_atomic
-from imgarc.ordered_pool import OneIntraOpThread, Task, decode_workers, in_order
+from imgarc.ordered_pool import Task, decode_workers, in_order
 from imgarc.photo import check_extract_format, photo_output_path
 
 # Per-entry problems that leave the other entries extractable.
@@ -137,19 +137,17 @@ class Extractor:
         failures: list[Damaged] = []
         timings = Timings()
         written: set[str] = set()
-        workers = decode_workers()
-        with OneIntraOpThread(workers > 1) as threads:
-            tasks = (self._task(source, threads) for source in sources)
-            for n, (name, decoded) in enumerate(in_order(tasks, workers)):
-                try:
-                    if name in written:  # a crafted or rescanned archive: never let one entry overwrite another
-                        raise DestinationError(f"a second entry named {name!r}; the first one was extracted")
-                    results.append(self._write(decoded.result(), timings, taken))
-                    written.add(name)
-                except ENTRY_ERRORS as e:
-                    failures.append(Damaged(name, str(e)))
-                if self.progress:
-                    self.progress(n + 1, len(sources), name)
+        tasks = (self._task(source) for source in sources)
+        for n, (name, decoded) in enumerate(in_order(tasks, decode_workers())):
+            try:
+                if name in written:  # a crafted or rescanned archive: never let one entry overwrite another
+                    raise DestinationError(f"a second entry named {name!r}; the first one was extracted")
+                results.append(self._write(decoded.result(), timings, taken))
+                written.add(name)
+            except ENTRY_ERRORS as e:
+                failures.append(Damaged(name, str(e)))
+            if self.progress:
+                self.progress(n + 1, len(sources), name)
         return results, failures, timings
 
     def _check_destination(self) -> None:
@@ -160,7 +158,7 @@ class Extractor:
             raise UsageError(f"{dest} is not empty; use --force to extract into it (files of the same name are replaced)")
         dest.mkdir(parents=True, exist_ok=True)
 
-    def _task(self, source: EntrySource, threads: OneIntraOpThread) -> Task[str, _Decoded]:
+    def _task(self, source: EntrySource) -> Task[str, _Decoded]:
         """Read an entry here; its decoding runs on the pool. A damaged entry becomes a task that
         raises, so it is reported in archive order, under its path when its header is readable."""
         name = source.name
@@ -172,7 +170,6 @@ class Extractor:
             if header.kind == KIND_IMAGE:
                 codec = self.decoder.codec_for(header)  # loads the model here, once
                 activations = codec.synthesis_footprint(header.padded_height or 0, header.padded_width or 0)
-                threads.pin()
         except ENTRY_ERRORS as e:
             return Task(name, partial(_raise, e))
         return Task(header.path, partial(self._decode, header, payload), activations)

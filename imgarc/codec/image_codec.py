@@ -6,7 +6,6 @@ bytes. Only pixels depend on float math (g_s); which table codes which symbol ne
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -18,7 +17,7 @@ from imgarc.codec.quality import QualityRow
 from imgarc.codec.tiles import TileGrid, run_tiled
 from imgarc.codec.weights import WeightsFile
 from imgarc.errors import ModelError
-from imgarc.runtime import Networks, load_networks, torch_model_of
+from imgarc.runtime import Networks, load_networks, torch_model_of, usable_cores
 
 
 @dataclass
@@ -50,11 +49,6 @@ class AnalysedImage:
 # Photos up to 832 pixels a side (Kodak, most web photos) run in one piece.
 ANALYSIS_TILES = TileGrid(tile=768, halo=32, align=16, scale=1 / 16)
 SYNTHESIS_TILES = TileGrid(tile=48, halo=2, align=1, scale=16)
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask), not the machine's count."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class ImageCodec:

@@ -22,6 +22,7 @@ from imgarc.codec.weights import load_weights
 from imgarc.codec.zoo import is_zoo_id, parse_zoo_id
 from imgarc.codec.zoo_convert import load_zoo_codec, missing_model_hint
 from imgarc.errors import ModelError
+from imgarc.runtime import Runtime, chosen_runtime
 
 CATALOG_NAME = "models.json"
 TUNES = ("psnr", "msssim")  # what a model's distortion term was: MSE (judged by PSNR) or MS-SSIM
@@ -130,7 +131,7 @@ def find_model(model_id: str) -> ModelRecord:
 
 
 @lru_cache(maxsize=4)
-def _load(path: Path, sha256: str):
+def _load(path: Path, sha256: str, runtime: Runtime):  # the runtime is part of the key: a codec holds its networks
     if not path.is_file():
         raise ModelError(f"weights file {path} is missing; reinstall imgarc")
     mismatch = ModelError(f"weights file {path} does not match its recorded sha256 (altered or damaged); reinstall imgarc")
@@ -151,7 +152,7 @@ def load_codec(model_id: str):
     if is_zoo_id(model_id):
         return load_zoo_codec(model_id)
     r = find_model(model_id)
-    return _load(r.path, r.sha256)
+    return _load(r.path, r.sha256, chosen_runtime())
 
 
 def resolve_model_id(model_id: str, quality: int | None = None) -> str:

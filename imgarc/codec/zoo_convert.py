@@ -36,6 +36,7 @@ from imgarc.coders.tables import CdfTables
 from imgarc.codec.zoo import (ZooModel, all_zoo_models, conversion_dir, fetch_zoo_file, how_to_get, parse_zoo_id,
                               sha256_file, zoo_file)
 from imgarc.errors import ModelError
+from imgarc.runtime import Runtime, chosen_runtime
 from imgarc.fileio import write_file_atomic
 
 CONVERSION = 1  # recipe version: part of the cache file name; bump when the recipe changes
@@ -159,7 +160,7 @@ def _stamp(path: Path) -> tuple:
 
 
 @lru_cache(maxsize=4)
-def _load(model_id: str, c: Conversion, stamps: tuple):
+def _load(model_id: str, c: Conversion, stamps: tuple, runtime: Runtime):  # runtime: a codec holds its networks
     m = parse_zoo_id(model_id)
     record = _read_record(c, m)
     if sha256_file(c.weights) != record["weights_sha256"]:
@@ -193,7 +194,7 @@ def load_zoo_codec(model_id: str, download: bool = True):
             source, sha = fetch_zoo_file(m, download=download)
             found = convert(m, source, sha)
         c = found
-    return _load(m.model_id, c, (_stamp(c.weights), _stamp(c.record)))
+    return _load(m.model_id, c, (_stamp(c.weights), _stamp(c.record)), chosen_runtime())
 
 
 def forget_loaded() -> None:

@@ -1,32 +1,75 @@
 """Where the codec's float networks run (g_a, h_a, g_s): behind the `Networks` interface.
 
-Today: torch (imgarc.runtime.torch_networks). The integer h_s and the coding tables never
-run here.
+- `onnx` (default where onnxruntime is installed): graphs built from the weights file
+  (imgarc.runtime.onnx_graphs), run by ONNX Runtime; no torch.
+- `torch`: CompressAI's modules in torch eager mode (training, the bench's CompressAI rows, and
+  the fallback).
+Chosen by IMGARC_RUNTIME=onnx|torch. The integer h_s and the coding tables never run here, so
+either runtime reads the other's archives (pixels may differ by one level in rare values).
 """
 
 from __future__ import annotations
 
+import enum
+import importlib.util
+import os
+
 import numpy as np
 
 from imgarc.codec.architecture import Architecture
-from imgarc.runtime.base import Networks
+from imgarc.errors import ModelError, UsageError
+from imgarc.runtime.base import Networks, usable_cores
+
+
+RUNTIME_ENV = "IMGARC_RUNTIME"
+
+
+class Runtime(str, enum.Enum):
+    ONNX = "onnx"
+    TORCH = "torch"
+
+
+INSTALL_HINT = {Runtime.ONNX: "pip install onnxruntime onnx", Runtime.TORCH: "pip install 'imgarc[train]'"}
+
+
+def chosen_runtime() -> Runtime:
+    """IMGARC_RUNTIME if set, else ONNX Runtime where it is installed, else torch."""
+    value = os.environ.get(RUNTIME_ENV, "").strip().lower()
+    if value:
+        try:
+            return Runtime(value)
+        except ValueError:
+            raise UsageError(f"{RUNTIME_ENV} must be one of {', '.join(r.value for r in Runtime)}, not {value!r}") from None
+    return Runtime.ONNX if importlib.util.find_spec("onnxruntime") else Runtime.TORCH
 
 
 def load_networks(architecture: Architecture, params: dict[str, np.ndarray], model_id: str) -> Networks:
-    """The networks of a model's weights, in the runtime this process uses."""
-    # torch loads here, when a photo is first coded or decoded, not when archives are listed.
-    from imgarc.runtime.torch_networks import TorchNetworks
+    """The networks of a model's weights, in the runtime this process uses. Each runtime's
+    module is imported here, when a photo is first coded or decoded: listing an archive loads
+    neither, and the lean install has no torch."""
+    runtime = chosen_runtime()
+    try:
+        if runtime is Runtime.ONNX:
+            from imgarc.runtime.onnx_networks import OnnxNetworks
 
+            return OnnxNetworks(architecture, params, usable_cores())
+        from imgarc.runtime.torch_networks import TorchNetworks
+    except ImportError as e:
+        raise ModelError(f"the {runtime.value} runtime is not installed ({e.name} is missing): "
+                         f"{INSTALL_HINT[runtime]}") from e
     return TorchNetworks(architecture, params, model_id)
 
 
 def torch_model_of(networks: Networks, architecture: Architecture, params: dict[str, np.ndarray], model_id: str):
     """The torch module behind `networks` when they run in torch, else a new one from `params`."""
-    from imgarc.runtime.torch_networks import TorchNetworks  # torch: only for tools that ask for it
+    try:
+        from imgarc.runtime.torch_networks import TorchNetworks  # torch: only for tools that ask for it
+    except ImportError as e:
+        raise ModelError(f"this needs torch ({e.name} is missing): {INSTALL_HINT[Runtime.TORCH]}") from e
 
     if isinstance(networks, TorchNetworks):
         return networks.model
     return TorchNetworks(architecture, params, model_id).model
 
 
-__all__ = ["Networks", "load_networks", "torch_model_of"]
+__all__ = ["Networks", "RUNTIME_ENV", "Runtime", "chosen_runtime", "load_networks", "torch_model_of", "usable_cores"]

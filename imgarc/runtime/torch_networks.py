@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
@@ -41,11 +43,27 @@ class TorchNetworks(Networks):
 
     @contextmanager
     def single_threaded(self) -> Iterator[None]:
-        # The count is process-wide: concurrent callers must all be inside one pin (the decode
-        # pool's OneIntraOpThread keeps it at 1 while photos decode side by side).
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        # torch's thread count is process-wide and photos decode side by side: the first caller
+        # in sets it to 1, the last one out restores it, so no restore lands inside another g_s.
+        with _pin.lock:
+            if _pin.holders == 0:
+                _pin.saved = torch.get_num_threads()
+                torch.set_num_threads(1)
+            _pin.holders += 1
         try:
             yield
         finally:
-            torch.set_num_threads(threads)
+            with _pin.lock:
+                _pin.holders -= 1
+                if _pin.holders == 0:
+                    torch.set_num_threads(_pin.saved)
+
+
+@dataclass
+class _ThreadPin:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    holders: int = 0
+    saved: int = 1
+
+
+_pin = _ThreadPin()

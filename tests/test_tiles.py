@@ -1,0 +1,54 @@
+"""Networks run tile by tile with a halo give the one-piece result (imgarc.codec.tiles)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imgarc.codec import image_codec
+from imgarc.codec.registry import load_codec
+from imgarc.codec.tiles import TileGrid, run_tiled
+from imgarc.runtime import Runtime
+from tests.conftest import noise_rgb
+
+
+def test_spans_cover_the_input_once_and_read_within_it():
+    grid = TileGrid(tile=10, halo=3, align=1, scale=1)
+    spans = list(grid.spans(25))
+    assert [(a, b) for a, b, _, _ in spans] == [(0, 10), (10, 20), (20, 25)]
+    assert [(r0, r1) for _, _, r0, r1 in spans] == [(0, 13), (7, 23), (17, 25)]
+    assert grid.fits_whole(16, 16) and not grid.fits_whole(17, 16)
+
+
+def test_each_tile_is_computed_on_its_part_and_only_its_centre_kept():
+    grid = TileGrid(tile=4, halo=2, align=1, scale=2)
+    x = np.arange(2 * 12 * 10, dtype=np.float32).reshape(1, 2, 12, 10)
+    upsample = lambda a: a.repeat(2, axis=2).repeat(2, axis=3)  # noqa: E731 - pointwise: tiles are exact
+    reads = []
+
+    def read(rows, cols):
+        reads.append((rows, cols))
+        return x[:, :, rows, cols]
+
+    out = run_tiled(upsample, read, (12, 10), grid, workers=2)
+    np.testing.assert_array_equal(out, upsample(x))
+    assert len(reads) == 9 and max(r.stop - r.start for r, _ in reads) <= 4 + 2 * 2
+
+
+@pytest.mark.parametrize("runtime", list(Runtime))
+def test_tiled_codec_matches_one_piece(tiny_model, monkeypatch, runtime):
+    """The tiny model's g_a and g_s in small tiles (halos as the shipped grids') against one piece."""
+    monkeypatch.setenv("IMGARC_RUNTIME", runtime.value)
+    codec = load_codec(tiny_model)
+    rgb = noise_rgb(320, 448, 3)
+    whole = codec.transform(rgb)
+    monkeypatch.setattr(image_codec, "ANALYSIS_TILES", TileGrid(tile=128, halo=32, align=16, scale=1 / 16))
+    tiled = codec.transform(rgb)
+    np.testing.assert_allclose(tiled.y, whole.y, atol=1e-4)
+    np.testing.assert_allclose(tiled.z, whole.z, atol=1e-4)
+    code = codec.quantize(whole, None)
+    one_piece = codec.synthesize(code, 320, 448)
+    monkeypatch.setattr(image_codec, "SYNTHESIS_TILES", TileGrid(tile=8, halo=2, align=1, scale=16))
+    in_tiles = codec.synthesize(code, 320, 448)
+    gap = np.abs(in_tiles.astype(int) - one_piece.astype(int))
+    assert gap.max() <= 1 and (gap > 0).mean() < 1e-3
