@@ -2,7 +2,7 @@
 
 from imgarc import lean_imports as _lean_imports
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Before anything imports compressai: skip its point-cloud stack (see lean_imports).
 _lean_imports.install()

@@ -77,3 +77,9 @@ class UnreadableFileError(ImgarcError):
 
 class IncompleteArchiveError(ImgarcError):
     """The archive was written, but some source files could not be read and are not in it."""
+
+
+class MissingExtraError(ImgarcError):
+    """A command or option needs packages of an optional extra that is not installed."""
+
+    exit_code = 2

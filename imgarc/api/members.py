@@ -113,7 +113,7 @@ class MemberSelection:
 def _not_found_message(missing: list[str], paths: list[str], archive: str, damaged: int) -> str:
     names = ", ".join(repr(p) for p in missing)
     message = f"no entry of {archive} matches {names}"
-    close = difflib.get_close_matches(missing[0], paths, n=3)
+    close = list(dict.fromkeys(c for p in missing for c in difflib.get_close_matches(_normalized(p), paths, n=3)))
     if close:
         message += f" (did you mean {', '.join(repr(c) for c in close)}?)"
     else:

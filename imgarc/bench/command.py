@@ -17,6 +17,7 @@ from imgarc.codec.registry import resolve_model_id
 from imgarc.codec.zoo_convert import cached_zoo_model_ids
 from imgarc.coders import CODER_NAMES
 from imgarc.errors import UsageError
+from imgarc.extras import require
 
 
 @dataclass
@@ -77,6 +78,7 @@ def default_out(dataset: str) -> Path:
 
 def bench(o: BenchOptions, command: str, progress: Progress | None = None) -> tuple[BenchResult, Path]:
     """Run `imgarc bench` and write results.json, results.csv, report.md and the plots; returns (result, folder)."""
+    require("imgarc bench", "torch", "pytorch_msssim", "scipy", "matplotlib")  # metrics, BD-rate, plots
     config = build_config(o)
     if o.model:
         resolve_model_id(o.model)  # an unknown model (installed or cai: zoo id): one clear error now, not one failed row per quality

@@ -13,6 +13,7 @@ import warnings
 from typing import NoReturn
 
 import typer
+from rich.markup import escape
 
 from imgarc.cli.bench import bench
 from imgarc.cli.compress import compress
@@ -63,7 +64,7 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except ImgarcError as e:
-        console(stderr=True).print(f"[red]imgarc: error:[/] {e}")
+        console(stderr=True).print(f"[red]imgarc: error:[/] {escape(str(e))}")
         sys.exit(e.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         exit_interrupted()
@@ -73,7 +74,7 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as e:  # noqa: BLE001 - the one place a bug is turned into a line, not a traceback
-        console(stderr=True).print(f"[red]imgarc: internal error:[/] {type(e).__name__}: {e} (please report this)")
+        console(stderr=True).print(f"[red]imgarc: internal error:[/] {type(e).__name__}: {escape(str(e))} (please report this)")
         sys.exit(70)
     # Outside standalone mode typer turns Ctrl-C into Exit(130) and returns that code instead of raising.
     if code == 130:

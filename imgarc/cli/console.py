@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from imgarc.api import Progress as ProgressCallback
@@ -17,7 +18,7 @@ def console(stderr: bool = False) -> Console:
 
 
 def warn(message: str) -> None:
-    console(stderr=True).print(f"[yellow]warning:[/] {message}")
+    console(stderr=True).print(f"[yellow]warning:[/] {escape(message)}")
 
 
 @contextmanager

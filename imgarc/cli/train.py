@@ -10,6 +10,7 @@ import typer
 from imgarc.cli.console import console
 from imgarc.codec.architecture import MEAN_SCALE, Architecture
 from imgarc.codec.registry import assets_dir, find_model
+from imgarc.extras import require
 
 
 def train(
@@ -39,6 +40,7 @@ def train(
 ) -> None:
     """Train or fine-tune a codec model; SIGTERM or the time budget ends it with a checkpoint written."""
     # torch loads only when this command runs, so the other commands and `--help` never pay for it.
+    require("imgarc train", "torch", "compressai", "pytorch_msssim")
     from imgarc.train.publish import publish_checkpoint
     from imgarc.train.trainer import TrainConfig, parse_channels, parse_lambdas, train as run_training
 

@@ -126,8 +126,30 @@ def find_model(model_id: str) -> ModelRecord:
     for r in list_models():
         if r.model_id == model_id:
             return r
+    retired = retired_models().get(model_id)
+    if retired:
+        raise ModelError(f"model {model_id!r} is no longer shipped: it was last in imgarc {retired.last_version} "
+                         f"(git {retired.commit}), which reads this archive: pip install imgarc=={retired.last_version}")
     known = ", ".join(r.model_id for r in list_models()) or "none"
     raise ModelError(f"model {model_id!r} is not installed (installed: {known}); install the imgarc version that made the archive")
+
+
+@dataclass(frozen=True)
+class RetiredModel:
+    """A model new archives are no longer made with, removed from the package to keep it small."""
+
+    last_version: str  # the last imgarc version that ships it (and so reads its archives)
+    commit: str
+
+
+def retired_models() -> dict[str, RetiredModel]:
+    """Models that earlier imgarc versions shipped ("retired" in the shipped catalog)."""
+    path = assets_dir() / CATALOG_NAME
+    try:
+        doc = json.loads(path.read_text())
+        return {k: RetiredModel(str(v["last_version"]), str(v["commit"])) for k, v in doc.get("retired", {}).items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ModelError(f"model catalog {path} is unreadable ({e})") from e
 
 
 @lru_cache(maxsize=4)

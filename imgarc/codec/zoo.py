@@ -23,6 +23,7 @@ from pathlib import Path
 
 from imgarc.codec.architecture import SUPPORTED_ARCHITECTURES
 from imgarc.errors import ModelError
+from imgarc.extras import require
 
 ZOO_PREFIX = "cai:"
 METRICS = ("mse", "ms-ssim")
@@ -62,6 +63,7 @@ class ZooModel:
 
     @property
     def url(self) -> str:
+        require("CompressAI's pretrained models", "compressai")
         from compressai.zoo.image import model_urls
 
         return model_urls[self.architecture][self.metric][self.quality]
@@ -81,12 +83,14 @@ class ZooModel:
     @property
     def channels(self) -> tuple[int, int]:
         """(N, M) CompressAI publishes for this quality (informational: conversion reads the file)."""
+        require("CompressAI's pretrained models", "compressai")
         from compressai.zoo.image import cfgs
 
         return tuple(cfgs[self.architecture][self.quality])  # type: ignore[return-value]
 
 
 def _zoo_qualities(architecture: str, metric: str) -> list[int]:
+    require("CompressAI's pretrained models", "compressai")
     from compressai.zoo.image import model_urls
 
     return sorted(model_urls.get(architecture, {}).get(metric, {}))

@@ -36,6 +36,7 @@ from imgarc.coders.tables import CdfTables
 from imgarc.codec.zoo import (ZooModel, all_zoo_models, conversion_dir, fetch_zoo_file, how_to_get, parse_zoo_id,
                               sha256_file, zoo_file)
 from imgarc.errors import ModelError
+from imgarc.extras import installed
 from imgarc.runtime import Runtime, chosen_runtime
 from imgarc.fileio import write_file_atomic
 
@@ -227,7 +228,8 @@ def zoo_state(m: ZooModel) -> str:
 
 
 def list_zoo() -> list[ZooEntry]:
-    return [ZooEntry(m, zoo_state(m)) for m in all_zoo_models()]
+    """CompressAI's pretrained models and where each is (none without the [train] extra)."""
+    return [ZooEntry(m, zoo_state(m)) for m in all_zoo_models()] if installed("compressai") else []
 
 
 def cached_zoo_model_ids() -> list[str]:

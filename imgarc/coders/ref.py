@@ -13,6 +13,7 @@ import numpy as np
 from imgarc.coders.base import LatentCoder
 from imgarc.coders.tables import CdfTables
 from imgarc.errors import LatentStreamError
+from imgarc.extras import require
 
 
 # CompressAI's bypass coding of escaped values loops forever on magnitudes near 2**30;
@@ -29,6 +30,7 @@ class ReferenceCoder(LatentCoder):
     name = "ref"
 
     def encode(self, symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables) -> bytes:
+        require("the ref coder (CompressAI's own)", "compressai")
         from compressai.ans import RansEncoder
 
         if symbols.size == 0:
@@ -39,6 +41,7 @@ class ReferenceCoder(LatentCoder):
         return RansEncoder().encode_with_indexes(symbols.tolist(), indexes.tolist(), cdfs, lengths, offsets)
 
     def decode(self, data: bytes, indexes: np.ndarray, tables: CdfTables) -> np.ndarray:
+        require("the ref coder (CompressAI's own)", "compressai")
         from compressai.ans import RansDecoder
 
         if indexes.size == 0:

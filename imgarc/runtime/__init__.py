@@ -11,13 +11,13 @@ either runtime reads the other's archives (pixels may differ by one level in rar
 from __future__ import annotations
 
 import enum
-import importlib.util
 import os
 
 import numpy as np
 
 from imgarc.codec.architecture import Architecture
-from imgarc.errors import ModelError, UsageError
+from imgarc.errors import UsageError
+from imgarc.extras import installed, require
 from imgarc.runtime.base import Networks, usable_cores
 
 
@@ -29,9 +29,6 @@ class Runtime(str, enum.Enum):
     TORCH = "torch"
 
 
-INSTALL_HINT = {Runtime.ONNX: "pip install onnxruntime onnx", Runtime.TORCH: "pip install 'imgarc[train]'"}
-
-
 def chosen_runtime() -> Runtime:
     """IMGARC_RUNTIME if set, else ONNX Runtime where it is installed, else torch."""
     value = os.environ.get(RUNTIME_ENV, "").strip().lower()
@@ -40,32 +37,27 @@ def chosen_runtime() -> Runtime:
             return Runtime(value)
         except ValueError:
             raise UsageError(f"{RUNTIME_ENV} must be one of {', '.join(r.value for r in Runtime)}, not {value!r}") from None
-    return Runtime.ONNX if importlib.util.find_spec("onnxruntime") else Runtime.TORCH
+    return Runtime.ONNX if installed("onnxruntime") else Runtime.TORCH
 
 
 def load_networks(architecture: Architecture, params: dict[str, np.ndarray], model_id: str) -> Networks:
     """The networks of a model's weights, in the runtime this process uses. Each runtime's
     module is imported here, when a photo is first coded or decoded: listing an archive loads
     neither, and the lean install has no torch."""
-    runtime = chosen_runtime()
-    try:
-        if runtime is Runtime.ONNX:
-            from imgarc.runtime.onnx_networks import OnnxNetworks
+    if chosen_runtime() is Runtime.ONNX:
+        from imgarc.runtime.onnx_networks import OnnxNetworks
 
-            return OnnxNetworks(architecture, params, usable_cores())
-        from imgarc.runtime.torch_networks import TorchNetworks
-    except ImportError as e:
-        raise ModelError(f"the {runtime.value} runtime is not installed ({e.name} is missing): "
-                         f"{INSTALL_HINT[runtime]}") from e
+        return OnnxNetworks(architecture, params, usable_cores())
+    require(f"{RUNTIME_ENV}=torch", "torch", "compressai")
+    from imgarc.runtime.torch_networks import TorchNetworks
+
     return TorchNetworks(architecture, params, model_id)
 
 
 def torch_model_of(networks: Networks, architecture: Architecture, params: dict[str, np.ndarray], model_id: str):
     """The torch module behind `networks` when they run in torch, else a new one from `params`."""
-    try:
-        from imgarc.runtime.torch_networks import TorchNetworks  # torch: only for tools that ask for it
-    except ImportError as e:
-        raise ModelError(f"this needs torch ({e.name} is missing): {INSTALL_HINT[Runtime.TORCH]}") from e
+    require("the torch model", "torch", "compressai")
+    from imgarc.runtime.torch_networks import TorchNetworks  # torch: only for tools that ask for it
 
     if isinstance(networks, TorchNetworks):
         return networks.model
