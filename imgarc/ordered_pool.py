@@ -24,10 +24,11 @@ from imgarc.runtime.base import usable_cores
 T = TypeVar("T")
 K = TypeVar("K")
 
-# A photo's decode memory grows with its padded pixels times the synthesis width (channels of
-# g_s): one 12-megapixel photo through a 64-channel g_s took ~2.1 GB more peak memory (measured
-# with /usr/bin/time -v). The budget admits two of those at once, one through a 128-channel g_s.
-ACTIVATION_BUDGET = 2 * 12_600_000 * 64
+# A photo's decode memory grows with the g_s activations in flight: its padded pixels (or its
+# tiles') times the synthesis width (ImageCodec.synthesis_footprint). Measured on ONNX Runtime,
+# a 768x512 photo through a 128-channel g_s held ~440 MB (~9 bytes per unit); the budget, ~1.2 GB,
+# admits two such photos at once; a photo over it decodes alone.
+ACTIVATION_BUDGET = 140_000_000
 MAX_WORKERS = 4
 
 

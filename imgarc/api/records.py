@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from imgarc.api.results import EntryKind, EntryListing, VerifyReport
-from imgarc.archive import KIND_IMAGE, KIND_STORED, STORAGE_JXL, STORAGE_LZMA, STORAGE_RAW, EntryHeader
+from imgarc.archive import (
+    KIND_IMAGE,
+    KIND_STORED,
+    STORAGE_JXL,
+    STORAGE_LZMA,
+    STORAGE_RAW,
+    EntryHeader,
+)
 from imgarc.errors import ImgarcError
 from imgarc.photo.source_info import decode_source_info
 

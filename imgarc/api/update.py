@@ -169,7 +169,7 @@ def _stamp(archive: Path) -> tuple[int, int, int, int]:
 def _plan(reader: ArchiveReader | None, files: list[tuple[Path, str]], prefixes: list[str],
           options: SourceOptions) -> list[_Step]:
     """The old archive's entries in their order, then the new files in walk order."""
-    by_name = dict((name, path) for path, name in files)
+    by_name = {name: path for path, name in files}
     steps: list[_Step] = []
     decoder = EntryDecoder()
     for i, header in iter_headers(reader) if reader is not None else ():

@@ -15,6 +15,10 @@ def _session(model: bytes, threads: int) -> ort.InferenceSession:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # A memory pattern pre-plans one buffer per shape it has seen and keeps them: photos of
+    # many sizes (and tiles at the edges) piled up. Without it, Kodak's extract peaked at
+    # 1.3 GB instead of 1.6-1.9 GB, at the same speed (two photos decoding side by side).
+    options.enable_mem_pattern = False
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
