@@ -20,7 +20,7 @@ from imgarc.bench.methods import BenchConfig, parse_int_list, plan_methods
 from imgarc.bench.plots import write_plots
 from imgarc.bench.process import run_measured
 from imgarc.bench.report import write_report
-from imgarc.bench.results import result_from_json
+from imgarc.bench.results import MethodResult, result_from_json
 from imgarc.bench.runner import run_bench
 from imgarc.errors import UsageError
 from tests.conftest import TINY_MODEL_ID, image_bytes, noise_rgb
@@ -29,9 +29,11 @@ HAVE_7Z = baselines.ARCHIVERS["7z"].binary() is not None
 
 
 def config(**kw) -> BenchConfig:
+    # The coder study, CompressAI's pipeline and the phone photo: tests/test_bench_studies.py.
     base = dict(qualities=[90], coders=["rans", "lzma"], coder_qualities=[90], model=TINY_MODEL_ID,
-                baselines=["7z", "tar", "jpeg", "webp", "avif"],
-                baseline_qualities={"jpeg": [10, 40, 70, 90], "webp": [30], "avif": [40]}, jobs=1)
+                baselines=["7z", "tar", "jpeg", "webp", "avif", "heic", "jxl"],
+                baseline_qualities={"jpeg": [10, 40, 70, 90], "webp": [30], "avif": [40], "heic": [30], "jxl": [45]},
+                jobs=1, study_images=0)
     base.update(kw)
     return BenchConfig(**base)
 
@@ -63,7 +65,7 @@ def test_every_method_ran_and_was_measured(first_run):
     result, out, steps = first_run
     ids = [m.id for m in result.methods]
     assert ids == ["imgarc-rans-q90", "imgarc-lzma-q90", "7z", "7z-mx9", "tar", "tar-xz",
-                   "jpeg-q10", "jpeg-q40", "jpeg-q70", "jpeg-q90", "webp-q30", "avif-q40"]
+                   "jpeg-q10", "jpeg-q40", "jpeg-q70", "jpeg-q90", "webp-q30", "avif-q40", "heic-q30", "jxl-q45"]
     for m in result.methods:
         if m.family == "7z" and not HAVE_7Z:
             assert m.status == "skipped" and "7zz" in m.reason
@@ -229,3 +231,22 @@ def test_bd_rate_table_and_its_markdown():
     md = "\n".join(bd_table(Result()))
     assert "| imgarc rans | JPEG | PSNR | -20.0 % | -20.0 % |" in md
     assert "imgarc lzma: no BD-rate against any codec (needs at least 4 points" in md
+
+
+def test_bd_matrix_has_a_psnr_and_an_ms_ssim_column_per_codec():
+    from imgarc.bench.curves import bd_rate_table
+    from imgarc.bench.report import bd_matrix
+
+    q, bpp, psnr_db, ms = [10, 30, 50, 70], [0.2, 0.4, 0.7, 1.1], [27.0, 29.5, 31.8, 33.9], [0.93, 0.96, 0.975, 0.985]
+    rows = [_row(f"imgarc-rans-q{x}", "imgarc", "rans", x, b * 0.8, p, m) for x, b, p, m in zip(q, bpp, psnr_db, ms)]
+    for family, label, factor in (("jpeg", "JPEG", 1.0), ("heic", "HEIC", 0.8), ("jxl", "JPEG XL", 0.5)):
+        rows += [MethodResult(f"{family}-q{x}", family, f"{label} q{x}", {"quality": x}, False, "ok", bpp_mean=b * factor,
+                              psnr_mean=p, ms_ssim_mean=m) for x, b, p, m in zip(q, bpp, psnr_db, ms)]
+
+    class Result:
+        bd_rates = bd_rate_table(rows)
+
+    lines = bd_matrix(Result())
+    assert lines[0] == ("| imgarc curve | vs JPEG (PSNR) | vs JPEG (MS-SSIM) | vs HEIC (PSNR) | vs HEIC (MS-SSIM) "
+                        "| vs JPEG XL (PSNR) | vs JPEG XL (MS-SSIM) |")
+    assert lines[2] == "| imgarc rans | -20.0 % | -20.0 % | +0.0 % | +0.0 % | +60.0 % | +60.0 % |"

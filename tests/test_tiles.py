@@ -52,3 +52,22 @@ def test_tiled_codec_matches_one_piece(tiny_model, monkeypatch, runtime):
     in_tiles = codec.synthesize(code, 320, 448)
     gap = np.abs(in_tiles.astype(int) - one_piece.astype(int))
     assert gap.max() <= 1 and (gap > 0).mean() < 1e-3
+
+
+def test_integer_hyper_synthesis_in_tiles_is_exactly_one_piece(tiny_model, monkeypatch):
+    codec = load_codec(tiny_model)
+    z = np.random.default_rng(1).integers(-6, 7, (codec.architecture.N, 20, 28)).astype(np.int32)
+    whole_indexes, whole_means = codec.y_indexes_and_means(z)
+    monkeypatch.setattr(image_codec, "HYPER_SYNTHESIS_TILES", TileGrid(tile=4, halo=2, align=1, scale=4))
+    indexes, means = codec.y_indexes_and_means(z)
+    np.testing.assert_array_equal(indexes, whole_indexes)
+    np.testing.assert_array_equal(means, whole_means)
+    assert indexes.dtype == np.int32 and means.dtype == np.float32
+
+
+def test_hyper_analysis_in_tiles_matches_one_piece(tiny_model, monkeypatch):
+    codec = load_codec(tiny_model)
+    rgb = noise_rgb(512, 640, 5)
+    whole = codec.transform(rgb)
+    monkeypatch.setattr(image_codec, "HYPER_ANALYSIS_TILES", TileGrid(tile=8, halo=8, align=4, scale=1 / 4))
+    np.testing.assert_allclose(codec.transform(rgb).z, whole.z, atol=1e-4)

@@ -8,6 +8,7 @@ a classifier reading latents):
 - `list_archive`, `verify_archive`, `show_entry`, `entry_file_bytes`; `MemberSelection` (member
   names and globs); records for scripts (`entry_record`, `listing_document`, `verify_document`).
 - `compress_sources`: several sources into one archive, and `--update` in place.
+- `ArchiveLatents`: every coded photo's ŷ, σ̂, μ̂ without pixels; `write_latents_npz` (api/latents.py).
 Functions, for whole jobs: `compress_folder`, `extract_archive`, `salvage_archive`.
 The CLI calls only this package.
 """
@@ -21,6 +22,8 @@ from imgarc.api.decoder import DecodedLatents, EntryDecoder
 from imgarc.api.describe import describe_entry
 from imgarc.api.extractor import SALVAGE_HINT, Extractor, open_archive
 from imgarc.api.inspect import entry_file_bytes, list_archive, show_entry, verify_archive
+from imgarc.api.latents import (ArchiveLatents, NotAPhotoError, PhotoLatents, SkippedEntry, load_latents_npz,
+                                write_latents_npz)
 from imgarc.api.members import MemberNotFoundError, MemberSelection
 from imgarc.api.options import DEFAULT_QUALITY, CompressOptions
 from imgarc.api.records import RECORD_KEYS, RECORD_SCHEMA, entry_record, listing_document, verify_document
@@ -60,4 +63,5 @@ __all__ = [
     "extract_archive", "list_archive", "open_archive", "salvage_archive", "verify_archive", "walk_folder",
     "Change", "MemberNotFoundError", "MemberSelection", "RECORD_KEYS", "RECORD_SCHEMA", "SourceOptions", "UpdateSummary",
     "compress_sources", "entry_file_bytes", "entry_record", "listing_document", "show_entry", "verify_document",
+    "ArchiveLatents", "NotAPhotoError", "PhotoLatents", "SkippedEntry", "load_latents_npz", "write_latents_npz",
 ]

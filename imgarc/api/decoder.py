@@ -8,7 +8,7 @@ methods are pure functions of (header, payload), so a subclass may memoize or re
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -77,8 +77,10 @@ class EntryDecoder:
         """A coded photo's decoded RGB pixels, uint8 [H, W, 3]."""
         timings = timings if timings is not None else Timings()
         decoded = self.latents(header, payload, timings)
+        codec, code = decoded.codec, replace(decoded.code, y_indexes=None)  # g_s needs no table indexes:
+        del decoded  # a 48-megapixel photo's are 144 MB
         t0 = time.perf_counter()
-        rgb = decoded.codec.synthesize(decoded.code, header.height, header.width)
+        rgb = codec.synthesize(code, header.height, header.width)
         timings.model += time.perf_counter() - t0
         return rgb
 

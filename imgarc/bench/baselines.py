@@ -1,42 +1,88 @@
-"""The fixed baselines (DESIGN.md): JPEG, WebP, AVIF through Pillow; 7-Zip and TAR as real binaries.
+"""The fixed baselines (DESIGN.md): JPEG, WebP, AVIF, HEIC, JPEG XL through Pillow; 7-Zip and TAR as real binaries.
 
-JPEG uses Pillow's defaults (4:2:0), WebP method=6, AVIF speed=6, each over a quality grid
-that spans the learned codec's bpp range on Kodak (about 0.1-2 bpp).
+JPEG uses Pillow's defaults (4:2:0), WebP method=6, AVIF speed=6; HEIC (HEVC through libheif
+and x265) and JPEG XL (libjxl) go through their Pillow plugins, pillow-heif and
+pillow-jxl-plugin, at the plugins' defaults (HEIC 4:2:0; JPEG XL effort 7). Each runs over a
+quality grid that spans the learned codec's bpp range on Kodak (about 0.1-2 bpp).
 """
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 
 @dataclass(frozen=True)
 class PillowCodec:
-    name: str  # "jpeg", "webp", "avif"
+    name: str  # "jpeg", "webp", "avif", "heic", "jxl"
     label: str
     pillow_format: str
     suffix: str
     fixed: dict = field(default_factory=dict)  # settings besides quality, recorded in the report
     default_qualities: tuple[int, ...] = ()
+    plugin: str | None = None  # the module that teaches Pillow the format (None: Pillow's own)
+    package: str | None = None  # its pip name, for the skip reason and the version
 
     def options(self, quality: int) -> dict:
         return {"quality": quality, **self.fixed}
 
+    def prepare(self) -> None:
+        """Make Pillow able to read and write the format (import and register the plugin)."""
+        if self.plugin is None:
+            return
+        module = importlib.import_module(self.plugin)
+        if self.plugin == "pillow_heif":
+            module.register_heif_opener()  # pillow-heif registers HEIF only when asked
+
     def unavailable(self) -> str | None:
         """Why this Pillow cannot write the format, or None when it can."""
-        from PIL import features
+        from PIL import Image, features
 
-        feature = {"JPEG": "jpg", "WEBP": "webp", "AVIF": "avif"}[self.pillow_format]
-        return None if features.check(feature) else f"this Pillow was built without {self.label} support"
+        if self.plugin is None:
+            feature = {"JPEG": "jpg", "WEBP": "webp", "AVIF": "avif"}[self.pillow_format]
+            return None if features.check(feature) else f"this Pillow was built without {self.label} support"
+        try:
+            self.prepare()
+        except ImportError as e:
+            return f"{self.package} is not installed ({e}; pip install {self.package})"
+        if self.plugin == "pillow_heif":
+            import pillow_heif
+
+            if not pillow_heif.libheif_info().get("HEIF"):
+                return f"{self.package}'s libheif has no HEVC encoder"
+        if self.pillow_format not in Image.SAVE:
+            return f"{self.package} did not register a {self.label} writer with Pillow"
+        return None
+
+    def version(self) -> str:
+        """The encoder's version, for the report."""
+        import PIL
+
+        if self.package is None:
+            return f"Pillow {PIL.__version__}"
+        try:
+            text = f"{self.package} {version(self.package)}"
+        except PackageNotFoundError:
+            return "unknown"
+        if self.plugin == "pillow_heif":
+            import pillow_heif
+
+            info = pillow_heif.libheif_info()
+            text += f", libheif {info.get('libheif')}, {info.get('HEIF')}"
+        return text
 
 
-# Grids picked on Kodak so that each codec runs from ~0.15 to ~1.5-2 bpp.
+# Grids picked on Kodak so that each codec runs from ~0.1-0.2 to ~1.3-2 bpp.
 PILLOW_CODECS = {
     "jpeg": PillowCodec("jpeg", "JPEG", "JPEG", ".jpg", {}, (5, 15, 30, 50, 75)),
     "webp": PillowCodec("webp", "WebP", "WEBP", ".webp", {"method": 6}, (2, 15, 35, 55, 75)),
     "avif": PillowCodec("avif", "AVIF", "AVIF", ".avif", {"speed": 6}, (15, 30, 45, 60, 75)),
+    "heic": PillowCodec("heic", "HEIC", "HEIF", ".heic", {}, (12, 20, 30, 40, 50), "pillow_heif", "pillow-heif"),
+    "jxl": PillowCodec("jxl", "JPEG XL", "JXL", ".jxl", {}, (1, 20, 45, 65, 80), "pillow_jxl", "pillow-jxl-plugin"),
 }
 
 
@@ -90,4 +136,4 @@ ARCHIVERS = {
 }
 
 # --baselines names: a family name selects all its variants.
-BASELINE_NAMES = ("7z", "tar", "jpeg", "webp", "avif")
+BASELINE_NAMES = ("7z", "tar", "jpeg", "webp", "avif", "heic", "jxl")

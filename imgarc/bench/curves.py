@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from imgarc.bench.bdrate import BDRateError, bd_rate, ms_ssim_db
 from imgarc.bench.results import MethodResult
 
-ANCHORS = ("jpeg", "webp", "avif")
+ANCHORS = ("jpeg", "webp", "avif", "heic", "jxl")
 
 
 @dataclass
@@ -53,7 +53,7 @@ def _bd(test: Curve, anchor: Curve, quality: str, method: str) -> tuple[float | 
 
 
 def bd_rate_table(methods: list[MethodResult]) -> list[dict]:
-    """BD-rate (%, negative = imgarc needs fewer bits) of each imgarc curve vs JPEG, WebP, AVIF.
+    """BD-rate (%, negative = imgarc needs fewer bits) of each imgarc curve vs JPEG, WebP, AVIF, HEIC, JPEG XL.
 
     On PSNR and on MS-SSIM in dB (-10·log10(1 - MS-SSIM)), with the cubic VCEG-M33 fit and
     the pchip variant. A pair that cannot be compared carries the reason instead of a number.

@@ -52,14 +52,51 @@ KODAK_SHA256 = {
 }
 KODAK_URL = "http://r0k.us/graphics/kodak/kodak/{name}"
 
-# CLIC 2020 professional validation: 41 images. Only these two were available where the hashes
-# were recorded; the others are checked against nothing (the report says how many were verified).
+# CLIC 2020 professional validation: 41 images. These 31 are the ones whose bytes we could
+# record (the other 10 are checked against nothing; the report says how many were verified):
+# alberto-montalesi-176097.png from an earlier copy, the other 30 from the 30 in
+# ../shared/datasets/clic/professional_valid_30of41 (its SHA256SUMS and MANIFEST.csv agree).
+# That folder lacks the 11 largest files of the set (alberto-montalesi's among them).
 CLIC_SHA256 = {
     "alberto-montalesi-176097.png": "16390a28cc66c30786e14f300b1904c07acf3b92c4cc13203739025076dee31d",
-    "jacob-aguilar-friend-343.png": "6863d7bbd4a80aeef4bedb9e4d13c28b7fb300a6431f893e32beae7740cf457b",
+    "alejandro-escamilla-6.png": "9be685bf7c0a48b55cb8bc7dd35bd63fa4954944d8dbabe1efe6d7ee92f5e1ca",
+    "ales-krivec-15949.png": "124feb56d7fe3d4b53eb0eb87957b91f2f6185115b24c00554e99511d442c13e",
+    "amy-zhang-15940.png": "a33da2acf22c94f83856e795bdc91f1c08b95275b7893c1a77ee7f56b644bce2",
+    "daniel-robert-405.png": "8cdfcf1fdec42592bf35d506006b301c1553bd7dcc37f800fa4e9040467faad9",
+    "davide-ragusa-716.png": "0ff2ac0468c93dc27a8bdadfbd60405a2a648fdf12c8c71d146700e4c3ff6c06",
+    "dogancan-ozturan-395.png": "4adb31af67d8143429340013c64b083f0b7a5fc219ec5d21304f4e87b2bb8b28",
+    "felix-russell-saw-140699.png": "bd60b033817e1eee9ad2fef12445d903d167a577e7832c0e6d25b8676515f2ac",
+    "jared-erondu-21325.png": "5a241642973a6be08e1a407ea21f10bf6fbab7915cc5dc1ff6e68ee0c178cf0b",
+    "jason-briscoe-149782.png": "2114abc66efd0e1d196995edaa9df03eb80370bda92003ceacb10c2bc4b73e69",
+    "jeremy-cai-1174.png": "bdf9508c13c1e70f0e727176ef52035be1638c5827237fe0fb18919b7c048821",
+    "juskteez-vu-1041.png": "4edde2170e30a9c4b13a61c253f7207c1997e2e8c78ed72c78a116236ef579eb",
+    "kazuend-28556.png": "2e33c59f966c074df6b8d3f75cc13d16d74b1be3f8ad6963c20f2c799bce32a1",
+    "lobostudio-hamburg-75377.png": "02af14dc4d1bba8968064fe57b8e3b5bd1b19cb54b8bf8d222f310f5d3520ec6",
+    "martin-wessely-211.png": "8c4791c5cb645198b3b12a884d33dac544a33763e1da0f59b86101c2af32e015",
+    "michael-durana-82941.png": "7a9ad3ffd2a85fcb0cb6da024c8779eda76ded233137dd20d24a1b2540411460",
+    "mullermarc-184.png": "9d7122af54918cd9b300444aa021a4825336b20e0a93c13d7b72a3d602025349",
+    "nomao-saeki-33553.png": "a54f6c700580db71d75bae9298298b6315f8f51b6a474dcc0ab447e497eb17ff",
+    "paul-itkin-46101.png": "f0a5cd1ea476b19e101f190212e9031dcbe956f44fac7d15fab24f243923a658",
+    "philipp-reiner-207.png": "6bcd35982a9d17b0b927526efe4987587fa11c94859d8fb5ff2bdd810e47c98f",
+    "roberto-nickson-48063.png": "c1f1ce1aad5699ded11843c82fd758e76bfcc00e58b006ac26503c3afa811386",
+    "schicka-307.png": "04e0611bcd155a7613591504c51033a869360179b44aa51c4c0cea671563ebd5",
+    "sergey-zolkin-1045.png": "c189a3366d2c4f5953910a8faecf7ed4ca54252f5075561ff5ae3e85f66b83b7",
+    "sergey-zolkin-21232.png": "eb787c6f7cf15ba7c03107cb5d32e11b11b20451b5a18a5a1ae968a8a5be13a7",
+    "stefan-kunze-26931.png": "7bc5878cdb8b763f2fedb2ec3674c5d2dfae95967f4d708f9f96d6607e0c88b7",
+    "thong-vo-428.png": "f25a83aef7ed712d99d839127b4245e164fdce6a34cf0dfeb6fddc7aeec65357",
+    "todd-quackenbush-222.png": "0c63d9210463f36d2c564dd4d12ade884b1ee819dbdebbd210839eca5f2ab508",
+    "todd-quackenbush-27493.png": "8bcdb4fbc5da81d33f7bdc9446d05f587bc6c317d5e27ec41e239e9e4e63d4a7",
+    "vita-vilcina-3055.png": "09f5c520e91fdd124df876a06b1ab7034ad87c4ad8087f0574bb16546a87e95f",
+    "wojciech-szaturski-3611.png": "7ac37e0faae3b0802507574e576e724fc7b8dea5bf352fb95b53a75809dd81eb",
+    "zugr-108.png": "8dfb79901e629e69a28223c345a6859dd57c56d485b63c795679b05bf2cb4f37",
 }
 CLIC_URL = "https://data.vision.ee.ethz.ch/cvl/clic/professional_valid_2020.zip"
 CLIC_FULL_COUNT = 41
+# Partial copies of CLIC we know, by folder name: how they were cut (for the report's caveat).
+CLIC_SUBSETS = {
+    "professional_valid_30of41": "a biased subset: the 11 missing images are the largest files of the set "
+                                 "(each ≥ 4 MiB), so it leans towards easier photos",
+}
 
 # fetch(url, destination file): the downloader; tests swap it for one that needs no network.
 Fetch = Callable[[str, Path], None]
@@ -77,13 +114,14 @@ class Dataset:
     found_via: str  # "--data", "$IMGARC_DATA", "cache", "download", "folder"
     full_count: int | None = None  # images in the complete public set, when known
     verified: int = 0  # images checked against a recorded sha256
+    caveat: str | None = None  # what a reader must know about the images (a biased subset ...)
 
     @property
     def note(self) -> str:
-        """One line for reports: how many images, out of how many, how many checksum-verified."""
+        """One line for reports: how many images, out of how many, how many checksum-verified, caveats."""
         n = len(self.images)
         of = f" of the {self.full_count} in the full set" if self.full_count and self.full_count != n else ""
-        return f"{n} images{of}; {self.verified} verified against recorded sha256"
+        return f"{n} images{of}; {self.verified} verified against recorded sha256" + (f"; {self.caveat}" if self.caveat else "")
 
 
 def default_cache_dir() -> Path:
@@ -145,7 +183,11 @@ def _dataset(name: str, folder: Path, via: str) -> Dataset:
         files = [folder / n for n in sorted(KODAK_SHA256)]
         return Dataset("kodak", folder, files, via, len(KODAK_SHA256), _verified(folder, KODAK_SHA256))
     files = image_files(folder)
-    return Dataset("clic", folder, files, via, CLIC_FULL_COUNT, _verified(folder, CLIC_SHA256))
+    caveat = None
+    if len(files) < CLIC_FULL_COUNT:
+        caveat = (CLIC_SUBSETS.get(folder.name, "a subset") + "; scores on it are not comparable with "
+                  f"published {CLIC_FULL_COUNT}-image numbers")
+    return Dataset("clic", folder, files, via, CLIC_FULL_COUNT, _verified(folder, CLIC_SHA256), caveat)
 
 
 def fetch_url(url: str, dest: Path) -> None:

@@ -7,9 +7,12 @@ import platform
 import subprocess
 from pathlib import Path
 
+from importlib.metadata import PackageNotFoundError, version
+
 import PIL
 
 from imgarc import __version__ as imgarc_version
+from imgarc.runtime import chosen_runtime
 
 
 def _cpu_model() -> str:
@@ -61,6 +64,12 @@ def describe_machine() -> dict:
         versions["torch"] = torch.__version__
     except ImportError:
         pass
+    for package in ("compressai", "onnxruntime", "pillow-heif", "pillow-jxl-plugin", "constriction"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    versions["runtime"] = chosen_runtime().value  # where imgarc's networks run (IMGARC_RUNTIME)
     return {"cpu": _cpu_model(), "cores": os.cpu_count(), "memory_gib": _memory_gib(),
             "os": f"{platform.system()} {platform.release()}", "load_average_at_start": load_average(),
             "git_commit": _git_commit(), "versions": versions}

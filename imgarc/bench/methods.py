@@ -6,13 +6,18 @@ import os
 from dataclasses import dataclass, field
 
 from imgarc.bench.baselines import ARCHIVERS, BASELINE_NAMES, PILLOW_CODECS
+from imgarc.bench.phone import PHONE_SIZE
 from imgarc.codec.zoo import is_zoo_id, parse_zoo_id
 from imgarc.coders import CODER_NAMES, DEFAULT_CODER
+from imgarc.coders.arith import ArithmeticCoder
 from imgarc.errors import UsageError
 
 DEFAULT_QUALITIES = (10, 25, 50, 75, 95)
 DEFAULT_CODERS = CODER_NAMES
 DEFAULT_CODER_QUALITIES = (75,)  # the other coders only change bytes and time: one quality suffices
+DEFAULT_STUDY_IMAGES = 4  # the per-symbol arithmetic coder and CompressAI's pipeline: a few images
+# The coder study: the per-symbol arithmetic coder, then every archive coder, on the same latents.
+STUDY_CODERS = (ArithmeticCoder.name, *CODER_NAMES)
 
 
 @dataclass
@@ -31,12 +36,25 @@ class BenchConfig:
     # (at every quality) and CompressAI zoo ids cai:ARCH:METRIC:Q (one point each: a zoo model has one rate).
     extra_models: list[str] = field(default_factory=list)
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes for the quality metrics
+    # Images (spread evenly over the set) for the coder study and CompressAI's pipeline; 0: neither.
+    study_images: int = DEFAULT_STUDY_IMAGES
+    study_coders: list[str] = field(default_factory=lambda: list(STUDY_CODERS))
+    compressai_pipeline: bool = True
+    # The phone photo's source file (imgarc.bench.phone; the CLI resolves 'auto'), or None for no phone table.
+    phone: str | None = None
+    phone_size: tuple[int, int] = PHONE_SIZE
+
+    @property
+    def study_quality(self) -> int:
+        """The quality of the coder study, CompressAI's pipeline and the phone photo: the
+        quality the other coders run at (the first of --coder-qualities), else 75."""
+        return (self.coder_qualities or [75])[0]
 
 
 @dataclass
 class Method:
     id: str  # unique in a run, e.g. "imgarc-rans-q75", "webp-q35", "7z-mx9"
-    family: str  # "imgarc", "jpeg", "webp", "avif", "7z", "tar"
+    family: str  # "imgarc", "jpeg", "webp", "avif", "heic", "jxl", "7z", "tar"
     label: str
     params: dict
     lossless: bool = False
@@ -85,6 +103,24 @@ def plan_methods(config: BenchConfig) -> list[Method]:
             for a in ARCHIVERS.values():
                 if a.family == name:
                     methods.append(Method(a.id, a.family, a.label, {"options": list(a.options)}, lossless=True))
+    return methods
+
+
+def phone_methods(config: BenchConfig) -> list[Method]:
+    """The time-per-photo rows: imgarc with the first coder at the study quality, and each image
+    codec of the run at the middle of its quality grid."""
+    methods = []
+    if config.coders:
+        q, coder = config.study_quality, config.coders[0]
+        methods.append(Method(f"phone-imgarc-{coder}-q{q}", "imgarc", f"imgarc {coder} q{q}",
+                              {"quality": q, "coder": coder, "model": config.model}))
+    for name in config.baselines:
+        if name in PILLOW_CODECS:
+            codec = PILLOW_CODECS[name]
+            grid = sorted(set(config.baseline_qualities.get(name, codec.default_qualities)))
+            q = grid[len(grid) // 2]
+            methods.append(Method(f"phone-{name}-q{q}", name, f"{codec.label} q{q}",
+                                  {"quality": q, **codec.fixed, "library": "Pillow"}))
     return methods
 
 

@@ -9,9 +9,10 @@ from imgarc.bench.results import BenchResult
 from imgarc.coders import CODER_NAMES
 
 RD_PSNR, RD_MSSSIM, BUBBLE = "rd_psnr.png", "rd_msssim.png", "bubble_ratio_msssim.png"
-COLORS = {"imgarc": "#d62728", "jpeg": "#7f7f7f", "webp": "#1f77b4", "avif": "#2ca02c", "7z": "#9467bd", "tar": "#8c564b"}
+COLORS = {"imgarc": "#d62728", "jpeg": "#7f7f7f", "webp": "#1f77b4", "avif": "#2ca02c", "heic": "#17becf", "jxl": "#bcbd22",
+          "7z": "#9467bd", "tar": "#8c564b"}
 CODER_STYLE = dict(zip(CODER_NAMES, (("o", "-"), ("s", "--"), ("D", ":"))))  # marker, line per coder
-EXTRA_MODEL_COLORS = ("#ff7f0e", "#e377c2", "#bcbd22", "#17becf", "#8c564b")  # curves of --models / zoo models
+EXTRA_MODEL_COLORS = ("#ff7f0e", "#e377c2", "#000000", "#8c564b", "#7f7f00")  # curves of --models / zoo models
 
 
 def _pyplot():
@@ -85,7 +86,8 @@ def _bubble_plot(result: BenchResult, path: Path) -> None:
         ax.text(0.5, 0.5, "no method ran", ha="center", transform=ax.transAxes)
     longest = max((b[3] for b in bubbles), default=1.0) or 1.0
     scale = 1400 / longest  # bubble area in pt² per second: the slowest gets 1400 pt²
-    names = {"imgarc": "imgarc", "7z": "7-Zip", "tar": "TAR", "jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
+    names = {"imgarc": "imgarc", "7z": "7-Zip", "tar": "TAR", "jpeg": "JPEG", "webp": "WebP", "avif": "AVIF",
+             "heic": "HEIC", "jxl": "JPEG XL"}
     seen: set[str] = set()
     for family, x, y, seconds, _ in sorted(bubbles, key=lambda b: -b[3]):  # big ones first, small ones on top
         label = names.get(family, family)

@@ -129,13 +129,173 @@ def bd_table(result: BenchResult) -> list[str]:
     return lines
 
 
+def bd_matrix(result: BenchResult, method: str = "pchip") -> list[str]:
+    """BD-rates as one row per imgarc curve and two columns (PSNR, MS-SSIM) per codec."""
+    rows = [r for r in result.bd_rates]
+    if not rows:
+        return []
+    anchors = list(dict.fromkeys(r["anchor"] for r in rows))
+    tests = list(dict.fromkeys(r["test"] for r in rows))
+    got = {(r["test"], r["anchor"], r["quality"]): r[method] for r in rows}
+    head = "| imgarc curve | " + " | ".join(f"vs {a} ({QUALITY_NAMES[q].split(' ')[0]})" for a in anchors
+                                            for q in ("psnr", "ms_ssim_db")) + " |"
+    lines = [head, "|---|" + "---:|" * (2 * len(anchors))]
+    for t in tests:
+        cells = [got.get((t, a, q)) for a in anchors for q in ("psnr", "ms_ssim_db")]
+        if all(c is None for c in cells):
+            continue
+        lines.append(f"| {t} | " + " | ".join("n/a" if c is None else f"{c:+.1f} %" for c in cells) + " |")
+    return lines if len(lines) > 2 else []
+
+
+def _bd_sections(result: BenchResult) -> list[str]:
+    matrix = bd_matrix(result)
+    if not matrix:
+        return [*bd_table(result), ""]
+    return ["In one table (pchip; MS-SSIM on its dB scale, −10·log10(1 − MS-SSIM)):", "", *matrix, "",
+            "Every pair, both fits:", "", *bd_table(result), ""]
+
+
+def _per_image(total: float, n: int) -> float:
+    return total / n if n else 0.0
+
+
+def coder_study_lines(result: BenchResult) -> list[str]:
+    """The per-symbol arithmetic coder against imgarc's coders, on the same latents (Markdown lines)."""
+    st = result.coder_study
+    if not st:
+        return []
+    if st.get("status") != "ok":
+        return [f"Not measured: {st.get('reason')}."]
+    n, totals = len(st["images"]), st["totals"]
+    names = list(totals)
+    ref = totals.get("rans")
+    arith = totals.get("arith")
+    est = st.get("estimate_bits")
+    lines = [
+        f"{n} of the {st['sample_of']} images ({', '.join(im['name'] for im in st['images'])}), model {st['model']}, "
+        f"quality {st['quality']}: each image analysed once, then every coder encodes and decodes the same "
+        f"{st['symbols']:,} integer latents (ẑ and ŷ) with the same table indexes and tables, one after another in one "
+        "process. Times are CPU seconds per image (one thread each; wall times are in results.json). "
+        "Entropy estimate: −log2 of CompressAI forward() likelihoods, eval mode, same images.", "",
+        "| coder | bytes | vs rans | vs entropy estimate | encode (s/image) | decode (s/image) | "
+        "speed-up over arith: encode / decode | decodes exactly |",
+        "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for name in names:
+        t = totals[name]
+        vs_rans = f"{100 * (t['bytes'] / ref['bytes'] - 1):+.2f} %" if ref and ref["bytes"] else "–"
+        vs_est = f"{100 * (t['bytes'] * 8 / est - 1):+.2f} %" if est else "–"
+        speed = (f"{arith['encode_cpu_s'] / t['encode_cpu_s']:.1f}× / {arith['decode_cpu_s'] / t['decode_cpu_s']:.1f}×"
+                 if arith and name != "arith" and t["encode_cpu_s"] > 0 and t["decode_cpu_s"] > 0 else "1×" if name == "arith" else "–")
+        label = CODER_LABELS.get(name, name)
+        lines.append(f"| {label} | {t['bytes']:,} | {vs_rans} | {vs_est} | {_per_image(t['encode_cpu_s'], n):.3f} | "
+                     f"{_per_image(t['decode_cpu_s'], n):.3f} | {speed} | {'yes' if t['exact'] else '**no**'} |")
+    if arith and st.get("folder_symbols") and st["symbols"]:
+        scale = st["folder_symbols"] / st["symbols"]
+        lines += ["", f"Scaled up by the number of latents (the folder has {st['folder_symbols']:,}, {scale:.1f}× the "
+                  f"{st['symbols']:,} measured): the arithmetic coder would take ≈ {arith['encode_cpu_s'] * scale:.0f} s to "
+                  f"encode and ≈ {arith['decode_cpu_s'] * scale:.0f} s to decode the whole folder's latents, "
+                  + ", ".join(f"{CODER_LABELS.get(k, k)} ≈ {totals[k]['encode_cpu_s'] * scale:.1f} s / "
+                              f"{totals[k]['decode_cpu_s'] * scale:.1f} s" for k in names if k != "arith") + "."]
+    return lines
+
+
+CODER_LABELS = {"arith": "arith: per-symbol arithmetic (range) coder, pure Python", "rans": "rans (imgarc default, vectorized rANS)",
+                "lzma": "lzma (sorted by table, LZMA2)", "ref": "ref (CompressAI's C++ rANS, same tables)"}
+
+
+def compressai_lines(result: BenchResult) -> list[str]:
+    """CompressAI's own compress()/decompress() against imgarc on the same weights and images."""
+    c = result.compressai
+    if not c:
+        return []
+    if c.get("status") != "ok":
+        return [f"Not measured: {c.get('reason')}."]
+    ims = c["images"]
+    n = len(ims)
+    first = c["decodes"][0] if c["decodes"] else {}
+    dec_rows = {row["name"]: row for row in first.get("images", [])}
+    cai_bytes, own_bytes = sum(im["bytes"] for im in ims), sum(im["imgarc_bytes"] for im in ims)
+    cai_c = _per_image(sum(im["compress_s"] for im in ims), n)
+    own_c = _per_image(sum(im["imgarc_compress_s"] for im in ims), n)
+    cai_d = _per_image(sum(r.get("decompress_s", 0.0) for r in dec_rows.values()), n)
+    own_d = _per_image(sum(r.get("imgarc_decompress_s", 0.0) for r in dec_rows.values()), n)
+    cai_psnr = [r["psnr"] for r in dec_rows.values() if "psnr" in r]
+    own_psnr = [r["imgarc_psnr"] for r in dec_rows.values() if "imgarc_psnr" in r]
+    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
+    versions = result.machine.get("versions", {})
+    lines = [
+        f"{n} of the {c['sample_of']} images ({', '.join(im['name'] for im in ims)}), model {c['model']} at quality "
+        f"{c['quality']}: CompressAI {versions.get('compressai', '')} `compress()` / `decompress()` of mbt2018-mean on imgarc's "
+        "weights (gained units at the same fixed-point gains imgarc uses), its float CDF tables rebuilt by `update()` "
+        f"in each process ({c['update_s']:.2f} s), against imgarc's own path on the same images in the same process "
+        "(g_a/g_s in imgarc's runtime, integer h_s, rans). Seconds are wall time per image, models already loaded.", "",
+        "| pipeline | bytes | vs imgarc | compress (s/image) | decompress (s/image) | PSNR (dB) | decoded exactly |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        f"| CompressAI compress()/decompress() | {cai_bytes:,} | {100 * (cai_bytes / own_bytes - 1):+.2f} % | {cai_c:.2f} | "
+        f"{cai_d:.2f} | {mean(cai_psnr):.2f} | {first.get('exact_images', 0)}/{n} |",
+        f"| imgarc (rans) | {own_bytes:,} | – | {own_c:.2f} | {own_d:.2f} | {mean(own_psnr):.2f} | {n}/{n} (by design; "
+        "checked by the determinism benchmark) |", ""]
+    diffs = [r["max_diff_vs_imgarc"] for r in dec_rows.values() if "max_diff_vs_imgarc" in r]
+    if diffs:
+        lines.append(f"CompressAI's decoded pixels against imgarc's: at most {max(diffs)} levels apart, "
+                     f"{mean([r['mean_diff_vs_imgarc'] for r in dec_rows.values()]):.3f} on average (float h_s means and "
+                     "runtimes differ slightly; both decode the same integer latents when CompressAI's decode is exact).")
+        lines.append("")
+    lines.append("Is CompressAI's decode correct in another process? Each decode ran in a fresh process that rebuilt the "
+                 "tables with `update()`, and was compared symbol by symbol with what the encoder coded:")
+    lines.append("")
+    for d in c["decodes"]:
+        if d.get("status") == "failed":
+            lines.append(f"- {d['name']}: the decoding process failed ({d.get('reason')}).")
+            continue
+        wrong = [r for r in d["images"] if not r.get("exact")]
+        detail = ""
+        if wrong:
+            bad = [r.get("wrong_y_symbols") for r in wrong if r.get("wrong_y_symbols") is not None]
+            errors = [r["error"] for r in wrong if r.get("error")]
+            detail = (f"; wrong: {', '.join(r['name'] for r in wrong)}"
+                      + (f" ({min(bad):,}–{max(bad):,} of {wrong[0].get('y_symbols', 0):,} ŷ symbols wrong, "
+                         f"PSNR {mean([r['psnr'] for r in wrong if 'psnr' in r]):.2f} dB)" if bad else "")
+                      + (f" (decoder error: {errors[0]})" if errors else ""))
+        same = d.get("tables_sha256") == c.get("tables_sha256")
+        lines.append(f"- {d['name']} (torch CPU capability {d.get('cpu_capability')}; the tables `update()` built "
+                     f"{'equal' if same else '**differ from**'} the encoder's, built under {c.get('cpu_capability')}): "
+                     f"{d.get('exact_images', 0)}/{len(d['images'])} images decoded exactly{detail}.")
+    return lines
+
+
+def phone_lines(result: BenchResult) -> list[str]:
+    """The time-per-photo table for the 12 MP phone photo."""
+    ph = result.phone
+    if ph is None:
+        return []
+    photo = ph.photo
+    lines = [f"One {photo['width']}×{photo['height']} photo ({photo['width'] * photo['height'] / 1e6:.1f} MP): {photo['how']} "
+             f"({human_bytes(photo['bytes'])}). An upscaled photo is smoother than a camera's, so every codec's bytes here "
+             "are lower than on a real phone photo: read this table for time and memory. Each step is its own process on a "
+             "folder holding only this photo (imgarc's times include starting Python and loading the model).", "",
+             "| technique | size | bpp | PSNR (dB) | MS-SSIM | compress (s) | extract (s) | peak memory (MB): compress / extract |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for m in ph.methods:
+        if not m.ok:
+            lines.append(f"| {m.label} | {m.status}: {m.reason} | | | | | | |")
+            continue
+        lines.append(f"| {m.label} | {human_bytes(m.bytes or 0)} | {_f(m.bpp, '.3f')} | {_f(m.psnr_mean, '.2f')} | "
+                     f"{_f(m.ms_ssim_mean, '.4f')} | {m.compress.seconds:.1f} | {m.decompress.seconds:.1f} | "
+                     f"{_mb(m.compress.peak_rss_bytes)} / {_mb(m.decompress.peak_rss_bytes)} |")
+    return lines
+
+
 def _machine_line(result: BenchResult) -> str:
     mc = result.machine
     v = mc.get("versions", {})
     return (f"{mc.get('cpu')}, {mc.get('cores')} cores, {mc.get('memory_gib')} GiB, {mc.get('os')}; "
             f"load average (1/5/15 min) at start {mc.get('load_average_at_start')}, at end {mc.get('load_average_at_end')}; "
             f"imgarc {v.get('imgarc')} (git {mc.get('git_commit')}), Python {v.get('python')}, "
-            f"torch {v.get('torch')}, Pillow {v.get('pillow')}")
+            f"torch {v.get('torch')}, CompressAI {v.get('compressai')}, imgarc runtime {v.get('runtime')} "
+            f"(onnxruntime {v.get('onnxruntime')}), Pillow {v.get('pillow')}, pillow-heif {v.get('pillow-heif')}, "
+            f"pillow-jxl-plugin {v.get('pillow-jxl-plugin')}")
 
 
 def markdown(result: BenchResult, plots: list[str]) -> str:
@@ -158,16 +318,22 @@ def markdown(result: BenchResult, plots: list[str]) -> str:
         "avg MS-SSIM / PSNR: mean over images, RGB, against the original pixels.", "",
         *_quality_table(result), "",
         "## Size and time", "",
-        "Size: the archive file (imgarc, 7-Zip, TAR) or the sum of the coded files (JPEG, WebP, AVIF). "
+        "Size: the archive file (imgarc, 7-Zip, TAR) or the sum of the coded files (JPEG, WebP, AVIF, HEIC, JPEG XL). "
         "Ratio: source folder bytes / size.", "",
         *_size_table(result), "",
         "## BD-rate of imgarc against the image codecs", "",
         "Average bit-rate difference at equal quality over the quality range both curves cover; "
         "negative = imgarc needs fewer bits.", "",
-        *bd_table(result), "",
+        *_bd_sections(result),
         "## Where imgarc's time goes", "",
         *_split_table(result), "",
     ]
+    if result.coder_study:
+        lines += ["## The per-symbol arithmetic coder that rans and lzma replace", "", *coder_study_lines(result), ""]
+    if result.compressai:
+        lines += ["## CompressAI's own pipeline on the same weights", "", *compressai_lines(result), ""]
+    if result.phone:
+        lines += ["## Time per phone photo (12 MP)", "", *phone_lines(result), ""]
     if skipped:
         lines += ["## Skipped or failed", ""] + [f"- {m.label}: {m.status}, {m.reason}" for m in skipped] + [""]
     if plots:
@@ -179,7 +345,9 @@ def markdown(result: BenchResult, plots: list[str]) -> str:
 MEASURED = [
     "- Every method reads a private copy of the same folder (the images only). Each step runs as its own "
     "process, one at a time: imgarc through `python -m imgarc.bench.worker` (which calls `imgarc.api` as "
-    "`imgarc compress` / `imgarc extract` do), the Pillow codecs likewise, 7-Zip and TAR as their real binaries.",
+    "`imgarc compress` / `imgarc extract` do), the Pillow codecs likewise (HEIC through pillow-heif, JPEG XL "
+    "through pillow-jxl-plugin, both at their defaults), 7-Zip and TAR as their real binaries. The coder study, "
+    "CompressAI's pipeline and the phone photo run after them, also one process at a time.",
     "- Time: wall time of that process from start to exit, so imgarc's includes starting Python and importing "
     "torch (the start-up column). Compress = the folder to an archive or coded files; decompress = back to "
     "image files (imgarc extracts PNG/JPEG as the sources were; the codecs decode and write PNG with the same "

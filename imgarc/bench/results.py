@@ -100,6 +100,14 @@ class DatasetInfo:
 
 
 @dataclass
+class PhoneResult:
+    """The time-per-photo table: one 12 MP photo, each method on a folder holding only it."""
+
+    photo: dict  # how it was made (imgarc.bench.phone.PhonePhoto as a dict)
+    methods: list[MethodResult] = field(default_factory=list)
+
+
+@dataclass
 class BenchResult:
     dataset: DatasetInfo
     config: dict
@@ -110,6 +118,17 @@ class BenchResult:
     methods: list[MethodResult]
     bd_rates: list[dict] = field(default_factory=list)
     cpu_seconds: float = 0.0  # CPU time of the whole run, every process it started included
+    # The latent coders on the same latents of a few images, the per-symbol arithmetic coder
+    # included (imgarc.bench.coder_study; None when not run). Keys: status, reason, model,
+    # quality, images (per image: name, size, symbols, estimate_bits, coders), totals,
+    # symbols, estimate_bits, folder_symbols, sample_of, process (the step's Step as a dict).
+    coder_study: dict | None = None
+    # CompressAI's compress()/decompress() on the same weights and images (imgarc.bench.compressai_pipeline;
+    # None when not run). Keys: status, reason, model, quality, images (per image: bytes, seconds
+    # each way, imgarc's bytes and seconds, decodes), update_s, decodes (per decoding process:
+    # its name, ATEN_CPU_CAPABILITY, images decoded exactly), process steps.
+    compressai: dict | None = None
+    phone: PhoneResult | None = None
     schema: str = SCHEMA
 
     def method(self, method_id: str) -> MethodResult:
@@ -118,11 +137,18 @@ class BenchResult:
     def to_json(self) -> dict:
         """Plain JSON data (infinities never appear: identical images have psnr null)."""
         doc = asdict(self)
-        for m, md in zip(self.methods, doc["methods"]):
-            md["total_seconds"] = m.total_seconds
-            for im, imd in zip(m.images, md["images"]):
-                imd["bpp"] = im.bpp
+        _method_extras(self.methods, doc["methods"])
+        if self.phone is not None:
+            _method_extras(self.phone.methods, doc["phone"]["methods"])
         return _finite(doc)
+
+
+def _method_extras(methods: list[MethodResult], docs: list[dict]) -> None:
+    """The derived numbers a reader of results.json wants without recomputing them."""
+    for m, md in zip(methods, docs):
+        md["total_seconds"] = m.total_seconds
+        for im, imd in zip(m.images, md["images"]):
+            imd["bpp"] = im.bpp
 
 
 def _finite(x):
@@ -139,12 +165,17 @@ def result_from_json(doc: dict) -> BenchResult:
     """The BenchResult a results.json holds (for re-drawing reports without re-running)."""
     if doc.get("schema") != SCHEMA:
         raise ValueError(f"not an {SCHEMA} results file (schema {doc.get('schema')!r})")
-    methods = []
-    for md in doc["methods"]:
-        md = {k: v for k, v in md.items() if k != "total_seconds"}
-        md["images"] = [ImageResult(**{k: v for k, v in im.items() if k != "bpp"}) for im in md["images"]]
-        md["compress"] = Step(**md["compress"]) if md["compress"] else None
-        md["decompress"] = Step(**md["decompress"]) if md["decompress"] else None
-        methods.append(MethodResult(**md))
-    rest = {k: v for k, v in doc.items() if k not in ("dataset", "methods")}
-    return BenchResult(dataset=DatasetInfo(**doc["dataset"]), methods=methods, **rest)
+    rest = {k: v for k, v in doc.items() if k not in ("dataset", "methods", "phone")}
+    phone = doc.get("phone")
+    if phone is not None:
+        phone = PhoneResult(phone["photo"], [_method_from_json(md) for md in phone["methods"]])
+    return BenchResult(dataset=DatasetInfo(**doc["dataset"]), methods=[_method_from_json(md) for md in doc["methods"]],
+                       phone=phone, **rest)
+
+
+def _method_from_json(md: dict) -> MethodResult:
+    md = {k: v for k, v in md.items() if k != "total_seconds"}
+    md["images"] = [ImageResult(**{k: v for k, v in im.items() if k != "bpp"}) for im in md["images"]]
+    md["compress"] = Step(**md["compress"]) if md["compress"] else None
+    md["decompress"] = Step(**md["decompress"]) if md["decompress"] else None
+    return MethodResult(**md)

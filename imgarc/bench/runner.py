@@ -2,6 +2,9 @@
 
 Phase 1 runs the methods one after another, each step (compress the folder, restore it) in
 its own process, timed and measured (imgarc.bench.process). Nothing else runs meanwhile.
+Then, still one process at a time: the coder study (the per-symbol arithmetic coder against
+imgarc's coders on a few images), CompressAI's own pipeline on the same images, and the
+phone photo (one 12 MP photo, compressed and restored by imgarc and the image codecs).
 Phase 2, with no timing running, compares every decoded image with its original (PSNR,
 MS-SSIM) in a few worker processes; identical decoded files are scored once.
 """
@@ -27,10 +30,12 @@ from imgarc.bench.baselines import ARCHIVERS, PILLOW_CODECS
 from imgarc.bench.curves import bd_rate_table
 from imgarc.bench.datasets import Dataset, sha256_file
 from imgarc.bench.machine import describe_machine, load_average
-from imgarc.bench.methods import BenchConfig, Method, plan_methods
+from imgarc.bench.coder_study import sample_names
+from imgarc.bench.methods import BenchConfig, Method, phone_methods, plan_methods
 from imgarc.bench.metrics import file_pair_metrics
+from imgarc.bench.phone import make_phone_photo
 from imgarc.bench.process import Measured, python_worker, run_measured
-from imgarc.bench.results import BenchResult, DatasetInfo, ImageResult, MethodResult, Step
+from imgarc.bench.results import BenchResult, DatasetInfo, ImageResult, MethodResult, PhoneResult, Step
 
 # progress(done, total, label)
 Progress = Callable[[int, int, str], None]
@@ -129,6 +134,7 @@ def _run_pillow(method: Method, work: _Work, images: list[ImageResult], decoded:
     if why:
         r.status, r.reason = "skipped", why
         return r
+    r.extra = {"encoder": codec.version()}
     coded, dest = work.out / method.id, work.decoded / method.id
     files = [im.name for im in images]
     c = run_measured(work.spec(f"{method.id}-c", {"step": "pillow-encode", "codec": codec.name, "src": str(work.src),
@@ -252,6 +258,78 @@ def _score_methods(results: list[MethodResult], decoded: dict[str, dict[str, Pat
             im.psnr, im.ms_ssim = (None if im.identical else p), m
 
 
+def _step(m: Measured) -> dict:
+    return asdict(Step(m.seconds, m.peak_rss_bytes, m.cpu_seconds))
+
+
+def _not_run(status: str, reason: str, **known) -> dict:
+    return {"status": status, "reason": reason, **known}
+
+
+def _run_coder_study(config: BenchConfig, work: _Work, images: list[ImageResult]) -> dict:
+    """Every coder, the per-symbol arithmetic coder first, on the latents of a few images (one process)."""
+    names = sample_names([im.name for im in images], config.study_images)
+    spec = {"step": "coder-study", "src": str(work.src), "files": names, "quality": config.study_quality,
+            "model": config.model, "coders": config.study_coders, "sizes": [[im.width, im.height] for im in images]}
+    m = run_measured(work.spec("coder-study", spec))
+    if not m.ok:
+        return _not_run("failed", f"coder study failed: {_worker_json(m).get('error') or m.failure()}")
+    return {"status": "ok", "reason": None, **_worker_json(m), "sample_of": len(images), "process": _step(m)}
+
+
+# Where CompressAI's decode is tried: the machine as it runs, and torch's plain kernels (as on
+# a CPU without AVX2/AVX-512, or in a build that does not dispatch to them).
+CAI_DECODES = (("as this machine runs", None), ("ATEN_CPU_CAPABILITY=default", "default"))
+
+
+def _run_compressai(config: BenchConfig, work: _Work, images: list[ImageResult]) -> dict:
+    """CompressAI compress() in one process, decompress() in others (see CAI_DECODES)."""
+    names = sample_names([im.name for im in images], config.study_images)
+    folder = work.root / "compressai"
+    folder.mkdir()
+    base = {"src": str(work.src), "files": names, "quality": config.study_quality, "model": config.model,
+            "work": str(folder)}
+    c = run_measured(work.spec("cai-compress", {"step": "cai-compress", **base}))
+    out = _worker_json(c)
+    if not c.ok:
+        return _not_run("failed", f"CompressAI compress() failed: {out.get('error') or c.failure()}")
+    if out.get("skipped"):
+        return _not_run("skipped", out["skipped"])
+    result = {"status": "ok", "reason": None, "model": out["model"], "quality": config.study_quality,
+              "sample_of": len(images), "update_s": out["update_s"], "tables_sha256": out["tables_sha256"],
+              "cpu_capability": out["cpu_capability"], "images": out["images"],
+              "compress_process": _step(c), "decodes": []}
+    for i, (name, capability) in enumerate(CAI_DECODES):
+        env = None if capability is None else dict(os.environ, ATEN_CPU_CAPABILITY=capability)
+        d = run_measured(work.spec(f"cai-decompress-{i}", {"step": "cai-decompress", **base, "imgarc": i == 0}), env=env)
+        decode = {"name": name, "process": _step(d)}
+        if d.ok:
+            decode.update(_worker_json(d))
+            decode["exact_images"] = sum(1 for row in decode["images"] if row.get("exact"))
+        else:
+            decode.update(status="failed", reason=_worker_json(d).get("error") or d.failure(), images=[], exact_images=0)
+        result["decodes"].append(decode)
+    shutil.rmtree(folder, ignore_errors=True)
+    return result
+
+
+def _run_phone(config: BenchConfig, root: Path, jobs: int, progress: Callable[[str], None]) -> PhoneResult:
+    """The phone photo made from config.phone, then each phone method on a folder holding only it."""
+    work = _Work(root / "phone")
+    photo = make_phone_photo(Path(config.phone), work.src / "phone-12mp.png", tuple(config.phone_size))
+    images = [ImageResult("phone-12mp.png", photo.width, photo.height, photo.bytes)]
+    decoded: dict[str, dict[str, Path]] = {}
+    results = []
+    for method in phone_methods(config):
+        progress(f"phone photo: {method.label}")
+        results.append(_run_one(method, work, images, decoded))
+    progress("phone photo: quality metrics")
+    _score_methods(results, decoded, work, jobs, None, 0)
+    for r in results:
+        r.summarize(photo.bytes, photo.width * photo.height)
+    return PhoneResult(asdict(photo), results)
+
+
 def run_bench(dataset: Dataset, config: BenchConfig, command: str, work_dir: Path | None = None,
               keep_work: bool = False, progress: Progress | None = None) -> BenchResult:
     """Run every method of `config` on `dataset` and score it; the result, ready to report.
@@ -262,6 +340,17 @@ def run_bench(dataset: Dataset, config: BenchConfig, command: str, work_dir: Pat
     started, cpu_start = time.perf_counter(), _cpu_seconds()
     machine = describe_machine()
     methods = plan_methods(config)
+    studies = bool(config.coders and config.study_images > 0)
+    extra_steps = int(studies) * (1 + int(config.compressai_pipeline)) + (len(phone_methods(config)) + 1 if config.phone else 0)
+    total = len(methods) + extra_steps
+    step = [0]
+
+    def tick(label: str) -> None:
+        if progress:
+            progress(step[0], total, label)
+        step[0] += 1
+
+    coder_study = compressai = phone = None
     # Absolute: the archivers run inside the source copy, so relative paths would point elsewhere.
     root = Path(tempfile.mkdtemp(prefix="imgarc-bench-", dir=work_dir)).resolve()
     try:
@@ -269,11 +358,18 @@ def run_bench(dataset: Dataset, config: BenchConfig, command: str, work_dir: Pat
         images = _copy_source(dataset, work)
         decoded: dict[str, dict[str, Path]] = {}
         results = []
-        for n, method in enumerate(methods):  # phase 1: timed, one at a time
-            if progress:
-                progress(n, len(methods), method.label)
+        for method in methods:  # phase 1: timed, one at a time
+            tick(method.label)
             results.append(_run_one(method, work, images, decoded))
-        _score_methods(results, decoded, work, config.jobs, progress, len(methods))  # phase 2: untimed
+        if studies:
+            tick("coder study (per-symbol arithmetic coder)")
+            coder_study = _run_coder_study(config, work, images)
+            if config.compressai_pipeline:
+                tick("CompressAI compress()/decompress()")
+                compressai = _run_compressai(config, work, images)
+        if config.phone:
+            phone = _run_phone(config, root, config.jobs, tick)
+        _score_methods(results, decoded, work, config.jobs, progress, total)  # phase 2: untimed
     finally:
         if not keep_work:
             shutil.rmtree(root, ignore_errors=True)
@@ -282,7 +378,8 @@ def run_bench(dataset: Dataset, config: BenchConfig, command: str, work_dir: Pat
         r.summarize(source_bytes, pixels)
     info = DatasetInfo(dataset.name, str(dataset.folder), len(images), dataset.full_count, dataset.verified,
                        dataset.found_via, pixels, source_bytes, dataset.note)
-    result = BenchResult(info, asdict(config), command, machine, started_at, time.perf_counter() - started, results)
+    result = BenchResult(info, asdict(config), command, machine, started_at, time.perf_counter() - started, results,
+                         coder_study=coder_study, compressai=compressai, phone=phone)
     result.bd_rates = bd_rate_table(results)
     result.cpu_seconds = _cpu_seconds() - cpu_start
     result.machine["load_average_at_end"] = load_average()

@@ -16,9 +16,12 @@ import typer
 from rich.markup import escape
 
 from imgarc.cli.bench import bench
+from imgarc.cli.classify import classify
 from imgarc.cli.compress import compress
 from imgarc.cli.console import console
 from imgarc.cli.extract import extract
+from imgarc.cli.latents import latents
+from imgarc.cli.learn import learn
 from imgarc.cli.listing import list_
 from imgarc.cli.models import models
 from imgarc.cli.show import show
@@ -45,6 +48,9 @@ app.command()(train)
 app.command()(models)
 app.command()(bench)
 app.command()(show)
+app.command()(latents)
+app.command()(learn)
+app.command()(classify)
 
 
 def exit_interrupted() -> NoReturn:

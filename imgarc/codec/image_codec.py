@@ -41,14 +41,16 @@ class AnalysedImage:
     z: np.ndarray  # float32 [N, Hp/64, Wp/64]
 
 
-# Receptive fields: each of g_a's four 5x5 stride-2 convolutions reads 2 of its input units
-# either side, 2+4+8+16 = 30 pixels in all; each of g_s's four 5x5 stride-2 transposed ones
-# reads 1 input unit either side, 1+1/2+1/4+1/8 < 2 latents. The halos are wider than that.
-# Tile sizes bound memory: g_s's widest activation is N channels at half the tile's pixel size,
-# and GDN holds a few of those at once (~400 MB per 768-pixel tile of a 128-channel model).
-# Photos up to 832 pixels a side (Kodak, most web photos) run in one piece.
-ANALYSIS_TILES = TileGrid(tile=768, halo=32, align=16, scale=1 / 16)
-SYNTHESIS_TILES = TileGrid(tile=48, halo=2, align=1, scale=16)
+# Receptive fields, in each network's input units: g_a's four 5x5 stride-2 convolutions read
+# 2+4+8+16 = 30 pixels either side; h_a's 3x3 and two 5x5 stride-2 ones 1+2+4 = 7 latents; h_s's
+# and g_s's two or four 5x5 stride-2 transposed ones (and h_s's 3x3) under 2 input units. The
+# halos are wider. Tile sizes bound memory: ONNX Runtime's (transposed) convolutions unfold
+# their input, C_out·25 values per input position for g_s's widest layer, ~160 MB for one
+# 24-latent g_s tile of a 128-channel model. Photos up to about 1024x768 run in one piece.
+ANALYSIS_TILES = TileGrid(tile=512, halo=32, align=16, scale=1 / 16, whole=1024 * 768)
+HYPER_ANALYSIS_TILES = TileGrid(tile=32, halo=8, align=4, scale=1 / 4, whole=64 * 48)
+HYPER_SYNTHESIS_TILES = TileGrid(tile=8, halo=2, align=1, scale=4, whole=16 * 12)  # exact: integers
+SYNTHESIS_TILES = TileGrid(tile=24, halo=2, align=1, scale=16, whole=64 * 48)
 
 
 class ImageCodec:
@@ -95,20 +97,33 @@ class ImageCodec:
         return self.tables.quality.row(quality)
 
     def y_indexes_and_means(self, z_symbols: np.ndarray, gains: QualityRow | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Deterministic table index per latent and its mean (float32), from integer h_s."""
-        indexes, means_fixed = self.tables.hyper.run(z_symbols, gains)
-        return indexes, (means_fixed / (1 << ACT_BITS)).astype(np.float32)
+        """Deterministic table index per latent and its mean (float32), from integer h_s, run in
+        tiles on large photos (integer arithmetic: the tiles give exactly the one-piece result)."""
+
+        def hyper_synthesis(z: np.ndarray) -> np.ndarray:
+            indexes, means_fixed = self.tables.hyper.run(z[0], gains)
+            return np.concatenate([indexes, means_fixed / (1 << ACT_BITS)])[None]
+
+        def compact(part: np.ndarray) -> np.ndarray:  # indexes are small integers: exact in float32
+            return part.astype(np.float32)
+
+        out = run_tiled(hyper_synthesis, lambda rows, cols: z_symbols[None, :, rows, cols], z_symbols.shape[1:],
+                        HYPER_SYNTHESIS_TILES, finish=compact)[0]
+        m = out.shape[0] // 2
+        indexes, means = out[:m].astype(np.int32), out[m:].copy()  # copies: `out` is freed here
+        return indexes, means
 
     def transform(self, rgb: np.ndarray) -> AnalysedImage:
         """RGB uint8 [H, W, 3] -> unquantized latents (the image is padded here); the slow half.
-        g_a runs tile by tile on large photos (imgarc.codec.tiles), h_a on the whole of y."""
+        g_a and h_a run tile by tile on large photos (imgarc.codec.tiles)."""
         padded = pad_to_multiple(rgb, self.stride)
 
         def read(rows: slice, cols: slice) -> np.ndarray:
             return (padded[rows, cols].transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255)).copy()
 
         y = run_tiled(self.networks.analysis, read, padded.shape[:2], ANALYSIS_TILES)
-        z = self.networks.hyper_analysis(y)
+        z = run_tiled(self.networks.hyper_analysis, lambda rows, cols: np.ascontiguousarray(y[:, :, rows, cols]),
+                      y.shape[2:], HYPER_ANALYSIS_TILES)
         return AnalysedImage(y[0], z[0])
 
     def quantize(self, analysed: AnalysedImage, quality: int | None, select: TableSelection | None = None) -> LatentCode:
@@ -122,8 +137,9 @@ class ImageCodec:
         z = analysed.z if gains is None else analysed.z * gains.as_float("hyper_gain")[:, None, None]
         z_symbols = np.round(z - self.medians[:, None, None]).astype(np.int32)
         indexes, means = (select or self.y_indexes_and_means)(z_symbols, gains)
-        y = analysed.y if gains is None else analysed.y * gains.as_float("gain")[:, None, None]
-        y_symbols = np.round(y - means).astype(np.int32)
+        y = analysed.y.copy() if gains is None else analysed.y * gains.as_float("gain")[:, None, None]
+        y -= means  # in place: the same float32 arithmetic as round(y - means), one array fewer
+        y_symbols = np.round(y, out=y).astype(np.int32)
         return LatentCode(z_symbols, y_symbols, indexes, means, gains)
 
     def analyse(self, rgb: np.ndarray, quality: int | None = None) -> LatentCode:
@@ -146,8 +162,8 @@ class ImageCodec:
         y_hat = self.y_hat(code)[None]
         with self.networks.single_threaded():
             rgb = run_tiled(self.networks.synthesis, lambda rows, cols: np.ascontiguousarray(y_hat[:, :, rows, cols]),
-                            y_hat.shape[2:], SYNTHESIS_TILES, usable_cores(), to_pixels)
-        return np.ascontiguousarray(rgb[0, :, :height, :width].transpose(1, 2, 0))
+                            y_hat.shape[2:], SYNTHESIS_TILES, usable_cores(), to_pixels, channels_last=True)
+        return rgb[:height, :width] if rgb.shape[:2] == (height, width) else np.ascontiguousarray(rgb[:height, :width])
 
     def synthesis_footprint(self, padded_h: int, padded_w: int) -> int:
         """What decoding a photo holds in memory at once, as pixels × g_s channels: the whole photo,

@@ -25,16 +25,18 @@ Finish = Callable[[np.ndarray], np.ndarray]  # a part of the output -> what is k
 class TileGrid:
     """How to cut an input of one network: tiles of `tile` units with a `halo` of units around
     them, both multiples of `align` (the network's total stride, so every tile samples the same
-    phase as the whole image). `scale` is output units per input unit (1/16 for g_a, 16 for g_s)."""
+    phase as the whole image). `scale` is output units per input unit (1/16 for g_a, 16 for g_s).
+    Inputs of at most `whole` units (h·w) run in one piece: for a photo that small, a tiled
+    run's halos cost more time than its memory saves."""
 
     tile: int
     halo: int
     align: int
     scale: float
+    whole: int = 0
 
     def fits_whole(self, h: int, w: int) -> bool:
-        """Small inputs run in one piece: one tile plus its halo holds them."""
-        return h <= self.tile + 2 * self.halo and w <= self.tile + 2 * self.halo
+        return h * w <= self.whole or (h <= self.tile + 2 * self.halo and w <= self.tile + 2 * self.halo)
 
     def spans(self, n: int) -> Iterator[tuple[int, int, int, int]]:
         """(start, stop) of each tile's kept part and (start, stop) of what it reads, along one axis."""
@@ -49,14 +51,16 @@ class TileGrid:
 
 
 def run_tiled(network: Network, read: Reader, size: tuple[int, int], grid: TileGrid, workers: int = 1,
-              finish: Finish = lambda a: a) -> np.ndarray:
+              finish: Finish = lambda a: a, channels_last: bool = False) -> np.ndarray:
     """finish(network(input)) for an input of `size` (h, w) units, computed tile by tile
     (`workers` tiles at once; `network` must be thread-safe). `read(rows, cols)` gives a part of
     the input as [1, C, h, w] float32, so the whole input never needs to exist as floats;
-    `finish` turns a part of the output into what is kept (e.g. uint8 pixels)."""
+    `finish` turns a part of the output into what is kept (e.g. uint8 pixels). The result is
+    [1, C, H, W], or with `channels_last` [H, W, C] (pixels as images hold them, no extra copy)."""
     h, w = size
     if grid.fits_whole(h, w):
-        return finish(network(read(slice(0, h), slice(0, w))))
+        out = finish(network(read(slice(0, h), slice(0, w))))
+        return np.ascontiguousarray(out[0].transpose(1, 2, 0)) if channels_last else out
     if h % grid.align or w % grid.align:
         raise ValueError(f"input {h}x{w} is not a multiple of {grid.align}")
     s = grid.scale
@@ -71,8 +75,13 @@ def run_tiled(network: Network, read: Reader, size: tuple[int, int], grid: TileG
     result: np.ndarray | None = None
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for ((y0, y1, _, _), (x0, x1, _, _)), centre in zip(jobs, pool.map(run, jobs)):
+            rows, cols = slice(round(y0 * s), round(y1 * s)), slice(round(x0 * s), round(x1 * s))
             if result is None:
-                result = np.empty((1, centre.shape[1], round(h * s), round(w * s)), centre.dtype)
-            result[:, :, round(y0 * s):round(y1 * s), round(x0 * s):round(x1 * s)] = centre
+                c, oh, ow = centre.shape[1], round(h * s), round(w * s)
+                result = np.empty((oh, ow, c) if channels_last else (1, c, oh, ow), centre.dtype)
+            if channels_last:
+                result[rows, cols] = centre[0].transpose(1, 2, 0)
+            else:
+                result[:, :, rows, cols] = centre
     assert result is not None
     return result

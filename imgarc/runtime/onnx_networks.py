@@ -10,6 +10,13 @@ from imgarc.runtime.base import Networks
 from imgarc.runtime.onnx_graphs import G_A, G_S, build_graph, h_a_layers
 
 
+# Each run hands its arena memory back when it ends: photos are coded one after another, and a
+# large one's latents, pixels and file need that memory afterwards (a 48-megapixel extract
+# peaked 1.59 GB with the arena kept, measured with /usr/bin/time -v).
+RELEASE_MEMORY = ort.RunOptions()
+RELEASE_MEMORY.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+
+
 def _session(model: bytes, threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -34,7 +41,7 @@ class OnnxNetworks(Networks):
 
     @staticmethod
     def _run(session: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
-        return session.run(None, {"x": np.ascontiguousarray(x, np.float32)})[0]
+        return session.run(None, {"x": np.ascontiguousarray(x, np.float32)}, RELEASE_MEMORY)[0]
 
     def analysis(self, x: np.ndarray) -> np.ndarray:
         return self._run(self._analysis, x)
