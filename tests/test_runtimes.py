@@ -80,7 +80,7 @@ def test_onnx_networks_match_torch_within_float_rounding(tiny_model):
 
     weights, _ = load_weights(find_model(tiny_model).path)
     a = weights.architecture
-    onnx_nets = OnnxNetworks(a, weights.params, 1)
+    onnx_nets = OnnxNetworks(a, weights.params, 1, "0" * 64)
     torch_nets = TorchNetworks(a, weights.params, tiny_model)
     x = np.random.default_rng(0).random((1, 3, 128, 192), dtype=np.float32)
     y = torch_nets.analysis(x)
@@ -89,3 +89,20 @@ def test_onnx_networks_match_torch_within_float_rounding(tiny_model):
     np.testing.assert_allclose(onnx_nets.hyper_analysis(y), torch_nets.hyper_analysis(y), atol=1e-4)
     y_hat = np.round(y)
     np.testing.assert_allclose(onnx_nets.synthesis(y_hat), torch_nets.synthesis(y_hat), atol=1e-4)
+
+
+def test_built_graphs_are_cached_and_a_damaged_one_is_rebuilt(tiny_model, tmp_path, monkeypatch):
+    from imgarc.codec.registry import find_model
+    from imgarc.codec.weights import load_weights
+    from imgarc.runtime.onnx_networks import OnnxNetworks, graph_cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    weights, sha = load_weights(find_model(tiny_model).path)
+    x = np.random.default_rng(2).random((1, 3, 64, 64), dtype=np.float32)
+    first = OnnxNetworks(weights.architecture, weights.params, 1, sha).analysis(x)
+    cached = sorted(p.name.rsplit("-", 1)[-1] for p in graph_cache_dir().iterdir())
+    assert cached == ["g_a.onnx", "g_s.onnx", "h_a.onnx"]
+    for p in graph_cache_dir().iterdir():
+        p.write_bytes(b"damaged")
+    np.testing.assert_array_equal(OnnxNetworks(weights.architecture, weights.params, 1, sha).analysis(x), first)
+    assert all(p.read_bytes() != b"damaged" for p in graph_cache_dir().iterdir())  # rebuilt and cached again

@@ -62,7 +62,7 @@ class ImageCodec:
         self.tables = weights.tables
         self.tables_sha256 = weights.tables.digest().hex()
         self.stride = weights.architecture.stride
-        self.networks: Networks = load_networks(weights.architecture, weights.params, weights.model_id)
+        self.networks: Networks = load_networks(weights.architecture, weights.params, weights.model_id, weights_sha256)
         self.medians = weights.params["entropy_bottleneck.quantiles"][:, 0, 1].astype(np.float32)
         self._torch_model = None
 

@@ -40,14 +40,15 @@ def chosen_runtime() -> Runtime:
     return Runtime.ONNX if installed("onnxruntime") else Runtime.TORCH
 
 
-def load_networks(architecture: Architecture, params: dict[str, np.ndarray], model_id: str) -> Networks:
+def load_networks(architecture: Architecture, params: dict[str, np.ndarray], model_id: str,
+                  weights_sha256: str) -> Networks:
     """The networks of a model's weights, in the runtime this process uses. Each runtime's
     module is imported here, when a photo is first coded or decoded: listing an archive loads
     neither, and the lean install has no torch."""
     if chosen_runtime() is Runtime.ONNX:
         from imgarc.runtime.onnx_networks import OnnxNetworks
 
-        return OnnxNetworks(architecture, params, usable_cores())
+        return OnnxNetworks(architecture, params, usable_cores(), weights_sha256)
     require(f"{RUNTIME_ENV}=torch", "torch", "compressai")
     from imgarc.runtime.torch_networks import TorchNetworks
 

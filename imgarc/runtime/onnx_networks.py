@@ -1,13 +1,40 @@
-"""The networks on ONNX Runtime: no torch, about half the memory, faster convolutions."""
+"""The networks on ONNX Runtime: no torch, about half the memory, faster convolutions.
+
+The graphs are built from the weights file (imgarc.runtime.onnx_graphs, which needs the `onnx`
+package: about half a second to import) once per model and graph builder, and kept in
+imgarc's cache folder; later runs load them from there.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import os
+from pathlib import Path
+from typing import Callable
+
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf
 
 from imgarc.codec.architecture import Architecture
+from imgarc.errors import ImgarcError
+from imgarc.fileio import write_file_atomic
 from imgarc.runtime.base import Networks
-from imgarc.runtime.onnx_graphs import G_A, G_S, build_graph, h_a_layers
+
+GRAPHS_MODULE = "imgarc.runtime.onnx_graphs"
+BAD_GRAPH = (Fail, InvalidGraph, InvalidProtobuf)  # what ONNX Runtime says of a damaged cached graph
+
+
+def graph_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "imgarc" / "onnx"
+
+
+def _builder_digest() -> str:
+    """The graph builder's own source: a cached graph is used only with the code that made it."""
+    spec = importlib.util.find_spec(GRAPHS_MODULE)
+    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()[:16] if spec and spec.origin else "unknown"
 
 
 # Each run hands its arena memory back when it ends: photos are coded one after another, and a
@@ -33,11 +60,14 @@ class OnnxNetworks(Networks):
     """g_a and h_a use every core this process may use; g_s one thread per call, so its sums
     run in the same order on every machine (large photos run g_s tiles side by side instead)."""
 
-    def __init__(self, architecture: Architecture, params: dict[str, np.ndarray], cores: int) -> None:
-        a = architecture
-        self._analysis = _session(build_graph("g_a", G_A, params, 3), cores)
-        self._hyper = _session(build_graph("h_a", h_a_layers(a), params, a.M, absolute_input=a.scale_only), cores)
-        self._synthesis = _session(build_graph("g_s", G_S, params, a.M), 1)
+    def __init__(self, architecture: Architecture, params: dict[str, np.ndarray], cores: int, weights_sha256: str) -> None:
+        key = f"{weights_sha256[:32]}-{_builder_digest()}"
+        self._analysis = _cached_session("g_a", key, lambda graphs: graphs.build_graph("g_a", graphs.G_A, params, 3), cores)
+        self._hyper = _cached_session(
+            "h_a", key, lambda graphs: graphs.build_graph("h_a", graphs.h_a_layers(architecture), params, architecture.M,
+                                                          absolute_input=architecture.scale_only), cores)
+        self._synthesis = _cached_session("g_s", key, lambda graphs: graphs.build_graph("g_s", graphs.G_S, params,
+                                                                                        architecture.M), 1)
 
     @staticmethod
     def _run(session: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
@@ -51,3 +81,22 @@ class OnnxNetworks(Networks):
 
     def synthesis(self, y_hat: np.ndarray) -> np.ndarray:
         return self._run(self._synthesis, y_hat)
+
+
+def _cached_session(name: str, key: str, build: Callable, threads: int) -> ort.InferenceSession:
+    """A session for graph `name` of the model `key`: from the cache, else built (and cached)."""
+    path = graph_cache_dir() / f"{key}-{name}.onnx"
+    if path.is_file():
+        try:
+            return _session(path.read_bytes(), threads)
+        except (OSError, *BAD_GRAPH):
+            pass  # unreadable or damaged: build it again
+    # The builder imports `onnx`, which only a first run (per model and builder) needs.
+    graphs = importlib.import_module(GRAPHS_MODULE)
+    model = build(graphs)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_file_atomic(path, model)
+    except (OSError, ImgarcError):
+        pass  # a read-only home: build it each time
+    return _session(model, threads)
