@@ -160,6 +160,34 @@ def test_interrupted_verify_exits_130(tmp_path, photo_archive, tiny_model_dir):
     interrupt(["verify", str(photo_archive), "--no-progress"], env, started.exists, signal.SIGINT)
 
 
+@pytest.mark.slow
+def test_interrupted_train_exits_130_and_keeps_no_temp_file(tmp_path, tiny_model_dir):
+    data = tmp_path / "data"
+    data.mkdir()
+    for k in range(3):
+        (data / f"t{k}.png").write_bytes(image_bytes(noise_rgb(160, 160, k), "PNG"))
+    run = tmp_path / "run"
+    env = dict(os.environ, IMGARC_MODEL_PATH=str(tiny_model_dir))
+    # Checkpoints every 0.6 s: the signal is likely to land during one as well as between them.
+    interrupt(["train", "--data", str(data), "--run-dir", str(run), "--minutes", "5", "--checkpoint-minutes", "0.01",
+               "--channels", "8,8", "--crop", "64", "--batch", "2"], env,
+              lambda: (run / "checkpoint.pt").exists(), signal.SIGINT)
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt"]
+
+
+@pytest.mark.slow
+def test_interrupted_bench_exits_130(tmp_path):
+    src = tmp_path / "photos"
+    src.mkdir()
+    for k in range(6):
+        (src / f"p{k}.png").write_bytes(image_bytes(noise_rgb(256, 320, k), "PNG"))
+    out = tmp_path / "out"
+    interrupt(["bench", str(src), "--out", str(out), "--baselines", "jpeg", "--coders", "rans", "--qualities", "20,50,80",
+               "--no-zoo", "--no-download", "--no-progress"], dict(os.environ),
+              lambda: out.is_dir() and any(out.iterdir()), signal.SIGINT)
+    assert not (out / "results.json").exists() and not (out / "report.md").exists()
+
+
 # ----------------------------------------------------------------------------- unreadable files
 
 

@@ -126,11 +126,15 @@ def _psnr(mse: float) -> float:
 
 def _save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C mid-save included: the last checkpoint stays, no temp file is left
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _load_exported(model, path: Path, lambdas: tuple[float, ...]) -> None:
