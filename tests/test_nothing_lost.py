@@ -317,3 +317,18 @@ def test_a_tiny_photo_is_stored_when_its_coded_entry_would_be_larger(tmp_path, t
     (src / "dot.png").write_bytes(image_bytes(np.full((1, 1, 3), 200, np.uint8), "PNG"))
     summary = api.compress_folder(src, tmp_path / "a.iarc", model_id=tiny_model)
     assert summary.entries[0].kind == api.EntryKind.STORED and "smaller" in summary.entries[0].note
+
+
+def test_an_unwritable_destination_is_one_line(tmp_path):
+    archive = tmp_path / "a.iarc"
+    with ArchiveWriter(archive) as w:
+        w.add(*stored("a.txt", b"a"))
+    blocked = tmp_path / "file"
+    blocked.write_bytes(b"")
+    # A folder that cannot be created (its parent is a file); /proc stands for a read-only file system.
+    for dest in (blocked / "out", Path("/proc/imgarc-test-out")):
+        r = subprocess.run(IMGARC + ["extract", str(archive), str(dest), "--no-progress"], capture_output=True, text=True,
+                           timeout=120)
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert r.returncode in (1, 2) and len(lines) == 1 and lines[0].startswith("imgarc: error:"), r.stderr
+        assert "internal error" not in r.stderr

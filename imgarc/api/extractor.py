@@ -7,6 +7,8 @@ scan of a damaged archive (`salvage`). Entries decode side by side on a few thre
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -154,9 +156,16 @@ class Extractor:
         dest = self.dest
         if dest.exists() and not dest.is_dir():
             raise UsageError(f"{dest} exists and is not a folder")
-        if dest.is_dir() and any(dest.iterdir()) and not self.force:
-            raise UsageError(f"{dest} is not empty; use --force to extract into it (files of the same name are replaced)")
-        dest.mkdir(parents=True, exist_ok=True)
+        try:
+            if dest.is_dir() and any(dest.iterdir()) and not self.force:
+                raise UsageError(f"{dest} is not empty; use --force to extract into it (files of the same name are replaced)")
+            dest.mkdir(parents=True, exist_ok=True)
+            if not os.access(dest, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        except OSError as e:
+            if e.errno in NO_SPACE:
+                raise OutOfSpaceError(f"the disk is full: cannot create {dest}") from e
+            raise DestinationError(f"cannot extract into {dest}: {e.strerror or e}") from e
 
     def _task(self, source: EntrySource) -> Task[str, _Decoded]:
         """Read an entry here; its decoding runs on the pool. A damaged entry becomes a task that
