@@ -37,7 +37,8 @@ def image_header(**kw) -> EntryHeader:
                 coder="rans", width=4000, height=3000, padded_width=4032, padded_height=3008,
                 color_mode="RGB", quality=100, source_format="JPEG", note="hello ✓",
                 exif=b"Exif\x00\x00MM", icc_profile=b"\x00" * 300, xmp=b"<x:xmpmeta/>",
-                source_info=b'{"subsampling": 2}', alpha=b"\xfd7zXZ", original_sha256=bytes(32))
+                source_info=b'{"subsampling": 2}', alpha=b"\xfd7zXZ", original_sha256=bytes(32),
+                path_bytes="photos/2024/été.jpg".encode("latin-1"))
     base.update(kw)
     return EntryHeader(**base)
 

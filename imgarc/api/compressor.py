@@ -11,7 +11,7 @@ from pathlib import Path
 
 from imgarc.api.options import CompressOptions
 from imgarc.api.results import CompressSummary, EntryKind, EntryResult, LeftOut, Progress, Timings
-from imgarc.archive import KIND_IMAGE, KIND_STORED, STORAGE_RAW, ArchiveWriter, EntryHeader
+from imgarc.archive import KIND_IMAGE, KIND_STORED, STORAGE_RAW, ArchiveWriter, EntryHeader, entry_name
 from imgarc.archive.layout import pack_entry
 from imgarc.archive.writer import stale_temp_files
 from imgarc.codec.image_codec import ImageCodec
@@ -125,7 +125,9 @@ class Compressor:
             st = path.stat()
         except OSError as e:
             raise UnreadableFileError(f"{name}: cannot be read ({e.strerror or e})") from e
-        common = dict(path=name, original_size=len(data), mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o7777)
+        path, path_bytes = entry_name(name)
+        common = dict(path=path, path_bytes=path_bytes, original_size=len(data), mtime_ns=st.st_mtime_ns,
+                      mode=st.st_mode & 0o7777)
         photo = NotCoded(KEEP_ORIGINALS_NOTE) if self.options.keep_originals else read_photo(data)
         warning = None
         if isinstance(photo, Photo):
@@ -141,7 +143,7 @@ class Compressor:
         header = EntryHeader(kind=KIND_STORED, storage=stored.storage, original_sha256=stored.original_sha256,
                              note=note, **common)
         return ArchivedEntry(header, stored.payload,
-                             EntryResult(name, EntryKind.STORED, len(data), len(stored.payload), note=note), warning)
+                             EntryResult(path, EntryKind.STORED, len(data), len(stored.payload), note=note), warning)
 
     def photo_entry(self, photo: Photo, coded: CodedImage, common: dict) -> ArchivedEntry:
         """The entry of a coded photo; `common`: the EntryHeader fields every entry has."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, NoReturn
@@ -19,7 +19,7 @@ from imgarc.api.decoder import EntryDecoder
 from imgarc.api.members import MemberSelection
 from imgarc.api.results import (Damaged, EntryKind, EntryResult, ExtractSummary, Progress, SalvageSummary,
                                 Timings)
-from imgarc.archive import KIND_IMAGE, ArchiveReader, EntryHeader, resolve_inside, safe_relative_path
+from imgarc.archive import KIND_IMAGE, ArchiveReader, EntryHeader, disk_name, resolve_inside, safe_relative_path
 from imgarc.archive.salvage import SalvageReader
 from imgarc.errors import (ArchiveError, DamagedArchiveError, DestinationError, ImageError, LatentStreamError,
                            ModelError, OutOfSpaceError, UsageError)
@@ -61,7 +61,9 @@ def _raise(error: Exception) -> NoReturn:
 
 
 def extracted_path(header: EntryHeader, image_format: str, taken: set[str]) -> str:
-    """Where an entry is extracted to, relative to the destination."""
+    """Where an entry is extracted to, relative to the destination: its name (exact bytes where
+    the archive has them), with a photo's extension changed by --format."""
+    header = replace(header, path=disk_name(header.path, header.path_bytes))
     return photo_output_path(header, image_format, taken) if header.kind == KIND_IMAGE else header.path
 
 

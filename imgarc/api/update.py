@@ -25,7 +25,7 @@ from imgarc.api.compressor import Compressor, walk_folder
 from imgarc.api.decoder import EntryDecoder
 from imgarc.api.extractor import ENTRY_ERRORS, iter_headers, open_archive
 from imgarc.api.results import CompressSummary, EntryResult, LeftOut, Progress
-from imgarc.archive import KIND_STORED, ArchiveReader, ArchiveWriter, EntryHeader
+from imgarc.archive import KIND_STORED, ArchiveReader, ArchiveWriter, EntryHeader, entry_name
 from imgarc.errors import ArchiveError, UnreadableFileError, UsageError
 
 
@@ -169,7 +169,8 @@ def _stamp(archive: Path) -> tuple[int, int, int, int]:
 def _plan(reader: ArchiveReader | None, files: list[tuple[Path, str]], prefixes: list[str],
           options: SourceOptions) -> list[_Step]:
     """The old archive's entries in their order, then the new files in walk order."""
-    by_name = {name: path for path, name in files}
+    walk_names = {entry_name(name)[0]: name for _, name in files}  # PATH -> the name as found (maybe not UTF-8)
+    by_name = {entry_name(name)[0]: path for path, name in files}
     steps: list[_Step] = []
     decoder = EntryDecoder()
     for i, header in iter_headers(reader) if reader is not None else ():
@@ -184,7 +185,7 @@ def _plan(reader: ArchiveReader | None, files: list[tuple[Path, str]], prefixes:
             steps.append(_Step(header.path, Change.DELETED, i, header))
         else:
             steps.append(_Step(header.path, Change.KEPT, i, header))
-    steps += [_Step(name, Change.ADDED, source=path) for name, path in by_name.items()]
+    steps += [_Step(walk_names[name], Change.ADDED, source=path) for name, path in by_name.items()]
     return steps
 
 

@@ -16,12 +16,12 @@ from imgarc.archive.layout import (
     FieldSpec,
     Tag,
 )
-from imgarc.archive.paths import resolve_inside, safe_relative_path
+from imgarc.archive.paths import disk_name, entry_name, resolve_inside, safe_relative_path
 from imgarc.archive.reader import ArchiveReader, EntryLocation
 from imgarc.archive.writer import ArchiveWriter
 
 __all__ = [
     "FIELDS", "FORMAT_VERSION", "KIND_IMAGE", "KIND_STORED", "MAGIC", "STORAGE_JXL", "STORAGE_LZMA", "STORAGE_RAW",
     "ArchiveReader", "ArchiveWriter", "EntryHeader", "EntryLocation", "FieldSpec", "Tag",
-    "resolve_inside", "safe_relative_path",
+    "disk_name", "entry_name", "resolve_inside", "safe_relative_path",
 ]

@@ -185,6 +185,7 @@ class Tag(enum.IntEnum):
     XMP = 0x8012
     SOURCE_INFO = 0x8013
     ORIGINAL_SHA256 = 0x8014
+    PATH_BYTES = 0x8015  # the file name's exact bytes where they are not UTF-8 (PATH then shows them escaped)
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec(Tag.XMP, BYTES, (), Tag.XMP_LZMA),
     FieldSpec(Tag.SOURCE_INFO, BYTES, ()),
     FieldSpec(Tag.ORIGINAL_SHA256, SHA256, ()),
+    FieldSpec(Tag.PATH_BYTES, BYTES, ()),
 )
 FIELD_BY_TAG: dict[int, FieldSpec] = {f.tag: f for f in FIELDS}
 # packed tag -> the field whose value it carries packed
@@ -272,6 +274,7 @@ class EntryHeader:
     xmp: bytes | None = None
     source_info: bytes | None = None
     original_sha256: bytes | None = None
+    path_bytes: bytes | None = None
     # Optional fields this imgarc does not know, kept so a re-writer can preserve them
     # (to_bytes writes them back).
     unknown_optional: dict[int, bytes] = field(default_factory=dict)

@@ -21,8 +21,8 @@ def safe_relative_path(name: str) -> PurePosixPath:
 
     Accepted: non-empty, '/'-separated, relative names whose components are neither empty,
     '.' nor '..'. Rejected (not normalised, so one entry has exactly one spelling): absolute
-    paths, '..' and '.' components, empty components ('a//b', trailing '/'), backslashes,
-    NUL, and a first component that looks like a Windows drive ('C:').
+    paths, '..' and '.' components, empty components ('a//b', trailing '/'), NUL, a first
+    component that looks like a Windows drive ('C:'), and on Windows, backslashes.
     """
     def unsafe(why: str) -> UnsafePathError:
         return UnsafePathError(f"entry path {name!r} is unsafe ({why}); refusing to use it")
@@ -31,7 +31,7 @@ def safe_relative_path(name: str) -> PurePosixPath:
         raise unsafe("empty name")
     if "\x00" in name:
         raise unsafe("contains a NUL character")
-    if "\\" in name:
+    if "\\" in name and os.sep == "\\":  # an ordinary character on POSIX, a separator on Windows
         raise unsafe("contains a backslash, a path separator on Windows")
     if name.startswith("/"):
         raise unsafe("absolute path")
@@ -69,3 +69,25 @@ def resolve_inside(dest: Path, rel: PurePosixPath) -> Path:
     if final == root:
         raise UnsafePathError(f"entry path {str(rel)!r} points at the extraction folder {dest} itself")
     return target
+
+
+def entry_name(relative: str) -> tuple[str, bytes | None]:
+    """(PATH, PATH_BYTES) for a file name as os.walk gives it. A name that is not valid UTF-8
+    (an old USB stick's Latin-1, say) keeps its exact bytes in PATH_BYTES, and PATH shows them
+    escaped (`caf\\xe9.jpg`), which is unique and readable."""
+    try:
+        relative.encode("utf-8")
+        return relative, None
+    except UnicodeEncodeError:
+        raw = os.fsencode(relative)
+        return raw.decode("utf-8", "backslashreplace"), raw
+
+
+def disk_name(path: str, path_bytes: bytes | None) -> str:
+    """The name an entry is extracted under: its exact bytes where it has them (on POSIX)."""
+    if path_bytes is None:
+        return path
+    if os.name == "nt":
+        raise UnsafePathError(f"entry {path!r} has a file name that is not UTF-8, which Windows cannot hold; "
+                              "extract it on Linux or macOS")
+    return os.fsdecode(path_bytes)
