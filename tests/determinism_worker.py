@@ -36,6 +36,8 @@ def code_digest(code) -> str:
     """sha256 of everything that decides the pixels: symbols, table indexes, means, gains."""
     h = hashlib.sha256()
     for a in (code.z_symbols, code.y_symbols, code.y_indexes, code.y_means):
+        if a is None:  # g_s is handed no table indexes (EntryDecoder.pixels)
+            continue
         h.update(np.ascontiguousarray(a).tobytes())
         h.update(str((a.dtype, a.shape)).encode())
     if code.gains is not None:

@@ -193,7 +193,7 @@ def test_decode_pool_size_changes_no_byte_and_no_order(tmp_path, monkeypatch):
     With 1, 2 and 4 workers every file comes out byte-identical and the entries come back in
     archive order; every photo was synthesized on a thread of that pool (on the caller's thread
     for 1 worker), so the pool size really changed. The caller's torch thread count is 4 and
-    stays 4: each photo's g_s runs on one intra-op thread (Networks.single_threaded,
+    stays 4: each photo's g_s runs on one intra-op thread (Networks.synthesis,
     ImageCodec.synthesize) whatever the caller set. The shipped default model, on small crops
     of the shipped photos, and one JPEG.
     """

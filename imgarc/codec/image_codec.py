@@ -160,9 +160,8 @@ class ImageCodec:
         use every core instead through tiles, each on one thread, side by side.
         """
         y_hat = self.y_hat(code)[None]
-        with self.networks.single_threaded():
-            rgb = run_tiled(self.networks.synthesis, lambda rows, cols: np.ascontiguousarray(y_hat[:, :, rows, cols]),
-                            y_hat.shape[2:], SYNTHESIS_TILES, usable_cores(), to_pixels, channels_last=True)
+        rgb = run_tiled(self.networks.synthesis, lambda rows, cols: np.ascontiguousarray(y_hat[:, :, rows, cols]),
+                        y_hat.shape[2:], SYNTHESIS_TILES, usable_cores(), to_pixels, channels_last=True)
         return rgb[:height, :width] if rgb.shape[:2] == (height, width) else np.ascontiguousarray(rgb[:height, :width])
 
     def synthesis_footprint(self, padded_h: int, padded_w: int) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 
@@ -31,10 +30,6 @@ class Networks(ABC):
 
     @abstractmethod
     def synthesis(self, y_hat: np.ndarray) -> np.ndarray:
-        """g_s: ŷ [1, M, h, w] -> pixels (unclamped) [1, 3, 16h, 16w]."""
-
-    def single_threaded(self) -> AbstractContextManager[None]:
-        """While open, each network call runs on one intra-op thread: the same sums in the same
-        order whatever the machine's core count, so g_s gives the same pixels (see
-        ImageCodec.synthesize). Runtimes that fix their thread count at creation need nothing."""
-        return nullcontext()
+        """g_s: ŷ [1, M, h, w] -> pixels (unclamped) [1, 3, 16h, 16w], on one intra-op thread per
+        call: the same sums in the same order whatever the machine's core count, so the same
+        pixels (large photos use every core through tiles side by side instead)."""

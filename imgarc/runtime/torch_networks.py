@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Iterator
-
 import numpy as np
 import torch
 
@@ -38,32 +33,13 @@ class TorchNetworks(Networks):
             return self.model.h_a(t.abs() if self.scale_only else t).numpy()
 
     def synthesis(self, y_hat: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return self.model.g_s(torch.from_numpy(y_hat)).numpy()
-
-    @contextmanager
-    def single_threaded(self) -> Iterator[None]:
-        # torch's thread count is process-wide and photos decode side by side: the first caller
-        # in sets it to 1, the last one out restores it, so no restore lands inside another g_s.
-        with _pin.lock:
-            if _pin.holders == 0:
-                _pin.saved = torch.get_num_threads()
-                torch.set_num_threads(1)
-            _pin.holders += 1
+        # One intra-op thread, set in the calling thread for this call: torch's OpenMP thread
+        # count is per thread, and g_s runs on decode-pool and tile threads side by side. Other
+        # counts split the convolution sums differently and move some pixels by one level.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         try:
-            yield
+            with torch.no_grad():
+                return self.model.g_s(torch.from_numpy(y_hat)).numpy()
         finally:
-            with _pin.lock:
-                _pin.holders -= 1
-                if _pin.holders == 0:
-                    torch.set_num_threads(_pin.saved)
-
-
-@dataclass
-class _ThreadPin:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    holders: int = 0
-    saved: int = 1
-
-
-_pin = _ThreadPin()
+            torch.set_num_threads(threads)
