@@ -326,6 +326,8 @@ def markdown(result: BenchResult, plots: list[str]) -> str:
         "negative = imgarc needs fewer bits.", "",
         *_bd_sections(result),
         "## Where imgarc's time goes", "",
+        "Model and coder seconds are summed over photos; extract decodes several photos side by side, so "
+        "there they can add up to more than the step's wall time (other is then 0).", "",
         *_split_table(result), "",
     ]
     if result.coder_study:

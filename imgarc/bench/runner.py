@@ -353,6 +353,9 @@ def run_bench(dataset: Dataset, config: BenchConfig, command: str, work_dir: Pat
     coder_study = compressai = phone = None
     # Absolute: the archivers run inside the source copy, so relative paths would point elsewhere.
     root = Path(tempfile.mkdtemp(prefix="imgarc-bench-", dir=work_dir)).resolve()
+    # The work folder sits in --out, often inside a git checkout, for as long as the run takes
+    # (hours for CLIC): keep its gigabytes of decoded images out of anyone's `git add -A`.
+    (root / ".gitignore").write_text("*\n")
     try:
         work = _Work(root)
         images = _copy_source(dataset, work)

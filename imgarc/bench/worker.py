@@ -18,6 +18,8 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from imgarc import api
 from imgarc.bench import compressai_pipeline as cai
 from imgarc.bench.baselines import PILLOW_CODECS
@@ -140,8 +142,6 @@ def _cai_compress(spec: dict) -> dict:
 def _cai_decompress(spec: dict) -> dict:
     """CompressAI decompress() per image, checked against what the encoder coded; with `imgarc`,
     also imgarc's in-process decode of its own payload, and the two decodes compared."""
-    import numpy as np
-
     codec = _codec(spec)
     model, gains = codec.torch_model, codec.gains_for(spec["quality"])
     tables_sha256, update_s, _ = _timed(cai.update_tables, model)
@@ -163,10 +163,10 @@ def _cai_decompress(spec: dict) -> dict:
                "psnr": psnr(original, rgb)}
         if spec.get("imgarc"):
             payload = (work / f"{i}.iarc-payload").read_bytes()
-            theirs, i_seconds, i_cpu = _timed(_imgarc_decode, codec, payload, spec["quality"], h, w)
-            diff = np.abs(rgb.astype(np.int16) - theirs.astype(np.int16))
+            own, i_seconds, i_cpu = _timed(_imgarc_decode, codec, payload, spec["quality"], h, w)
+            diff = np.abs(rgb.astype(np.int16) - own.astype(np.int16))
             row.update({"imgarc_decompress_s": i_seconds, "imgarc_decompress_cpu_s": i_cpu,
-                        "imgarc_psnr": psnr(original, theirs), "max_diff_vs_imgarc": int(diff.max()),
+                        "imgarc_psnr": psnr(original, own), "max_diff_vs_imgarc": int(diff.max()),
                         "mean_diff_vs_imgarc": float(diff.mean())})
         rows.append(row)
     return {"update_s": update_s, "tables_sha256": tables_sha256, "capability": os.environ.get("ATEN_CPU_CAPABILITY"),

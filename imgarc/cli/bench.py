@@ -49,7 +49,7 @@ def bench(
     compressai: bool = typer.Option(True, "--compressai/--no-compressai", help="CompressAI's compress()/decompress() on the "
                                     "same weights and images, its decode checked in fresh processes (one with ATEN_CPU_CAPABILITY=default)."),
     phone: str = typer.Option("auto", "--phone", help="Time one 12 MP photo (4000x3000) made from this image file (centre-cropped "
-                              "to 4:3, Lanczos-resized); 'auto': the largest CLIC photo found locally, else the set's largest; 'none': skip."),
+                              "to 4:3, Lanczos-resized); 'auto': the largest CLIC photo found locally, else the set's largest if it has 1 MP or more; 'none': skip."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Benchmark imgarc against 7-Zip, TAR, JPEG, WebP, AVIF, HEIC and JPEG XL on one folder: tables, CSV, JSON, plots.
