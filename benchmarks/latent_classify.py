@@ -100,7 +100,7 @@ def cache_tap_weights() -> None:
     instead of on every call. Same integers in, same float64 products: bit-identical results."""
     from imgarc.codec import int_hyper
 
-    original = int_hyper._tap_weights
+    original = int_hyper.tap_weights
     memo: dict = {}
 
     def cached(weight, taps):
@@ -109,7 +109,7 @@ def cache_tap_weights() -> None:
             memo[key] = (weight, original(weight, taps))  # holds `weight`, so its id stays its own
         return memo[key][1]
 
-    int_hyper._tap_weights = cached
+    int_hyper.tap_weights = cached
 
 
 def class_of(path: str) -> str:

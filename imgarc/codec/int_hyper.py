@@ -64,7 +64,7 @@ def _gemm_taps(x: np.ndarray, taps: list[tuple[int, int]], weights: np.ndarray, 
     return out
 
 
-def _tap_weights(weight: np.ndarray, taps: list[tuple[int, int]]) -> np.ndarray:
+def tap_weights(weight: np.ndarray, taps: list[tuple[int, int]]) -> np.ndarray:
     return np.concatenate([weight[:, :, i, j] for i, j in taps], axis=1).astype(np.float64)
 
 
@@ -84,7 +84,7 @@ def conv_exact(x: np.ndarray, layer: IntLayer) -> np.ndarray:
         st = layer.stride
         oh, ow = (x.shape[1] - k) // st + 1, (x.shape[2] - k) // st + 1
         taps = [(i, j) for i in range(k) for j in range(k)]
-        acc = _gemm_taps(x, taps, _tap_weights(layer.weight, taps), oh, ow, st)
+        acc = _gemm_taps(x, taps, tap_weights(layer.weight, taps), oh, ow, st)
     else:
         s, pb = layer.upsample, layer.pad_before
         # Output size of the zero-upsampled, padded input convolved with a k×k kernel (stride 1).
@@ -104,7 +104,7 @@ def conv_exact(x: np.ndarray, layer: IntLayer) -> np.ndarray:
                     continue
                 taps = [(i, j) for i in rows for j in cols]
                 reads = [((a + i - pb) // s + margin, (b + j - pb) // s + margin) for i, j in taps]
-                acc[:, a::s, b::s] = _gemm_taps(xp, reads, _tap_weights(layer.weight, taps), mh, mw, 1)
+                acc[:, a::s, b::s] = _gemm_taps(xp, reads, tap_weights(layer.weight, taps), mh, mw, 1)
     acc += layer.bias.astype(np.float64)[:, None, None]
     return acc
 
