@@ -46,23 +46,18 @@ def h_a_layers(arch: Architecture) -> tuple[Layer, ...]:
     return (Layer("conv", 0, kernel=3, stride=1), Layer(act, 1), Layer("conv", 2), Layer(act, 3), Layer("conv", 4))
 
 
-class _GraphBuilder:
-    def __init__(self, prefix: str, params: dict[str, np.ndarray]) -> None:
-        self.prefix = prefix
-        self.params = params
+class GraphNodes:
+    """Nodes and initializers of an ONNX graph being built; names are made up as they are added.
+    Shared by the codec's networks (here) and the tasks' classifiers (imgarc.tasks.onnx_classifier)."""
+
+    def __init__(self) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.n = 0
 
-    def param(self, name: str) -> np.ndarray:
-        key = f"{self.prefix}.{name}"
-        if key not in self.params:
-            raise ModelError(f"the weights file has no {key}: not a network this imgarc can build")
-        return self.params[key].astype(np.float32)
-
-    def const(self, array: np.ndarray) -> str:
+    def const(self, array: np.ndarray, dtype=np.float32) -> str:
         name = f"c{len(self.initializers)}"
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, np.float32), name))
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype), name))
         return name
 
     def node(self, op: str, inputs: list[str], **attrs) -> str:
@@ -70,6 +65,19 @@ class _GraphBuilder:
         out = f"t{self.n}"
         self.nodes.append(helper.make_node(op, inputs, [out], **attrs))
         return out
+
+
+class _GraphBuilder(GraphNodes):
+    def __init__(self, prefix: str, params: dict[str, np.ndarray]) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.params = params
+
+    def param(self, name: str) -> np.ndarray:
+        key = f"{self.prefix}.{name}"
+        if key not in self.params:
+            raise ModelError(f"the weights file has no {key}: not a network this imgarc can build")
+        return self.params[key].astype(np.float32)
 
     def layer(self, x: str, layer: Layer) -> str:
         p = str(layer.index)

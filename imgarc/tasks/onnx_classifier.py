@@ -10,32 +10,19 @@ Flatten, Gemm, Softmax.
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
+from imgarc.runtime.onnx_graphs import GraphNodes
 from imgarc.tasks.network import Conv, NetSpec, check_arrays
 
 OPSET = 17
 
 
-class _Graph:
+class _Graph(GraphNodes):
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        super().__init__()
         self.arrays = arrays
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
-        self.n = 0
-
-    def const(self, array: np.ndarray, dtype=np.float32) -> str:
-        name = f"c{len(self.initializers)}"
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype), name))
-        return name
-
-    def node(self, op: str, inputs: list[str], **attrs) -> str:
-        self.n += 1
-        out = f"t{self.n}"
-        self.nodes.append(helper.make_node(op, inputs, [out], **attrs))
-        return out
 
     def conv(self, x: str, prefix: str, conv: Conv) -> str:
         k = conv.kernel
