@@ -154,7 +154,7 @@ def train_both(args, train: LabeledSet, model_id: str, qualities: tuple[int, ...
                     {"budget_cpu_seconds": args.budget, "steps": rgb.steps, "epochs": rgb.epochs}),
                args.work / "rgb.imgtask", force=True)
     return {
-        "encode_seconds": round(encoded.seconds, 1), "training_samples": int(len(labels)),
+        "encode_seconds": round(encoded.seconds, 1), "training_samples": len(labels),
         "latent": {"steps": latent.steps, "epochs": round(latent.epochs, 2), "cpu_seconds": round(latent.seconds, 1),
                    "wall_seconds": round(latent.wall_seconds, 1), "samples_seen": latent.steps * config.batch},
         "rgb": {"steps": rgb.steps, "epochs": round(rgb.epochs, 2), "cpu_seconds": round(rgb.seconds, 1),
@@ -230,12 +230,17 @@ def main() -> None:
     val = scan_labeled(args.data / "val", train.classes, "held-out folder")
     log(f"{len(train.images)} training and {len(val.images)} held-out photos, {len(train.classes)} classes; model {model_id}")
 
-    training = None
+    training, reused = None, True
     if args.retrain or not all((args.work / f).exists() for f in ("latent.imgtask", "rgb.imgtask", "training.json")):
-        training = train_both(args, train, model_id, qualities)
+        training, reused = train_both(args, train, model_id, qualities), False
         write_file_atomic(args.work / "training.json", json.dumps(training, indent=2).encode())
     training = json.loads((args.work / "training.json").read_text())
     latent_task, rgb_task = read_task(args.work / "latent.imgtask"), read_task(args.work / "rgb.imgtask")
+
+    # What encoding a training sample costs when nothing is cached: 20 photos, one flip/rotation each.
+    sample = [im.path for im in train.images[::len(train.images) // 20]][:20]
+    fresh = encode_photos(sample, lambda p, sha: training_pairs(sha, 1, qualities), model_id, None, 1)
+    encode_ms = round(fresh.seconds / len(sample) * 1000, 1)
 
     # The pixel classifier on the original held-out photos, timed from the file.
     rgb_clf = rgb_task.classifier(1)
@@ -259,7 +264,7 @@ def main() -> None:
         r = run_archive(archive, latent_task, rgb_task)
         all_runs.append(r)
         lat, dec = accuracy(r["latent_probs"], r["label"]), accuracy(r["rgb_probs"], r["label"])
-        samples, labels = stack_features(cached, val.images, [(0, q)])
+        samples, _ = stack_features(cached, val.images, [(0, q)])
         offline = predict(latent_task.classifier(1), samples)
         same = int((offline.argmax(1) == r["latent_probs"].argmax(1)).sum()) if len(offline) == len(r["label"]) else None
         per_quality[q] = {
@@ -307,6 +312,8 @@ def main() -> None:
         "load_average_after": os.getloadavg(), "model": model_id, "data": str(args.data),
         "train_photos": len(train.images), "heldout_photos": len(val.images), "classes": len(train.classes),
         "qualities": list(qualities), "augment": args.augment, "budget_cpu_seconds": args.budget, "training": training,
+        "training_reused": reused,
+        "encode_ms_per_sample_uncached": encode_ms,
         "parameters": {"latent": latent_task.network.parameters(), "rgb": rgb_task.network.parameters()},
         "macs": macs,
         "rgb_on_original_pixels": {"top1": round(original.top1, 4), "top5": round(original.top5, 4),
@@ -386,9 +393,12 @@ def report(r: dict) -> str:
         f"| pixel | {t['rgb']['steps']} | {t['rgb']['epochs']} | {t['rgb']['cpu_seconds']} | "
         f"{t['rgb']['wall_seconds']} | {t['rgb']['samples_seen']:,} |", "",
         f"Latent training samples: {t['training_samples']:,} ({r['train_photos']} photos x {r['augment']} flips/rotations, "
-        f"qualities {', '.join(map(str, r['qualities']))} in turn), encoded once in {t['encode_seconds']:.0f} s "
-        f"(cached; not part of the budget). An epoch of the latent classifier is one pass over all "
+        f"qualities {', '.join(map(str, r['qualities']))} in turn), encoded once and cached (the training run read "
+        f"them in {t['encode_seconds']:.0f} s; encoding costs {r['encode_ms_per_sample_uncached']:.0f} ms per "
+        f"photo and flip/rotation: g_a and h_a on ONNX Runtime, the integer h_s; not part of the budget). An epoch of the latent classifier is one pass over all "
         f"{r['augment']} flips/rotations; the pixel classifier flips/rotates at random.", "",
+        *(["The classifiers were trained by an earlier run of this command (the task files and training.json in "
+           "--work) and reused here; everything else above was measured in this run.", ""] if r.get("training_reused") else []),
         "Cached latents (what `learn` trains and scores on) against the archives' (what `classify` reads): "
         + ", ".join(f"q{q} {v['cache_predictions_equal_archive']}/{r['heldout_photos']}" for q, v in qs.items())
         + " identical predictions.", "",

@@ -19,7 +19,7 @@ from imgarc.codec.registry import load_codec
 from imgarc.errors import ImgarcError
 from imgarc.photo import read_photo
 from imgarc.runtime.base import Networks
-from imgarc.tasks import (LATENT_CLASSIFIER, FEATURES, Task, TaskFileError, TaskModelMismatchError, classify_archive,
+from imgarc.tasks import (FEATURES, LATENT_CLASSIFIER, Task, TaskFileError, TaskModelMismatchError, classify_archive,
                           extract_by_class, read_task, write_task)
 from imgarc.tasks.classify import member_pattern
 from imgarc.tasks.dataset import scan_labeled, split_holdout

@@ -16,12 +16,12 @@ import pytest
 
 from imgarc import api
 from imgarc.codec.image_codec import ImageCodec
-from imgarc.tasks import classify_archive, read_task, write_task
 from imgarc.codec.registry import load_codec
 from imgarc.photo import read_photo
+from imgarc.tasks import classify_archive, read_task, write_task
 from imgarc.tasks.dataset import scan_labeled, split_holdout
 from imgarc.tasks.latent_data import encode_pairs
-from tests.test_tasks import labeled_folder, no_synthesis, random_task  # noqa: F401 - fixture
+from tests.test_tasks import labeled_folder, random_task
 
 IMGARC = [sys.executable, "-m", "imgarc.cli"]
 

@@ -55,8 +55,8 @@ def learn(
     """
     require("imgarc learn", "torch")
     # torch loads only when this command runs (imgarc.tasks.learn imports it).
-    from imgarc.tasks.learn import LearnOptions, Stage, learn as run_learn
     from imgarc.tasks.latent_data import default_cache_dir
+    from imgarc.tasks.learn import LearnOptions, Stage, learn as run_learn
     from imgarc.tasks.taskfile import write_task
 
     if out.exists() and not force:
