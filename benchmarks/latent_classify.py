@@ -94,24 +94,6 @@ def h_s_macs(codec, padded_h: int, padded_w: int) -> int:
     return total
 
 
-def cache_tap_weights() -> None:
-    """The change this benchmark proposes for imgarc.codec.int_hyper (not shipped; applied only when
-    --proposed-h-s runs its extra measurement): build each layer's tap weights once per model
-    instead of on every call. Same integers in, same float64 products: bit-identical results."""
-    from imgarc.codec import int_hyper
-
-    original = int_hyper.tap_weights
-    memo: dict = {}
-
-    def cached(weight, taps):
-        key = (id(weight), tuple(taps))
-        if key not in memo:
-            memo[key] = (weight, original(weight, taps))  # holds `weight`, so its id stays its own
-        return memo[key][1]
-
-    int_hyper.tap_weights = cached
-
-
 def class_of(path: str) -> str:
     return path.split("/", 1)[0]
 
@@ -216,9 +198,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes encoding the training photos")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retrain", action="store_true", help="train again even if --work holds both task files")
-    parser.add_argument("--proposed-h-s", type=int, default=75, metavar="Q",
-                        help="after the main measurement, time both paths again at quality Q with the proposed "
-                             "integer h_s tap-weight cache (0: skip)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -281,23 +260,6 @@ def main() -> None:
         }
         log(f"  q{q}: {per_quality[q]}")
 
-    proposed = None
-    if args.proposed_h_s:
-        q = args.proposed_h_s
-        cache_tap_weights()
-        log(f"both paths again at q{q} with the proposed h_s tap-weight cache")
-        r = run_archive(archive_at(args, args.data / "val", model_id, q), latent_task, rgb_task)
-        shipped = all_runs[qualities.index(q)] if q in qualities else None
-        proposed = {
-            "quality": q, "latent_ms_median": round(float(np.median(r["latent_ms"])), 2),
-            "decode_ms_median": round(float(np.median(r["decode_ms"])), 2),
-            "speedup_median": round(float(np.median(r["decode_ms"]) / np.median(r["latent_ms"])), 2),
-            "latent_h_s_ms_median": round(float(np.median(r["latent_h_s_ms"])), 2),
-            "g_s_ms_median": round(float(np.median(r["decode_g_s_ms"])), 2),
-            "identical_latent_probabilities": None if shipped is None else bool(np.array_equal(r["latent_probs"], shipped["latent_probs"])),
-        }
-        log(f"  proposed: {proposed}")
-
     latent_ms = np.concatenate([r["latent_ms"] for r in all_runs])
     decode_ms = np.concatenate([r["decode_ms"] for r in all_runs])
     ph, pw = 192, 192  # 150x150 padded to the models' stride of 64
@@ -324,7 +286,6 @@ def main() -> None:
                           "latent_ms_mean": round(float(latent_ms.mean()), 2),
                           "decode_ms_mean": round(float(decode_ms.mean()), 2),
                           "speedup_median": round(float(np.median(decode_ms) / np.median(latent_ms)), 2)},
-        "proposed_h_s_tap_weight_cache": proposed,
     }
     write_file_atomic(args.out.with_suffix(".json"), (json.dumps(result, indent=2) + "\n").encode())
     write_file_atomic(args.out.with_suffix(".md"), report(result).encode())
@@ -367,16 +328,6 @@ def report(r: dict) -> str:
         f"| all | {a['latent_ms_median']:.1f} | | {a['decode_ms_median']:.1f} | | **{a['speedup_median']:.2f}x** |", "",
         f"Pixel classifier from the original JPEG file (decode + classify): {o['ms_median_from_jpeg_file']:.1f} ms.", "",
     ]
-    p = r.get("proposed_h_s_tap_weight_cache")
-    if p:
-        lines += [
-            f"With the change proposed for `imgarc/codec/int_hyper.py` (each layer's tap weights built once per "
-            f"model, not on every call; not shipped, applied by this script for this row only), measured after the "
-            f"rows above on the q{p['quality']} archive: latent path {p['latent_ms_median']:.1f} ms (h_s "
-            f"{p['latent_h_s_ms_median']:.1f}), decode-then-classify {p['decode_ms_median']:.1f} ms (g_s "
-            f"{p['g_s_ms_median']:.1f}): **{p['speedup_median']:.2f}x**; latent probabilities identical to the "
-            f"shipped h_s's: {p['identical_latent_probabilities']}.", "",
-        ]
     lines += [
         "## Size and compute", "",
         "| | parameters | MACs per 150x150 photo |", "|---|---|---|",

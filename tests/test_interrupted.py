@@ -20,7 +20,7 @@ from imgarc import api
 from imgarc.archive import ArchiveWriter, EntryHeader
 from imgarc.archive.layout import KIND_STORED, STORAGE_RAW
 from imgarc.errors import ArchiveError, UsageError
-from imgarc.fileio import write_file_atomic
+from imgarc.fileio import remove_live_temp_files, write_file_atomic
 
 
 def stored(path: str, data: bytes) -> tuple[EntryHeader, bytes]:
@@ -139,6 +139,27 @@ def test_writer_never_follows_a_link_at_its_temp_name(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert victim.read_bytes() == b"precious"
     assert temp.is_symlink()  # never written through
+
+
+def test_an_interrupt_right_after_a_temp_file_is_created_leaves_nothing_behind(tmp_path, monkeypatch):
+    """Ctrl-C/SIGTERM raise wherever the main thread is: also between the open() that creates a
+    temp file and the line that would remember its name. The interrupt path still removes it."""
+    target = tmp_path / "photo.png"
+    real_open = os.open
+
+    def open_then_interrupted(*args, **kwargs):
+        real_open(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "open", open_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_file_atomic(target, b"data")
+    monkeypatch.undo()
+    remove_live_temp_files()  # what `imgarc`'s interrupt exit does
+    assert list(tmp_path.iterdir()) == []
+    write_file_atomic(target, b"data")
+    remove_live_temp_files()  # a published file is not a temp file
+    assert list(tmp_path.iterdir()) == [target] and target.read_bytes() == b"data"
 
 
 def test_write_file_atomic_interrupted_keeps_the_old_file(tmp_path, monkeypatch):

@@ -14,7 +14,6 @@ photo's latents); entries that are not coded photos are skipped and listed, dama
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from imgarc.archive import KIND_IMAGE, KIND_STORED, EntryHeader
 from imgarc.codec.image_codec import ImageCodec, LatentCode
 from imgarc.codec.int_hyper import ACT_BITS
 from imgarc.errors import ImgarcError, UsageError
-from imgarc.fileio import NO_SPACE, TEMP_SUFFIX, publish
+from imgarc.fileio import NO_SPACE, forget_temp_file, new_temp_file, publish
 
 LATENTS_FORMAT = "imgarc-latents"
 LATENTS_VERSION = 1
@@ -236,8 +235,7 @@ def write_latents_npz(photos: Iterator[PhotoLatents], out: Path, force: bool = F
         raise UsageError(f"{out} is a folder; give a file name for the latents (.npz)")
     tmp: Path | None = None
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{out.name[:64]}.", suffix=TEMP_SUFFIX, dir=out.parent)
-        tmp = Path(name)
+        fd, tmp = new_temp_file(out)
         table: dict[str, list] = {k: [] for k in NPZ_FIELDS + NPZ_TEXT}
         count = 0
         with open(fd, "wb") as f:
@@ -268,6 +266,7 @@ def write_latents_npz(photos: Iterator[PhotoLatents], out: Path, force: bool = F
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+            forget_temp_file(tmp)
 
 
 def _write_array(z: zipfile.ZipFile, key: str, array: np.ndarray) -> None:

@@ -22,7 +22,7 @@ from imgarc.archive.layout import (
 )
 from imgarc.archive.paths import safe_relative_path
 from imgarc.errors import ArchiveError, OutOfSpaceError, UsageError
-from imgarc.fileio import NO_SPACE, publish
+from imgarc.fileio import NO_SPACE, forget_temp_file, open_temp_file, publish
 
 TEMP_MARK = ".imgarc-tmp-"
 
@@ -54,9 +54,7 @@ class ArchiveWriter:
             self.temp_path.unlink(missing_ok=True)
             # O_EXCL|O_NOFOLLOW: a link planted under the temp name between the unlink and here
             # makes the open fail instead of redirecting the archive's bytes.
-            flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_BINARY", 0))
-            self._fd = os.open(self.temp_path, flags, 0o666)
+            self._fd = open_temp_file(self.temp_path, 0o666)
         except OSError as e:
             self._state = "aborted"
             if e.errno in NO_SPACE:
@@ -113,6 +111,7 @@ class ArchiveWriter:
             fd, self._fd = self._fd, None
             os.close(fd)
             self._publish()
+            forget_temp_file(self.temp_path)
             self._state = "committed"
         self._fsync_folder()
 
@@ -127,6 +126,7 @@ class ArchiveWriter:
                 os.close(fd)
         with suppress(OSError):
             self.temp_path.unlink(missing_ok=True)
+        forget_temp_file(self.temp_path)
 
     @property
     def entry_count(self) -> int:

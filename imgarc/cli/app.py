@@ -28,6 +28,7 @@ from imgarc.cli.show import show
 from imgarc.cli.train import train
 from imgarc.cli.verify import verify
 from imgarc.errors import ImgarcError
+from imgarc.fileio import remove_live_temp_files
 
 app = typer.Typer(
     add_completion=False,
@@ -54,9 +55,11 @@ app.command()(classify)
 
 
 def exit_interrupted() -> NoReturn:
-    """Exit 130 after Ctrl-C or SIGTERM. Every temp file was removed while the interrupt unwound
-    the stack. os._exit skips interpreter teardown: decode threads may still be inside a network
-    (they write no files), and tearing down under them aborts the process (SIGABRT) instead."""
+    """Exit 130 after Ctrl-C or SIGTERM. The interrupt's unwinding removed the temp files, and
+    any it could not see (it landed between creating one and remembering it) are removed here.
+    os._exit skips interpreter teardown: decode threads may still be inside a network (they
+    write no files), and tearing down under them aborts the process (SIGABRT) instead."""
+    remove_live_temp_files()
     console(stderr=True).print("[red]imgarc: interrupted[/] (no partial file was left under a final name)")
     sys.stdout.flush()
     sys.stderr.flush()

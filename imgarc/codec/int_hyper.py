@@ -15,7 +15,7 @@ layer the accumulator is floor-divided back to ACT_BITS (exact on integers) and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,6 +43,17 @@ class IntLayer:
     pad_after: int
     leaky: bool  # LeakyReLU after the layer
     relu: bool = False  # ReLU after the layer (CompressAI ScaleHyperprior's h_s)
+    # The weights of each tap set as one float64 matrix (`tap_weights`), built on first use: on
+    # small photos building them took most of h_s's time (latent classification, 150x150 px).
+    _tap_matrices: dict[tuple[tuple[int, int], ...], np.ndarray] = field(default_factory=dict, init=False,
+                                                                        repr=False, compare=False)
+
+    def tap_matrix(self, taps: list[tuple[int, int]]) -> np.ndarray:
+        key = tuple(taps)
+        matrix = self._tap_matrices.get(key)
+        if matrix is None:  # two threads may both build it: the same values, either one is kept
+            matrix = self._tap_matrices[key] = tap_weights(self.weight, taps)
+        return matrix
 
 
 BAND_VALUES = 1 << 22  # float64 values per im2col band (32 MiB): bounds memory on 40 MP photos
@@ -65,6 +76,7 @@ def _gemm_taps(x: np.ndarray, taps: list[tuple[int, int]], weights: np.ndarray, 
 
 
 def tap_weights(weight: np.ndarray, taps: list[tuple[int, int]]) -> np.ndarray:
+    """weight [out, in, k, k] -> [out, len(taps)·in] float64, tap-major (what `_gemm_taps` multiplies)."""
     return np.concatenate([weight[:, :, i, j] for i, j in taps], axis=1).astype(np.float64)
 
 
@@ -84,7 +96,7 @@ def conv_exact(x: np.ndarray, layer: IntLayer) -> np.ndarray:
         st = layer.stride
         oh, ow = (x.shape[1] - k) // st + 1, (x.shape[2] - k) // st + 1
         taps = [(i, j) for i in range(k) for j in range(k)]
-        acc = _gemm_taps(x, taps, tap_weights(layer.weight, taps), oh, ow, st)
+        acc = _gemm_taps(x, taps, layer.tap_matrix(taps), oh, ow, st)
     else:
         s, pb = layer.upsample, layer.pad_before
         # Output size of the zero-upsampled, padded input convolved with a k×k kernel (stride 1).
@@ -104,7 +116,7 @@ def conv_exact(x: np.ndarray, layer: IntLayer) -> np.ndarray:
                     continue
                 taps = [(i, j) for i in rows for j in cols]
                 reads = [((a + i - pb) // s + margin, (b + j - pb) // s + margin) for i, j in taps]
-                acc[:, a::s, b::s] = _gemm_taps(xp, reads, tap_weights(layer.weight, taps), mh, mw, 1)
+                acc[:, a::s, b::s] = _gemm_taps(xp, reads, layer.tap_matrix(taps), mh, mw, 1)
     acc += layer.bias.astype(np.float64)[:, None, None]
     return acc
 

@@ -44,7 +44,7 @@ RELEASE_MEMORY = ort.RunOptions()
 RELEASE_MEMORY.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
 
-def _session(model: bytes, threads: int) -> ort.InferenceSession:
+def make_session(model: bytes, threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -88,7 +88,7 @@ def _cached_session(name: str, key: str, build: Callable, threads: int) -> ort.I
     path = graph_cache_dir() / f"{key}-{name}.onnx"
     if path.is_file():
         try:
-            return _session(path.read_bytes(), threads)
+            return make_session(path.read_bytes(), threads)
         except (OSError, *BAD_GRAPH):
             pass  # unreadable or damaged: build it again
     # The builder imports `onnx`, which only a first run (per model and builder) needs.
@@ -99,4 +99,4 @@ def _cached_session(name: str, key: str, build: Callable, threads: int) -> ort.I
         write_file_atomic(path, model)
     except (OSError, ImgarcError):
         pass  # a read-only home: build it each time
-    return _session(model, threads)
+    return make_session(model, threads)
