@@ -99,10 +99,19 @@ def test_built_graphs_are_cached_and_a_damaged_one_is_rebuilt(tiny_model, tmp_pa
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     weights, sha = load_weights(find_model(tiny_model).path)
     x = np.random.default_rng(2).random((1, 3, 64, 64), dtype=np.float32)
-    first = OnnxNetworks(weights.architecture, weights.params, 1, sha).analysis(x)
-    cached = sorted(p.name.rsplit("-", 1)[-1] for p in graph_cache_dir().iterdir())
-    assert cached == ["g_a.onnx", "g_s.onnx", "h_a.onnx"]
+    networks = OnnxNetworks(weights.architecture, weights.params, 1, sha)
+
+    def cached() -> list[str]:
+        return sorted(p.name.rsplit("-", 1)[-1] for p in graph_cache_dir().iterdir())
+
+    first = networks.analysis(x)
+    assert cached() == ["g_a.onnx"]  # each graph is built (and its session made) when first run
+    y = networks.hyper_analysis(first)
+    networks.synthesis(first)
+    assert cached() == ["g_a.onnx", "g_s.onnx", "h_a.onnx"]
     for p in graph_cache_dir().iterdir():
         p.write_bytes(b"damaged")
-    np.testing.assert_array_equal(OnnxNetworks(weights.architecture, weights.params, 1, sha).analysis(x), first)
-    assert all(p.read_bytes() != b"damaged" for p in graph_cache_dir().iterdir())  # rebuilt and cached again
+    again = OnnxNetworks(weights.architecture, weights.params, 1, sha)
+    np.testing.assert_array_equal(again.analysis(x), first)
+    np.testing.assert_array_equal(again.hyper_analysis(first), y)
+    assert all(p.read_bytes() != b"damaged" for p in graph_cache_dir().iterdir() if "g_s" not in p.name)  # rebuilt

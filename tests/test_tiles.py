@@ -15,9 +15,12 @@ from tests.conftest import noise_rgb
 def test_spans_cover_the_input_once_and_read_within_it():
     grid = TileGrid(tile=10, halo=3, align=1, scale=1)
     spans = list(grid.spans(25))
-    assert [(a, b) for a, b, _, _ in spans] == [(0, 10), (10, 20), (20, 25)]
-    assert [(r0, r1) for _, _, r0, r1 in spans] == [(0, 13), (7, 23), (17, 25)]
+    assert [(a, b) for a, b, _, _ in spans] == [(0, 9), (9, 18), (18, 25)]  # as even as can be
+    assert [(r0, r1) for _, _, r0, r1 in spans] == [(0, 12), (6, 21), (15, 25)]
     assert grid.fits_whole(16, 16) and not grid.fits_whole(17, 16)
+    aligned = TileGrid(tile=512, halo=32, align=16, scale=1 / 16)
+    assert [(a, b) for a, b, _, _ in aligned.spans(1200)] == [(0, 400), (400, 800), (800, 1200)]
+    assert all(a % 16 == 0 for a, _, _, _ in aligned.spans(1030))
 
 
 def test_each_tile_is_computed_on_its_part_and_only_its_centre_kept():

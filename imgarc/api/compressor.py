@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgarc.api.options import CompressOptions
+from imgarc.api.options import DEFAULT_QUALITY, CompressOptions
 from imgarc.api.results import CompressSummary, EntryKind, EntryResult, LeftOut, Progress, Timings
 from imgarc.archive import KIND_IMAGE, KIND_STORED, STORAGE_RAW, ArchiveWriter, EntryHeader, entry_name
 from imgarc.archive.layout import pack_entry
@@ -18,7 +18,7 @@ from imgarc.codec.image_codec import ImageCodec
 from imgarc.codec.padding import padded_size
 from imgarc.codec.rate_control import CodedImage, code_at_quality, code_at_target_bpp
 from imgarc.codec.registry import load_codec, model_for_quality, resolve_model_id
-from imgarc.coders import get_coder
+from imgarc.coders import DEFAULT_CODER, get_coder
 from imgarc.errors import UnreadableFileError, UsageError
 from imgarc.photo import NotCoded, Photo, pack_stored, read_photo
 
@@ -219,3 +219,12 @@ class Compressor:
             else:
                 out.append(f"{stale} was left by an earlier run that was killed; delete it, or run with --force to remove it")
         return out
+
+
+def compress_folder(src: Path, archive: Path, quality: int = DEFAULT_QUALITY, coder_name: str = DEFAULT_CODER,
+                    model_id: str | None = None, force: bool = False, progress: Progress | None = None,
+                    target_bpp: float | None = None, keep_originals: bool = False,
+                    tune: str | None = None) -> CompressSummary:
+    """Archive every regular file under `src` into `archive` (see CompressOptions)."""
+    options = CompressOptions(quality, target_bpp, coder_name, model_id, tune, keep_originals)
+    return Compressor(options).compress_folder(src, archive, force=force, progress=progress)

@@ -202,6 +202,19 @@ class Extractor:
                            header.width * header.height if image else 0)
 
 
+def extract_archive(archive: Path, dest: Path, force: bool = False, progress: Progress | None = None,
+                    image_format: str = "keep", members: MemberSelection | None = None) -> ExtractSummary:
+    """Extract every entry (or those `members` selects); damaged entries are skipped and reported
+    in one error at the end."""
+    return Extractor(dest, force, image_format, progress=progress).extract(archive, members)
+
+
+def salvage_archive(archive: Path, dest: Path, force: bool = False, progress: Progress | None = None,
+                    image_format: str = "keep") -> SalvageSummary:
+    """Extract every intact entry of a damaged or truncated archive (see Extractor.salvage)."""
+    return Extractor(dest, force, image_format, progress=progress).salvage(archive)
+
+
 def _readable_paths(reader: ArchiveReader) -> set[str]:
     paths = set()
     for i in range(len(reader)):

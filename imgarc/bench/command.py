@@ -8,7 +8,8 @@ from pathlib import Path
 
 from imgarc.bench.baselines import BASELINE_NAMES, PILLOW_CODECS
 from imgarc.bench.datasets import resolve_dataset
-from imgarc.bench.methods import DEFAULT_STUDY_IMAGES, BenchConfig, parse_int_list, parse_name_list
+from imgarc.bench.defaults import DEFAULT_STUDY_IMAGES
+from imgarc.bench.methods import BenchConfig, parse_int_list, parse_name_list
 from imgarc.bench.phone import phone_source
 from imgarc.bench.plots import write_plots
 from imgarc.bench.report import human_bytes, write_report

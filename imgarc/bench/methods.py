@@ -6,16 +6,14 @@ import os
 from dataclasses import dataclass, field
 
 from imgarc.bench.baselines import ARCHIVERS, BASELINE_NAMES, PILLOW_CODECS
+from imgarc.bench.defaults import DEFAULT_CODER_QUALITIES, DEFAULT_QUALITIES, DEFAULT_STUDY_IMAGES
 from imgarc.bench.phone import PHONE_SIZE
 from imgarc.codec.zoo import is_zoo_id, parse_zoo_id
 from imgarc.coders import CODER_NAMES, DEFAULT_CODER
 from imgarc.coders.arith import ArithmeticCoder
 from imgarc.errors import UsageError
 
-DEFAULT_QUALITIES = (10, 25, 50, 75, 95)
 DEFAULT_CODERS = CODER_NAMES
-DEFAULT_CODER_QUALITIES = (75,)  # the other coders only change bytes and time: one quality suffices
-DEFAULT_STUDY_IMAGES = 4  # the per-symbol arithmetic coder and CompressAI's pipeline: a few images
 # The coder study: the per-symbol arithmetic coder, then every archive coder, on the same latents.
 STUDY_CODERS = (ArithmeticCoder.name, *CODER_NAMES)
 

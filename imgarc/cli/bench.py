@@ -10,8 +10,7 @@ from typing import Optional
 import typer
 
 from imgarc.bench.baselines import BASELINE_NAMES, PILLOW_CODECS
-from imgarc.bench.command import BenchOptions, bench as run_bench, summary_lines
-from imgarc.bench.methods import DEFAULT_STUDY_IMAGES
+from imgarc.bench.defaults import DEFAULT_CODER_QUALITIES, DEFAULT_QUALITIES, DEFAULT_STUDY_IMAGES
 from imgarc.cli.console import console, progress_bar
 from imgarc.coders import CODER_NAMES
 
@@ -25,9 +24,9 @@ def bench(
     data: Optional[Path] = typer.Option(None, "--data", help="Folder holding kodak/ and clic/ (e.g. ../shared/datasets); "
                                         "else $IMGARC_DATA, else ~/.cache/imgarc/datasets (downloaded there if missing)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for results.json, results.csv, report.md and the PNG plots (default: runs/bench/DATASET)."),
-    qualities: str = typer.Option("10,25,50,75,95", "--qualities", help="imgarc --quality values; the first coder runs at each."),
+    qualities: str = typer.Option(",".join(map(str, DEFAULT_QUALITIES)), "--qualities", help="imgarc --quality values; the first coder runs at each."),
     coders: str = typer.Option(",".join(CODER_NAMES), "--coders", help="imgarc latent coders to measure."),
-    coder_qualities: str = typer.Option("75", "--coder-qualities", help="Qualities the coders after the first run at (they change bytes and time, not pixels), or 'all'."),
+    coder_qualities: str = typer.Option(",".join(map(str, DEFAULT_CODER_QUALITIES)), "--coder-qualities", help="Qualities the coders after the first run at (they change bytes and time, not pixels), or 'all'."),
     baselines: str = typer.Option(",".join(BASELINE_NAMES), "--baselines", help="Baselines: 7z (7zz a, default and -mx9), tar (plain and -J), jpeg (Pillow defaults), webp (method=6), avif (speed=6), heic (pillow-heif defaults), jxl (pillow-jxl-plugin defaults); '' for none."),
     jpeg_qualities: str = typer.Option(_grid("jpeg"), "--jpeg-qualities"),
     webp_qualities: str = typer.Option(_grid("webp"), "--webp-qualities"),
@@ -57,6 +56,10 @@ def bench(
     Every method compresses and restores the same folder, each step in its own timed process;
     quality (PSNR, MS-SSIM) is scored afterwards. Bytes and quality are the same on every re-run.
     """
+    # Imported here, not at the top: every imgarc command loads this module, and the bench's
+    # machinery (reports, plots, datasets) would add ~0.1 s to each one's start.
+    from imgarc.bench.command import BenchOptions, bench as run_bench, summary_lines
+
     options = BenchOptions(dataset, data, out, qualities, coders, coder_qualities, baselines, jpeg_qualities,
                            webp_qualities, avif_qualities, heic_qualities, jxl_qualities, model, models, zoo, jobs,
                            download, keep_work, study_images, compressai, phone)

@@ -11,12 +11,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from imgarc import api
+from imgarc import api, tasks
 from imgarc.cli.console import console, progress_bar, sigterm_as_interrupt
 from imgarc.cli.latents import raise_damaged, warn_skipped
 from imgarc.cli.listing import to_json, write_out
 from imgarc.errors import UsageError
-from imgarc.tasks import ClassifyReport, classify_archive, extract_by_class, read_task
 
 
 def classify(
@@ -44,10 +43,10 @@ def classify(
     """
     if as_json and as_csv:
         raise UsageError("give --json or --csv, not both")
-    loaded = read_task(task)
+    loaded = tasks.read_task(task)
     selection = api.MemberSelection(tuple(members or ()))
     with sigterm_as_interrupt(), progress_bar("classifying", progress) as bar:
-        report = classify_archive(archive, loaded, None if selection.everything else selection, strict, top,
+        report = tasks.classify_archive(archive, loaded, None if selection.everything else selection, strict, top,
                                   progress=bar, task_path=task)
     if as_json:
         write_out(to_json({"archive": str(archive), "task": str(task), "classes": loaded.classes,
@@ -61,13 +60,13 @@ def classify(
     warn_skipped(report.skipped)
     if extract is not None and report.predictions:
         with sigterm_as_interrupt(), progress_bar("extracting", progress) as bar:
-            done = extract_by_class(archive, report.predictions, extract, force, image_format, bar)
+            done = tasks.extract_by_class(archive, report.predictions, extract, force, image_format, bar)
         console(stderr=True).print(f"{extract}: {sum(len(s.entries) for s in done.values())} photos extracted into "
                                    f"{len(done)} class folders")
     raise_damaged(report.damaged, archive, len(report.predictions))
 
 
-def _csv(report: ClassifyReport) -> str:
+def _csv(report: tasks.ClassifyReport) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(("path", "label", "confidence", "quality"))
@@ -76,7 +75,7 @@ def _csv(report: ClassifyReport) -> str:
     return out.getvalue()
 
 
-def _print_table(report: ClassifyReport) -> None:
+def _print_table(report: tasks.ClassifyReport) -> None:
     table = Table(box=None, header_style="bold")
     for col, justify in (("entry", "left"), ("label", "left"), ("confidence", "right"), ("next", "left")):
         table.add_column(col, justify=justify)

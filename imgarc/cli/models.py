@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from imgarc.api.models import download_zoo_model, installed_models, zoo_models
+from imgarc import api
 from rich.markup import escape
 
 from imgarc.cli.console import console
@@ -22,17 +22,17 @@ def models(
     (cached: ready offline; downloaded: converted at first use; downloadable: needs internet once)."""
     out = console()
     if download:
-        model_id, sha = download_zoo_model(download)
+        model_id, sha = api.download_zoo_model(download)
         out.print(escape(f"{model_id}: cached (CompressAI file sha256 {sha})"))
         return
-    for m in installed_models():
+    for m in api.installed_models():
         r = m.record
         mark = " (default)" if m.is_default else f" (--tune {m.tune_default})" if m.tune_default else ""
         rates = "quality 1-100" if r.variable_rate else f"quality {r.quality}"
         out.print(f"{escape(f'{r.model_id}{mark}  embedded  {rates}  tuned for {r.tune}  {r.description}')}  [dim]{escape(str(r.path))}[/]")
     if not zoo:
         return
-    listing = zoo_models()
+    listing = api.zoo_models()
     if not listing.entries:
         out.print(f"[dim]CompressAI's pretrained models (cai:ARCH:METRIC:Q) come with imgarc's training extra: {escape(TRAIN_EXTRA)}[/]")
         return

@@ -44,13 +44,15 @@ class AnalysedImage:
 # Receptive fields, in each network's input units: g_a's four 5x5 stride-2 convolutions read
 # 2+4+8+16 = 30 pixels either side; h_a's 3x3 and two 5x5 stride-2 ones 1+2+4 = 7 latents; h_s's
 # and g_s's two or four 5x5 stride-2 transposed ones (and h_s's 3x3) under 2 input units. The
-# halos are wider. Tile sizes bound memory: ONNX Runtime's (transposed) convolutions unfold
-# their input, C_out·25 values per input position for g_s's widest layer, ~160 MB for one
-# 24-latent g_s tile of a 128-channel model. Photos up to about 1024x768 run in one piece.
+# halos are wider. Tile sizes bound memory. Photos up to about 1024x768 run g_a and h_a in one
+# piece. g_s, which runs on one thread per call, cuts every photo over 576 px a side into tiles
+# of at most 32 latents (512 px) that run side by side: one Kodak photo (48x32 latents) as two
+# halves decodes 1.8x faster on two cores at 8 % more work, with the same pixels as in one piece
+# (measured); the cut depends on the photo's size only, never on the machine.
 ANALYSIS_TILES = TileGrid(tile=512, halo=32, align=16, scale=1 / 16, whole=1024 * 768)
 HYPER_ANALYSIS_TILES = TileGrid(tile=32, halo=8, align=4, scale=1 / 4, whole=64 * 48)
 HYPER_SYNTHESIS_TILES = TileGrid(tile=8, halo=2, align=1, scale=4, whole=16 * 12)  # exact: integers
-SYNTHESIS_TILES = TileGrid(tile=24, halo=2, align=1, scale=16, whole=64 * 48)
+SYNTHESIS_TILES = TileGrid(tile=32, halo=2, align=1, scale=16)
 
 
 class ImageCodec:

@@ -23,11 +23,12 @@ Finish = Callable[[np.ndarray], np.ndarray]  # a part of the output -> what is k
 
 @dataclass(frozen=True)
 class TileGrid:
-    """How to cut an input of one network: tiles of `tile` units with a `halo` of units around
-    them, both multiples of `align` (the network's total stride, so every tile samples the same
-    phase as the whole image). `scale` is output units per input unit (1/16 for g_a, 16 for g_s).
-    Inputs of at most `whole` units (h·w) run in one piece: for a photo that small, a tiled
-    run's halos cost more time than its memory saves."""
+    """How to cut an input of one network: tiles of at most `tile` units with a `halo` of units
+    around them, both multiples of `align` (the network's total stride, so every tile samples the
+    same phase as the whole image); along each axis the tiles are as even as `align` allows.
+    `scale` is output units per input unit (1/16 for g_a, 16 for g_s). Inputs of at most
+    `whole` units (h·w) run in one piece: for a photo that small, a tiled run's halos cost more
+    time than its memory saves."""
 
     tile: int
     halo: int
@@ -39,15 +40,18 @@ class TileGrid:
         return h * w <= self.whole or (h <= self.tile + 2 * self.halo and w <= self.tile + 2 * self.halo)
 
     def spans(self, n: int) -> Iterator[tuple[int, int, int, int]]:
-        """(start, stop) of each tile's kept part and (start, stop) of what it reads, along one axis."""
-        for start in range(0, n, self.tile):
-            stop = min(start + self.tile, n)
+        """(start, stop) of each tile's kept part and (start, stop) of what it reads, along one axis:
+        ceil(n / tile) tiles of (nearly) equal length, so no thin last tile pays a whole halo."""
+        count = -(-n // self.tile)
+        step = -(-n // (count * self.align)) * self.align  # the even share, rounded up to `align`
+        for start in range(0, n, step):
+            stop = min(start + step, n)
             yield start, stop, max(0, start - self.halo), min(n, stop + self.halo)
 
     def tile_inputs(self, h: int, w: int) -> int:
         """Input positions (h·w) of the largest tile with its halo: what bounds memory."""
-        side = self.tile + 2 * self.halo
-        return min(h, side) * min(w, side)
+        longest = [max(read_stop - read_start for _, _, read_start, read_stop in self.spans(n)) for n in (h, w)]
+        return longest[0] * longest[1]
 
 
 def run_tiled(network: Network, read: Reader, size: tuple[int, int], grid: TileGrid, workers: int = 1,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -58,29 +59,43 @@ def make_session(model: bytes, threads: int) -> ort.InferenceSession:
 
 class OnnxNetworks(Networks):
     """g_a and h_a use every core this process may use; g_s one thread per call, so its sums
-    run in the same order on every machine (large photos run g_s tiles side by side instead)."""
+    run in the same order on every machine (large photos run g_s tiles side by side instead).
+    Each network's session is made when it is first run: extract never runs g_a or h_a, and
+    compress never runs g_s (making a session costs ~0.05 s)."""
 
     def __init__(self, architecture: Architecture, params: dict[str, np.ndarray], cores: int, weights_sha256: str) -> None:
         key = f"{weights_sha256[:32]}-{_builder_digest()}"
-        self._analysis = _cached_session("g_a", key, lambda graphs: graphs.build_graph("g_a", graphs.G_A, params, 3), cores)
-        self._hyper = _cached_session(
+        self._analysis = _LazySession("g_a", key, lambda graphs: graphs.build_graph("g_a", graphs.G_A, params, 3), cores)
+        self._hyper = _LazySession(
             "h_a", key, lambda graphs: graphs.build_graph("h_a", graphs.h_a_layers(architecture), params, architecture.M,
                                                           absolute_input=architecture.scale_only), cores)
-        self._synthesis = _cached_session("g_s", key, lambda graphs: graphs.build_graph("g_s", graphs.G_S, params,
-                                                                                        architecture.M), 1)
-
-    @staticmethod
-    def _run(session: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
-        return session.run(None, {"x": np.ascontiguousarray(x, np.float32)}, RELEASE_MEMORY)[0]
+        self._synthesis = _LazySession("g_s", key, lambda graphs: graphs.build_graph("g_s", graphs.G_S, params,
+                                                                                     architecture.M), 1)
 
     def analysis(self, x: np.ndarray) -> np.ndarray:
-        return self._run(self._analysis, x)
+        return self._analysis.run(x)
 
     def hyper_analysis(self, y: np.ndarray) -> np.ndarray:
-        return self._run(self._hyper, y)
+        return self._hyper.run(y)
 
     def synthesis(self, y_hat: np.ndarray) -> np.ndarray:
-        return self._run(self._synthesis, y_hat)
+        return self._synthesis.run(y_hat)
+
+
+class _LazySession:
+    """One network's session, made on first use (once, whichever decode thread gets there first)."""
+
+    def __init__(self, name: str, key: str, build: Callable, threads: int) -> None:
+        self._args = (name, key, build, threads)
+        self._session: ort.InferenceSession | None = None
+        self._lock = threading.Lock()
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    self._session = _cached_session(*self._args)
+        return self._session.run(None, {"x": np.ascontiguousarray(x, np.float32)}, RELEASE_MEMORY)[0]
 
 
 def _cached_session(name: str, key: str, build: Callable, threads: int) -> ort.InferenceSession:

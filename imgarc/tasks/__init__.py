@@ -6,14 +6,14 @@
 - `dataset`, `latent_data`: labeled folders and their latents (encoded once, cached).
 - `classify`: labels for an archive's photos (g_s never runs); extraction by class.
 - `learn`, `train` (torch, the [train] extra; import them only when training): training a task.
+Each public name below loads its module when first used (imgarc.lazy_names).
 """
 
-from imgarc.tasks.classify import ClassifyReport, Prediction, classify_archive, extract_by_class
-from imgarc.tasks.errors import LabeledFolderError, TaskError, TaskFileError, TaskModelMismatchError
-from imgarc.tasks.features import FEATURES
-from imgarc.tasks.taskfile import LATENT_CLASSIFIER, SUFFIX, Task, read_task, write_task
+from imgarc.lazy_names import lazy_names
 
-__all__ = [
-    "ClassifyReport", "FEATURES", "LATENT_CLASSIFIER", "LabeledFolderError", "Prediction", "SUFFIX", "Task", "TaskError",
-    "TaskFileError", "TaskModelMismatchError", "classify_archive", "extract_by_class", "read_task", "write_task",
-]
+__getattr__, __dir__, __all__ = lazy_names(__name__, {
+    **dict.fromkeys(("ClassifyReport", "Prediction", "classify_archive", "extract_by_class"), ".classify"),
+    **dict.fromkeys(("LabeledFolderError", "TaskError", "TaskFileError", "TaskModelMismatchError"), ".errors"),
+    "FEATURES": ".features",
+    **dict.fromkeys(("LATENT_CLASSIFIER", "SUFFIX", "Task", "read_task", "write_task"), ".taskfile"),
+})
