@@ -24,6 +24,7 @@ from imgarc.cli.latents import latents
 from imgarc.cli.learn import learn
 from imgarc.cli.listing import list_
 from imgarc.cli.models import models
+from imgarc.cli.optimize import optimize
 from imgarc.cli.show import show
 from imgarc.cli.train import train
 from imgarc.cli.verify import verify
@@ -46,6 +47,7 @@ app.command()(extract)
 app.command("list")(list_)
 app.command()(verify)
 app.command()(train)
+app.command()(optimize)
 app.command()(models)
 app.command()(bench)
 app.command()(show)

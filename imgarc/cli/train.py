@@ -13,6 +13,13 @@ from imgarc.codec.registry import assets_dir, find_model
 from imgarc.extras import require
 
 
+def print_status(st) -> None:
+    """One line per trainer report (a TrainStatus), with each rate point's running bpp and PSNR."""
+    points = "  ".join(f"[{b:.3f} bpp {p:.2f} dB]" for b, p in st.per_point)
+    console().print(f"step {st.step}  {st.seconds / 60:.1f} min  loss {st.loss:.3f}  bpp {st.bpp:.3f}  "
+                    f"PSNR {st.psnr:.2f} dB  aux {st.aux:.1f}  lr {st.lr:.1e}  {points}".rstrip())
+
+
 def train(
     data: Path = typer.Option(Path("../shared/datasets/train"), "--data", help="Folder of training photos (searched recursively)."),
     run_dir: Path = typer.Option(Path("runs/train"), "--run-dir", help="Where checkpoints and the log go (checkpoint.pt)."),
@@ -53,13 +60,7 @@ def train(
                          crop=crop, minutes=minutes, checkpoint_minutes=checkpoint_minutes, device=device,
                          init_weights=init_weights)
     out = console()
-
-    def log(st) -> None:
-        points = "  ".join(f"[{b:.3f} bpp {p:.2f} dB]" for b, p in st.per_point)
-        out.print(f"step {st.step}  {st.seconds / 60:.1f} min  loss {st.loss:.3f}  bpp {st.bpp:.3f}  "
-                  f"PSNR {st.psnr:.2f} dB  aux {st.aux:.1f}  lr {st.lr:.1e}  {points}".rstrip())
-
-    checkpoint = run_training(config, resume=resume, log=log)
+    checkpoint = run_training(config, resume=resume, log=print_status)
     out.print(f"checkpoint: {checkpoint}")
     if export:
         folder = export_dir or assets_dir()

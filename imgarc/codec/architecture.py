@@ -19,6 +19,20 @@ class Architecture:
     N: int
     M: int
     rate_points: int = 1  # > 1: variable-rate, with learned gains per rate point (gained.py)
+    # A pruned model's inner widths: the outputs of g_a's first three convolutions, then of g_s's
+    # first three transposed ones (`WIDTHS` entries); empty: all N, as CompressAI builds them.
+    widths: tuple[int, ...] = ()
+
+    WIDTHS = 6
+
+    def __post_init__(self) -> None:
+        if self.widths and (len(self.widths) != self.WIDTHS or min(self.widths) < 1):
+            raise ModelError(f"an architecture's widths are {self.WIDTHS} positive channel counts, not {self.widths!r}")
+
+    @property
+    def inner_widths(self) -> tuple[int, ...]:
+        """g_a's and g_s's inner widths (N each unless pruned)."""
+        return self.widths or (self.N,) * self.WIDTHS
 
     @property
     def stride(self) -> int:
@@ -30,12 +44,18 @@ class Architecture:
         return self.name == SCALE_ONLY
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.widths:  # unpruned models' records stay as they were before widths existed
+            del d["widths"]
+        else:
+            d["widths"] = list(self.widths)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Architecture":
         try:
-            return cls(name=str(d["name"]), N=int(d["N"]), M=int(d["M"]), rate_points=int(d.get("rate_points", 1)))
+            return cls(name=str(d["name"]), N=int(d["N"]), M=int(d["M"]), rate_points=int(d.get("rate_points", 1)),
+                       widths=tuple(int(w) for w in d.get("widths", ())))
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"weights file has a malformed architecture record: {d!r}") from e
 
@@ -59,11 +79,18 @@ def build_model(arch: Architecture):
     if arch.scale_only:
         from compressai.models import ScaleHyperprior
 
-        return ScaleHyperprior(N=arch.N, M=arch.M)
-    if arch.rate_points > 1:
+        model = ScaleHyperprior(N=arch.N, M=arch.M)
+    elif arch.rate_points > 1:
         from imgarc.codec.gained import GainedMeanScaleHyperprior
 
-        return GainedMeanScaleHyperprior(N=arch.N, M=arch.M, rate_points=arch.rate_points)
-    from compressai.models import MeanScaleHyperprior
+        model = GainedMeanScaleHyperprior(N=arch.N, M=arch.M, rate_points=arch.rate_points)
+    else:
+        from compressai.models import MeanScaleHyperprior
 
-    return MeanScaleHyperprior(N=arch.N, M=arch.M)
+        model = MeanScaleHyperprior(N=arch.N, M=arch.M)
+    if arch.widths:
+        from imgarc.codec.pruned import analysis_transform, synthesis_transform
+
+        model.g_a = analysis_transform(arch.widths[:3], arch.M)
+        model.g_s = synthesis_transform(arch.M, arch.widths[3:])
+    return model

@@ -75,4 +75,5 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         scales, means = self.h_s(z_hat_gained * hyper_inv_gain).chunk(2, 1)
         y_hat_gained, y_likelihoods = self.gaussian_conditional(y * gain, scales * gain, means=means * gain)
         x_hat = self.g_s(y_hat_gained * inv_gain)
-        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        # y_gained (in quantization steps) lets a pruned child match its parent's latents (distillation).
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}, "y_gained": y * gain}

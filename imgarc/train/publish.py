@@ -12,8 +12,9 @@ from imgarc.fileio import write_file_atomic
 
 
 def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: int,
-                       description: str, make_default: bool, half: bool = True) -> str:
-    """Export `checkpoint` as `<out_dir>/<model_id>.npz` and list it in out_dir/models.json."""
+                       description: str, make_default: bool, half: bool = True, parent: str | None = None) -> str:
+    """Export `checkpoint` as `<out_dir>/<model_id>.npz` and list it in out_dir/models.json
+    (`parent`: the model a variant was made from, recorded in its weights file)."""
     import torch
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -26,6 +27,9 @@ def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: 
             "distortion": cfg.get("distortion", "mse")}
     if meta["distortion"] == "mixed":
         meta["msssim_share"] = cfg["msssim_share"]
+    if parent:
+        meta["parent"] = parent
+        meta["distill"] = cfg.get("distill")
     out_dir.mkdir(parents=True, exist_ok=True)
     filename = f"{model_id}.npz"
     sha = export_model(model, arch, model_id, out_dir / filename, meta, half=half)

@@ -60,6 +60,10 @@ class TrainConfig:
     threads: int = 0  # 0: torch default
     device: str = "cpu"
     init_weights: Path | None = None  # an exported weights file to start from when no checkpoint exists
+    # Distillation (imgarc optimize): the parent's weights file; its x̂ and ŷ are matched with
+    # weight `distill` (see `distillation_term`). The parent must have the same M and rate points.
+    teacher: Path | None = None
+    distill: float = 1.0
 
     def __post_init__(self) -> None:
         """Refuse a configuration training cannot run, naming the option a user sets."""
@@ -118,6 +122,28 @@ def distortion_term(distortion: str, x_hat, x, mse, msssim_share: float = 0.5):
     if distortion == "msssim":
         return msssim_loss
     return (1 - msssim_share) * 255**2 * mse + msssim_share * MSSSIM_PER_MSE_UNIT * msssim_loss
+
+
+def distillation_term(out: dict, teacher_out: dict, lmbda: float) -> torch.Tensor:
+    """How far a (pruned) child's outputs are from its parent's, in the distortion term's units:
+    λ·255²·(MSE(x̂, x̂_parent) + MSE(ŷ, ŷ_parent)/256), ŷ in quantization steps (its gained
+    value) spread over the 256 pixels one latent covers. Variable-rate models only give ŷ."""
+    term = torch.mean((out["x_hat"] - teacher_out["x_hat"]) ** 2)
+    if "y_gained" in out and "y_gained" in teacher_out:
+        term = term + torch.mean((out["y_gained"] - teacher_out["y_gained"]) ** 2) / 256
+    return lmbda * 255**2 * term
+
+
+def load_teacher(path: Path, device: torch.device):
+    """The parent model of a distillation, frozen, from its weights file."""
+    weights, _ = load_weights(path)
+    teacher = build_model(weights.architecture)
+    state = {k: torch.from_numpy(v.astype("float32") if v.dtype.kind == "f" else v) for k, v in weights.params.items()}
+    torch.nn.Module.load_state_dict(teacher, state, strict=False)
+    teacher.to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
 
 
 def _psnr(mse: float) -> float:
@@ -204,6 +230,7 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         # From scratch, spread the rate points' quantization steps apart from the first step.
         model.set_initial_gains(initial_gains(list(config.lambdas), config.lambdas[len(config.lambdas) // 2]).to(device))
     point_rng = random.Random(config.seed * 7919 + step)
+    teacher = load_teacher(config.teacher, device) if config.teacher is not None else None
 
     photos = load_photos(config.data, config.crop)
     sampler = CropSampler(photos, config.crop, seed=config.seed + step)
@@ -248,6 +275,10 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         mse = torch.mean((out["x_hat"] - x) ** 2)
         lmbda = config.lambdas[point] if variable_rate else config.lmbda
         loss = lmbda * distortion_term(config.distortion, out["x_hat"], x, mse, config.msssim_share) + bpp
+        if teacher is not None:
+            with torch.no_grad():
+                teacher_out = teacher(x, rate_position=point) if variable_rate else teacher(x)
+            loss = loss + config.distill * distillation_term(out, teacher_out, lmbda)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)

@@ -1,0 +1,75 @@
+"""`imgarc optimize`: a smaller, faster variant of a model (pruned, fine-tuned from it; needs torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from imgarc.cli.console import console
+from imgarc.cli.train import print_status
+from imgarc.codec.registry import assets_dir, default_model_id, find_model
+from imgarc.errors import UsageError
+from imgarc.extras import require
+
+
+def parse_widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(v) for v in text.split(","))
+    except ValueError as e:
+        raise UsageError(f"--widths must be six integers like 64,64,64,64,64,64, not {text!r}") from e
+    if len(widths) != 6 or min(widths) < 1:
+        raise UsageError(f"--widths must be six positive integers (g_a's three inner widths, then g_s's), not {text!r}")
+    return widths
+
+
+def optimize(
+    parent: Optional[str] = typer.Option(None, "--parent", help="Installed model to make a variant of (default: the default model)."),
+    keep: float = typer.Option(0.5, "--keep", help="Fraction of each inner channel width of g_a and g_s to keep (rounded to "
+                               "multiples of 8). Multiply-adds fall about as keep²."),
+    widths: Optional[str] = typer.Option(None, "--widths", help="Exact inner widths instead of --keep: g_a's three, then g_s's, "
+                                         "comma-separated."),
+    data: Path = typer.Option(Path("../shared/datasets/train"), "--data", help="Folder of training photos (searched recursively)."),
+    run_dir: Path = typer.Option(Path("runs/optimize"), "--run-dir", help="The run's folder: the pruned child's checkpoint and "
+                                 "the log. A run that has a checkpoint resumes from it (the pruning is done once)."),
+    minutes: float = typer.Option(60.0, "--minutes", help="Fine-tuning wall-time budget for this call, on top of what the run spent."),
+    lambdas: Optional[str] = typer.Option(None, "--lambdas", help="The parent's training λs (ascending, comma-separated), "
+                                          "for a parent whose weights file does not record them."),
+    distill: float = typer.Option(1.0, "--distill", help="Weight of matching the parent's x̂ and ŷ (distillation) in the loss."),
+    batch: int = typer.Option(8, "--batch"),
+    crop: int = typer.Option(192, "--crop", help="Square crop size (a multiple of 64; ≥ 192 for the MS-SSIM part of the loss)."),
+    lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate; the last 20% of the budget runs at lr/4."),
+    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", help="Minutes between checkpoints."),
+    device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda'."),
+    export: Optional[str] = typer.Option(None, "--export", help="After fine-tuning, export the variant's weights under this model id."),
+    export_dir: Optional[Path] = typer.Option(None, "--export-dir", help="Folder for the exported weights and its models.json "
+                                              "(default: the installed assets)."),
+) -> None:
+    """Prune a model's g_a and g_s to fewer channels, then fine-tune the result with distillation from
+    the parent (rate + distortion + matching the parent's outputs); resumable like `imgarc train`."""
+    # torch loads only when this command runs, so the other commands and `--help` never pay for it.
+    require("imgarc optimize", "torch", "compressai", "pytorch_msssim")
+    from imgarc.optimize.prune import macs_per_pixel, widths_for
+    from imgarc.optimize.run import child_config, parent_architecture, start_pruned_run
+    from imgarc.train.publish import publish_checkpoint
+    from imgarc.train.trainer import parse_lambdas, train as run_training
+
+    parent_id = parent or default_model_id()
+    parent_arch = parent_architecture(parent_id)
+    chosen = parse_widths(widths) if widths else widths_for(parent_arch, keep)
+    config = child_config(parent_id, data, run_dir, chosen, parse_lambdas(lambdas), distill=distill, batch=batch, crop=crop, lr=lr, lr_final=lr / 4,
+                          minutes=minutes, checkpoint_minutes=checkpoint_minutes, device=device)
+    out = console()
+    before, after = macs_per_pixel(parent_arch), macs_per_pixel(config.architecture)
+    out.print(f"{parent_id} -> inner widths {','.join(map(str, chosen))}: g_a+h_a+g_s {sum(before.values()) - before['h_s']:,.0f} -> "
+              f"{sum(after.values()) - after['h_s']:,.0f} multiply-adds per pixel")
+    start_pruned_run(config)
+    checkpoint = run_training(config, resume=True, log=print_status)
+    out.print(f"checkpoint: {checkpoint}")
+    if export:
+        folder = export_dir or assets_dir()
+        sha = publish_checkpoint(checkpoint, export, folder, find_model(parent_id).quality,
+                                 f"{parent_id} pruned to inner widths {','.join(map(str, chosen))}, fine-tuned with distillation",
+                                 make_default=False, parent=parent_id)
+        out.print(f"exported {export} to {folder} (sha256 {sha})")

@@ -1,0 +1,70 @@
+"""`imgarc optimize`: prune a model, then fine-tune the pruned child with distillation from it.
+
+The run lives in one folder, like `imgarc train`'s: the pruned child is written there as the
+first checkpoint (step 0), then the trainer runs from it, so an interrupted or time-budgeted
+run resumes where it stopped (the pruning is done once). The child trains on the parent's own
+objective (its λs, distortion and MS-SSIM share, read from the parent's weights file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from imgarc.codec.architecture import Architecture
+from imgarc.codec.gained import GainedMeanScaleHyperprior
+from imgarc.codec.registry import find_model
+from imgarc.codec.weights import load_weights
+from imgarc.errors import UsageError
+from imgarc.optimize.prune import prune_model
+from imgarc.train.crops import CropSampler, load_photos
+from imgarc.train.trainer import CHECKPOINT_NAME, TrainConfig, load_teacher
+
+IMPORTANCE_CROPS = 16  # crops the channel ranking sees (a few seconds on a CPU)
+
+
+def parent_architecture(parent_id: str) -> Architecture:
+    return load_weights(find_model(parent_id).path)[0].architecture
+
+
+def child_config(parent_id: str, data: Path, run_dir: Path, widths: tuple[int, ...], lambdas: tuple[float, ...] = (),
+                 **training) -> TrainConfig:
+    """The trainer's settings for a pruned child of `parent_id`: its objective and λs as the
+    parent's weights file records them (`lambdas` for a parent that records none)."""
+    parent = find_model(parent_id)
+    weights, _ = load_weights(parent.path)
+    meta, arch = weights.meta, weights.architecture
+    if arch.scale_only:
+        raise UsageError(f"{parent_id} is a scale-only (zoo) model; imgarc optimize prunes mean-scale models")
+    lambdas = lambdas or tuple(meta.get("lambdas", ()))
+    if arch.rate_points > 1 and len(lambdas) != arch.rate_points:
+        raise UsageError(f"{parent_id} does not record the {arch.rate_points} λs it was trained at; give them with --lambdas")
+    return TrainConfig(data=data, run_dir=run_dir, architecture=Architecture(arch.name, arch.N, arch.M, arch.rate_points, widths),
+                       lmbda=float(meta.get("lambda", lambdas[len(lambdas) // 2] if lambdas else 0.025)), lambdas=lambdas,
+                       distortion=str(meta.get("distortion", "mse")), msssim_share=float(meta.get("msssim_share", 0.5)),
+                       teacher=parent.path, **training)
+
+
+def start_pruned_run(config: TrainConfig) -> Path:
+    """Write the pruned child as the run's first checkpoint unless the run already has one."""
+    path = config.run_dir / CHECKPOINT_NAME
+    if path.exists():
+        return path
+    assert config.teacher is not None
+    parent = load_teacher(config.teacher, torch.device("cpu"))
+    parent_arch = load_weights(config.teacher)[0].architecture
+    sampler = CropSampler(load_photos(config.data, config.crop), config.crop, seed=config.seed)
+    crops = torch.from_numpy(sampler.batch(IMPORTANCE_CROPS)).permute(0, 3, 1, 2).float().div_(255)
+    # Rank channels at the middle rate point: every point shares the channels.
+    middle = (parent_arch.rate_points - 1) / 2 if isinstance(parent, GainedMeanScaleHyperprior) else None
+    child, child_arch = prune_model(parent, parent_arch, config.architecture.widths, crops, middle)
+    if child_arch != config.architecture:
+        raise UsageError(f"pruning gave {child_arch}, not the {config.architecture} asked for")
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": child.state_dict(), "step": 0, "seconds": 0.0,
+                "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}}, tmp)
+    tmp.replace(path)
+    return path

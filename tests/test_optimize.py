@@ -1,0 +1,122 @@
+"""Structured pruning and `imgarc optimize` (imgarc.optimize), on tiny random models."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from imgarc.codec.architecture import MEAN_SCALE, Architecture, build_model
+from imgarc.codec.weights import load_weights
+from imgarc.optimize.prune import Kept, choose_channels, macs_per_pixel, prune_model, pruned_state, widths_for
+from tests.conftest import image_bytes, noise_rgb
+from tests.test_variable_rate import VR_MODEL_ID, export_tiny_vr_model
+
+IMGARC = [sys.executable, "-m", "imgarc.cli"]
+
+
+def vr_model(n: int = 16, m: int = 8):
+    torch.manual_seed(0)
+    arch = Architecture(MEAN_SCALE, n, m, rate_points=3)
+    return build_model(arch).eval(), arch
+
+
+def test_pruning_to_the_full_width_is_the_parent():
+    model, arch = vr_model()
+    x = torch.rand(2, 3, 64, 64)
+    child, child_arch = prune_model(model, arch, arch.inner_widths, x, rate_position=1.0)
+    with torch.no_grad():
+        assert torch.equal(child.eval()(x, rate_position=1.0)["x_hat"], model(x, rate_position=1.0)["x_hat"])
+    assert child_arch.widths == arch.inner_widths
+
+
+def test_a_pruned_child_holds_exactly_the_kept_channels_of_the_parent():
+    model, _ = vr_model()
+    kept = Kept(tuple(torch.tensor(c) for c in ([1, 5, 9], [0, 2], [3, 4, 15], [7], [2, 3], [0, 8, 12, 14])))
+    state, child = model.state_dict(), pruned_state(model.state_dict(), kept)
+    assert torch.equal(child["g_a.0.weight"], state["g_a.0.weight"][[1, 5, 9]])
+    assert torch.equal(child["g_a.1.gamma"], state["g_a.1.gamma"][[1, 5, 9]][:, [1, 5, 9]])
+    assert torch.equal(child["g_a.2.weight"], state["g_a.2.weight"][[0, 2]][:, [1, 5, 9]])
+    assert torch.equal(child["g_a.6.weight"], state["g_a.6.weight"][:, [3, 4, 15]])  # the latent width M stays
+    assert torch.equal(child["g_s.0.weight"], state["g_s.0.weight"][:, [7]])  # ConvTranspose: [in, out, k, k]
+    assert torch.equal(child["g_s.4.weight"], state["g_s.4.weight"][[2, 3]][:, [0, 8, 12, 14]])
+    assert torch.equal(child["g_s.5.beta"], state["g_s.5.beta"][[0, 8, 12, 14]])
+    assert torch.equal(child["h_s.0.weight"], state["h_s.0.weight"])  # h_a, h_s and the gains are the parent's
+    assert torch.equal(child["gain"], state["gain"])
+    new_arch = Architecture(MEAN_SCALE, 16, 8, 3, kept.widths)
+    build_model(new_arch).load_state_dict(child, strict=False)  # the shapes fit the pruned architecture
+
+
+def test_channels_are_kept_by_importance_and_widths_round_to_eight():
+    kept = choose_channels([torch.tensor([0.1, 3.0, 2.0, 0.5])] * 6, (2,) * 6)
+    assert all(c.tolist() == [1, 2] for c in kept.channels)
+    assert widths_for(Architecture(MEAN_SCALE, 128, 192), 0.5) == (64,) * 6
+    assert widths_for(Architecture(MEAN_SCALE, 128, 192, widths=(96, 96, 96, 64, 64, 64)), 0.5) == (48, 48, 48, 32, 32, 32)
+    full = macs_per_pixel(Architecture(MEAN_SCALE, 128, 192))
+    assert full["g_a"] == full["g_s"] == 42176  # 2400 + 4096 + 25600 + 1024 + 6400 + 256 + 2400
+    half = macs_per_pixel(Architecture(MEAN_SCALE, 128, 192, widths=(64,) * 6))
+    assert 3.4 < full["g_s"] / half["g_s"] < 3.8
+
+
+def test_architecture_records_of_unpruned_models_are_unchanged():
+    assert "widths" not in Architecture(MEAN_SCALE, 8, 8).to_dict()
+    arch = Architecture(MEAN_SCALE, 8, 8, widths=(4, 4, 4, 4, 4, 4))
+    assert Architecture.from_dict(json.loads(json.dumps(arch.to_dict()))) == arch
+
+
+def run(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(IMGARC + args, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.slow
+def test_optimize_prunes_fine_tunes_resumes_and_exports_a_working_variant(tmp_path):
+    models, data, run_dir, out = tmp_path / "models", tmp_path / "data", tmp_path / "run", tmp_path / "variants"
+    export_tiny_vr_model(models)
+    data.mkdir()
+    for k in range(3):
+        (data / f"t{k}.png").write_bytes(image_bytes(noise_rgb(96, 96, k), "PNG"))
+    env = dict(os.environ, IMGARC_MODEL_PATH=f"{out}:{models}")
+    common = ["--parent", VR_MODEL_ID, "--keep", "0.5", "--data", str(data), "--run-dir", str(run_dir),
+              "--crop", "64", "--batch", "2", "--checkpoint-minutes", "0.01", "--lambdas", "0.005,0.02,0.08"]
+    first = run(["optimize", *common, "--minutes", "0.05"], env)
+    assert first.returncode == 0, first.stderr
+    assert "inner widths 8,8,8,8,8,8" in first.stdout
+    steps = torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"]
+    second = run(["optimize", *common, "--minutes", "0.05", "--export", "tiny-vr-pruned", "--export-dir", str(out)], env)
+    assert second.returncode == 0, second.stderr
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"] > steps  # resumed, not pruned again
+
+    weights, _ = load_weights(out / "tiny-vr-pruned.npz")
+    assert weights.architecture.widths == (8,) * 6 and weights.meta["parent"] == VR_MODEL_ID
+    assert weights.params["g_s.2.weight"].shape == (8, 8, 5, 5)
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rgb = noise_rgb(80, 112, 7)
+    (photos / "p.png").write_bytes(image_bytes(rgb, "PNG"))
+    assert run(["compress", str(photos), str(tmp_path / "a.iarc"), "--model", "tiny-vr-pruned", "--no-progress"], env).returncode == 0
+    done = run(["extract", str(tmp_path / "a.iarc"), str(tmp_path / "x"), "--no-progress"], env)
+    assert done.returncode == 0, done.stderr
+    from PIL import Image
+
+    with Image.open(tmp_path / "x" / "p.png") as im:
+        assert np.asarray(im).shape == rgb.shape
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--widths", "8,8"], "six positive integers"),
+    (["--widths", "a,b,c,d,e,f"], "six integers"),
+    (["--keep", "0"], "fraction"),
+    (["--keep", "0.5"], "give them with --lambdas"),
+])
+def test_bad_optimize_options_are_one_line(tmp_path, args, message):
+    models = tmp_path / "models"
+    export_tiny_vr_model(models)
+    env = dict(os.environ, IMGARC_MODEL_PATH=str(models))
+    done = run(["optimize", "--parent", VR_MODEL_ID, "--run-dir", str(tmp_path / "run"), *args], env)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
