@@ -25,6 +25,30 @@ def test_help_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=60)
 
 
+def test_starting_a_command_loads_only_what_it_runs():
+    """Every command imports the whole CLI; the library's names load on first use (lazy_names), so
+    listing an archive imports neither compress's, update's, the classifiers' nor the bench's code."""
+    code = ("import sys; from imgarc.cli import app\n"
+            "from imgarc import api\n"
+            "api.list_archive\n"
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('imgarc'))))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                                timeout=60).stdout.split())
+    assert "imgarc.api.inspect" in loaded
+    unused = {"imgarc.api.compressor", "imgarc.api.update", "imgarc.api.latents", "imgarc.tasks.classify",
+              "imgarc.bench.command", "imgarc.bench.runner", "imgarc.runtime.onnx_networks"}
+    assert not unused & loaded, f"imported at start: {sorted(unused & loaded)}"
+
+
+def test_lazy_package_names_behave_like_attributes():
+    from imgarc import api, tasks
+
+    assert api.MemberSelection is __import__("imgarc.api.members", fromlist=["x"]).MemberSelection
+    assert "Extractor" in dir(api) and "read_task" in tasks.__all__
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        api.no_such_name  # noqa: B018
+
+
 def test_help_lists_commands():
     out = run(["--help"]).stdout
     for cmd in ("compress", "extract", "list", "verify"):
