@@ -8,7 +8,6 @@ objective (its λs, distortion and MS-SSIM share, read from the parent's weights
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -20,7 +19,8 @@ from imgarc.codec.weights import load_weights
 from imgarc.errors import UsageError
 from imgarc.optimize.prune import prune_model
 from imgarc.train.crops import CropSampler, load_photos
-from imgarc.train.trainer import CHECKPOINT_NAME, TrainConfig, load_teacher
+from imgarc.runtime.torch_networks import TorchNetworks
+from imgarc.train.trainer import CHECKPOINT_NAME, TrainConfig, save_atomic
 
 IMPORTANCE_CROPS = 16  # crops the channel ranking sees (a few seconds on a CPU)
 
@@ -53,8 +53,8 @@ def start_pruned_run(config: TrainConfig) -> Path:
     if path.exists():
         return path
     assert config.teacher is not None
-    parent = load_teacher(config.teacher, torch.device("cpu"))
-    parent_arch = load_weights(config.teacher)[0].architecture
+    weights, _ = load_weights(config.teacher)
+    parent, parent_arch = TorchNetworks(weights.architecture, weights.params, weights.model_id).model, weights.architecture
     sampler = CropSampler(load_photos(config.data, config.crop), config.crop, seed=config.seed)
     crops = torch.from_numpy(sampler.batch(IMPORTANCE_CROPS)).permute(0, 3, 1, 2).float().div_(255)
     # Rank channels at the middle rate point: every point shares the channels.
@@ -63,8 +63,5 @@ def start_pruned_run(config: TrainConfig) -> Path:
     if child_arch != config.architecture:
         raise UsageError(f"pruning gave {child_arch}, not the {config.architecture} asked for")
     config.run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": child.state_dict(), "step": 0, "seconds": 0.0,
-                "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}}, tmp)
-    tmp.replace(path)
+    save_atomic({"model": child.state_dict(), "step": 0, "seconds": 0.0, "config": config.record()}, path)
     return path

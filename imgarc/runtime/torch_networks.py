@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 
@@ -10,12 +12,16 @@ from imgarc.errors import ModelError
 from imgarc.runtime.base import Networks
 
 
+def torch_state(params: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """A weights file's parameters as a torch state dict (fp16 ones as fp32)."""
+    return {k: torch.from_numpy(v.astype(np.float32) if v.dtype == np.float16 else v) for k, v in params.items()}
+
+
 class TorchNetworks(Networks):
-    def __init__(self, architecture: Architecture, params: dict[str, np.ndarray], model_id: str) -> None:
+    def __init__(self, architecture: Architecture, params: Mapping[str, np.ndarray], model_id: str) -> None:
         model = build_model(architecture)
-        state = {k: torch.from_numpy(v.astype(np.float32) if v.dtype == np.float16 else v) for k, v in params.items()}
         # nn.Module's loader, not CompressAI's: that one insists on its float-built table buffers.
-        missing, unexpected = torch.nn.Module.load_state_dict(model, state, strict=False)
+        missing, unexpected = torch.nn.Module.load_state_dict(model, torch_state(params), strict=False)
         missing = [k for k in missing if k.rsplit(".", 1)[-1] not in COMPRESSAI_TABLE_BUFFERS]
         if missing or unexpected:
             raise ModelError(f"weights for model {model_id!r} do not fit its architecture "

@@ -23,6 +23,7 @@ from imgarc.codec.architecture import MEAN_SCALE, Architecture, build_model
 from imgarc.codec.gained import GAIN_NAMES, initial_gains
 from imgarc.codec.weights import load_weights
 from imgarc.errors import ModelError, TrainingError, UsageError
+from imgarc.runtime.torch_networks import TorchNetworks, torch_state
 from imgarc.train.crops import CropSampler, load_photos, prefetched
 
 
@@ -64,6 +65,10 @@ class TrainConfig:
     # weight `distill` (see `distillation_term`). The parent must have the same M and rate points.
     teacher: Path | None = None
     distill: float = 1.0
+
+    def record(self) -> dict:
+        """The settings as a checkpoint stores them (paths as strings)."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
     def __post_init__(self) -> None:
         """Refuse a configuration training cannot run, naming the option a user sets."""
@@ -137,10 +142,7 @@ def distillation_term(out: dict, teacher_out: dict, lmbda: float) -> torch.Tenso
 def load_teacher(path: Path, device: torch.device):
     """The parent model of a distillation, frozen, from its weights file."""
     weights, _ = load_weights(path)
-    teacher = build_model(weights.architecture)
-    state = {k: torch.from_numpy(v.astype("float32") if v.dtype.kind == "f" else v) for k, v in weights.params.items()}
-    torch.nn.Module.load_state_dict(teacher, state, strict=False)
-    teacher.to(device).eval()
+    teacher = TorchNetworks(weights.architecture, weights.params, weights.model_id).model.to(device)
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
@@ -150,7 +152,7 @@ def _psnr(mse: float) -> float:
     return 10 * math.log10(1 / max(mse, 1e-12))
 
 
-def _save_atomic(obj, path: Path) -> None:
+def save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
@@ -169,8 +171,7 @@ def _load_exported(model, path: Path, lambdas: tuple[float, ...]) -> None:
     A single-rate model can seed a variable-rate one: its gains start at √(λ_k/λ_init).
     """
     weights, _ = load_weights(path)
-    state = {k: torch.from_numpy(v.astype("float32") if v.dtype.kind == "f" else v) for k, v in weights.params.items()}
-    missing, unexpected = torch.nn.Module.load_state_dict(model, state, strict=False)
+    missing, unexpected = torch.nn.Module.load_state_dict(model, torch_state(weights.params), strict=False)
     missing_gains = [k for k in missing if k in GAIN_NAMES]
     if unexpected or any(not k.rsplit(".", 1)[-1].startswith(("_", "scale")) for k in missing if k not in GAIN_NAMES):
         raise ModelError(f"{path} does not fit the architecture being trained")
@@ -195,7 +196,7 @@ def slim_checkpoint(path: Path, out: Path) -> None:
     model = build_model(Architecture.from_dict(state["config"]["architecture"]))
     learned = {name for name, _ in model.named_parameters()}
     weights = {k: v.half() if k in learned else v for k, v in state["model"].items()}
-    _save_atomic({k: v for k, v in state.items() if k not in ("opt", "aux_opt")} | {"model": weights}, out)
+    save_atomic({k: v for k, v in state.items() if k not in ("opt", "aux_opt")} | {"model": weights}, out)
 
 
 def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] | None = None) -> Path:
@@ -246,14 +247,14 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
 
     def checkpoint() -> None:
         _refuse_divergence(model, step, ckpt_path)
-        _save_atomic(
+        save_atomic(
             {
                 "model": model.state_dict(),
                 "opt": opt.state_dict(),
                 "aux_opt": aux_opt.state_dict(),
                 "step": step,
                 "seconds": time.monotonic() - start,
-                "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+                "config": config.record(),
             },
             ckpt_path,
         )
