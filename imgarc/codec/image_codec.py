@@ -64,7 +64,7 @@ class ImageCodec:
         self.architecture = weights.architecture
         self.weights_sha256 = weights_sha256
         self.tables = weights.tables
-        self.tables_sha256 = weights.tables.digest().hex()
+        self.tables_sha256 = weights.tables_sha256
         self.stride = weights.architecture.stride
         self.networks: Networks = load_networks(weights.architecture, weights.params, weights.model_id, weights_sha256)
         self.medians = weights.params["entropy_bottleneck.quantiles"][:, 0, 1].astype(np.float32)

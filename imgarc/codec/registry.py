@@ -158,7 +158,7 @@ def _load(path: Path, sha256: str, runtime: Runtime):  # the runtime is part of 
         raise ModelError(f"weights file {path} is missing; reinstall imgarc")
     mismatch = ModelError(f"weights file {path} does not match its recorded sha256 (altered or damaged); reinstall imgarc")
     try:
-        weights, actual = load_weights(path)  # parsed and hashed from one read of the file
+        weights, actual = load_weights(path, sha256)  # parsed and hashed from one read of the file
     except ModelError:
         if hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
             raise mismatch from None  # damaged: say so, not what the damage broke

@@ -2,7 +2,8 @@
 
 Everything that decides entropy-coding probabilities (the CDF tables, the integer
 hyper-synthesis, the scale thresholds) is stored as integers and hashed together into
-`tables_sha256`; loading re-hashes and refuses a file whose tables were altered. Tables are
+`tables_sha256`; loading refuses a file whose tables were altered (a file a model catalog lists
+is checked by its sha256, any other by re-hashing its tables). Tables are
 never rebuilt at load time.
 
 Keys: `meta` (UTF-8 JSON as uint8), `param/<state-dict name>` (fp16 or fp32),
@@ -69,6 +70,11 @@ class WeightsFile:
     params: Mapping[str, np.ndarray]  # float state dict (no CompressAI table buffers)
     tables: CodingTables
     meta: dict  # free-form provenance: lambda, steps, training data
+    tables_sha256: str = ""  # the tables' digest (hex); computed when not given
+
+    def __post_init__(self) -> None:
+        if not self.tables_sha256:
+            object.__setattr__(self, "tables_sha256", self.tables.digest().hex())
 
 
 class LazyParams(Mapping[str, np.ndarray]):
@@ -121,7 +127,7 @@ def save_weights(w: WeightsFile, path: Path) -> str:
         "architecture": w.architecture.to_dict(),
         "hyper_layout": _hyper_layout(w.tables.hyper),
         **({"hyper_scale_only": True} if w.tables.hyper.scale_only else {}),
-        "tables_sha256": w.tables.digest().hex(),
+        "tables_sha256": w.tables_sha256,
         **w.meta,
     }
     arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
@@ -138,12 +144,19 @@ def save_weights(w: WeightsFile, path: Path) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load_weights(path: Path) -> tuple[WeightsFile, str]:
-    """Read and check a weights file; returns it and its sha256 (hex)."""
+def load_weights(path: Path, known_sha256: str | None = None) -> tuple[WeightsFile, str]:
+    """Read and check a weights file; returns it and its sha256 (hex).
+
+    `known_sha256`: what a model catalog records for this file. A file that hashes to it is the
+    file export wrote (and checked), so its tables' digest is taken from its record instead of
+    being recomputed (~0.05 s of every command's start with the default model); any other file's
+    tables are re-hashed and checked against its record.
+    """
     try:
         data = path.read_bytes()
     except OSError as e:
         raise ModelError(f"cannot read weights file {path}: {e.strerror}") from e
+    sha256 = hashlib.sha256(data).hexdigest()
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             names = z.files
@@ -156,31 +169,33 @@ def load_weights(path: Path) -> tuple[WeightsFile, str]:
     model_id = str(meta.get("model_id"))
     try:
         layers = tuple(
-            IntLayer(weight=arrays[f"hs/{i}/weight"].astype(np.int64), bias=arrays[f"hs/{i}/bias"].astype(np.int64),
+            IntLayer(weight=np.asarray(arrays[f"hs/{i}/weight"], np.int64), bias=np.asarray(arrays[f"hs/{i}/bias"], np.int64),
                      upsample=lay["upsample"], stride=lay["stride"], pad_before=lay["pad_before"],
                      pad_after=lay["pad_after"], leaky=bool(lay["leaky"]), relu=bool(lay.get("relu", 0)))
             for i, lay in enumerate(meta["hyper_layout"])
         )
-        hyper = IntHyperSynthesis(layers, arrays["hs/z_median_fixed"].astype(np.int64),
-                                  arrays["hs/scale_thresholds"].astype(np.int64),
+        hyper = IntHyperSynthesis(layers, np.asarray(arrays["hs/z_median_fixed"], np.int64),
+                                  np.asarray(arrays["hs/scale_thresholds"], np.int64),
                                   scale_only=bool(meta.get("hyper_scale_only", False)))
         tables = CodingTables(
-            *(CdfTables(arrays[f"tables/{n}/cdfs"].astype(np.int32), arrays[f"tables/{n}/lengths"].astype(np.int32),
-                        arrays[f"tables/{n}/offsets"].astype(np.int32)) for n in ("z", "y")),
+            *(CdfTables(np.asarray(arrays[f"tables/{n}/cdfs"], np.int32), np.asarray(arrays[f"tables/{n}/lengths"], np.int32),
+                        np.asarray(arrays[f"tables/{n}/offsets"], np.int32)) for n in ("z", "y")),
             hyper=hyper,
-            quality=QualityGains(*(arrays[f"gains/{n}"].astype(np.int64) for n in QualityGains.NAMES))
+            quality=QualityGains(*(np.asarray(arrays[f"gains/{n}"], np.int64) for n in QualityGains.NAMES))
             if "gains/gain" in arrays else None,
         )
     except (KeyError, TypeError) as e:
         raise ModelError(f"weights file for model {model_id!r} is incomplete ({e})") from e
     except ModelError as e:
         raise ModelError(f"weights file for model {model_id!r} ({path}) has invalid coding tables: {e}") from e
-    if tables.digest().hex() != meta.get("tables_sha256"):
-        raise ModelError(
-            f"the coding tables in the weights file for model {model_id!r} ({path}) were altered "
-            "(their hash does not match); refusing to use them — reinstall imgarc or re-export the model"
-        )
-    hyper.check_exactness()
+    recorded = str(meta.get("tables_sha256"))
+    if sha256 != known_sha256:
+        if tables.digest().hex() != recorded:
+            raise ModelError(
+                f"the coding tables in the weights file for model {model_id!r} ({path}) were altered "
+                "(their hash does not match); refusing to use them — reinstall imgarc or re-export the model"
+            )
+        hyper.check_exactness()
     arch = Architecture.from_dict(meta.get("architecture", {}))
     if hyper.scale_only != arch.scale_only:
         raise ModelError(f"weights file for model {model_id!r} ({path}): integer h_s and architecture disagree")
@@ -191,4 +206,4 @@ def load_weights(path: Path) -> tuple[WeightsFile, str]:
     params = LazyParams(data, names)
     provenance = {k: v for k, v in meta.items() if k not in ("format", "format_version", "model_id", "architecture", "hyper_layout",
                                                              "hyper_scale_only", "tables_sha256")}
-    return WeightsFile(model_id, arch, params, tables, provenance), hashlib.sha256(data).hexdigest()
+    return WeightsFile(model_id, arch, params, tables, provenance, recorded), sha256

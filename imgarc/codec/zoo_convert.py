@@ -135,7 +135,7 @@ def convert(m: ZooModel, source: Path, zoo_sha256: str) -> Conversion:
                          "set XDG_CACHE_HOME to a writable folder") from e
     weights_sha = save_weights(w, c.weights)
     record = {"model_id": m.model_id, "zoo_file": source.name, "zoo_sha256": zoo_sha256, "weights_sha256": weights_sha,
-              "tables_sha256": w.tables.digest().hex(), "conversion": CONVERSION}
+              "tables_sha256": w.tables_sha256, "conversion": CONVERSION}
     write_file_atomic(c.record, json.dumps(record, indent=1).encode())
     return c
 
