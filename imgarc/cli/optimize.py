@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from imgarc.cli.console import console
-from imgarc.cli.train import print_status
+from imgarc.cli.train import BATCH, CHECKPOINT_MINUTES, DATA, DEVICE, EXPORT_DIR, print_status
 from imgarc.codec.registry import assets_dir, default_model_id, find_model
 from imgarc.errors import UsageError
 from imgarc.extras import require
@@ -30,21 +30,20 @@ def optimize(
                                "multiples of 8). Multiply-adds fall about as keep²."),
     widths: Optional[str] = typer.Option(None, "--widths", help="Exact inner widths instead of --keep: g_a's three, then g_s's, "
                                          "comma-separated."),
-    data: Path = typer.Option(Path("../shared/datasets/train"), "--data", help="Folder of training photos (searched recursively)."),
+    data: Path = DATA,
     run_dir: Path = typer.Option(Path("runs/optimize"), "--run-dir", help="The run's folder: the pruned child's checkpoint and "
                                  "the log. A run that has a checkpoint resumes from it (the pruning is done once)."),
     minutes: float = typer.Option(60.0, "--minutes", help="Fine-tuning wall-time budget for this call, on top of what the run spent."),
     lambdas: Optional[str] = typer.Option(None, "--lambdas", help="The parent's training λs (ascending, comma-separated), "
                                           "for a parent whose weights file does not record them."),
     distill: float = typer.Option(1.0, "--distill", help="Weight of matching the parent's x̂ and ŷ (distillation) in the loss."),
-    batch: int = typer.Option(8, "--batch"),
+    batch: int = BATCH,
     crop: int = typer.Option(192, "--crop", help="Square crop size (a multiple of 64; ≥ 192 for the MS-SSIM part of the loss)."),
     lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate; the last 20% of the budget runs at lr/4."),
-    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", help="Minutes between checkpoints."),
-    device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda'."),
+    checkpoint_minutes: float = CHECKPOINT_MINUTES,
+    device: str = DEVICE,
     export: Optional[str] = typer.Option(None, "--export", help="After fine-tuning, export the variant's weights under this model id."),
-    export_dir: Optional[Path] = typer.Option(None, "--export-dir", help="Folder for the exported weights and its models.json "
-                                              "(default: the installed assets)."),
+    export_dir: Optional[Path] = EXPORT_DIR,
 ) -> None:
     """Prune a model's g_a and g_s to fewer channels, then fine-tune the result with distillation from
     the parent (rate + distortion + matching the parent's outputs); resumable like `imgarc train`."""

@@ -20,8 +20,16 @@ def print_status(st) -> None:
                     f"PSNR {st.psnr:.2f} dB  aux {st.aux:.1f}  lr {st.lr:.1e}  {points}".rstrip())
 
 
+# Options `train` and `optimize` share.
+DATA = typer.Option(Path("../shared/datasets/train"), "--data", help="Folder of training photos (searched recursively).")
+BATCH = typer.Option(8, "--batch", help="Crops per training step.")
+CHECKPOINT_MINUTES = typer.Option(5.0, "--checkpoint-minutes", help="Minutes between checkpoints.")
+DEVICE = typer.Option("cpu", "--device", help="'cpu' or 'cuda'.")
+EXPORT_DIR = typer.Option(None, "--export-dir", help="Folder for the exported weights and its models.json (default: the installed assets).")
+
+
 def train(
-    data: Path = typer.Option(Path("../shared/datasets/train"), "--data", help="Folder of training photos (searched recursively)."),
+    data: Path = DATA,
     run_dir: Path = typer.Option(Path("runs/train"), "--run-dir", help="Where checkpoints and the log go (checkpoint.pt)."),
     minutes: float = typer.Option(60.0, "--minutes", help="Wall-time budget for this run, on top of what a resumed checkpoint spent."),
     lmbda: float = typer.Option(0.035, "--lambda", help="Rate-distortion trade-off: loss = bpp + λ·255²·MSE (or λ·(1−MS-SSIM)). "
@@ -36,13 +44,13 @@ def train(
     resume: bool = typer.Option(True, "--resume/--fresh", help="Continue from RUN_DIR/checkpoint.pt if it exists."),
     init: Optional[str] = typer.Option(None, "--init", help="Installed model id to start from when there is no checkpoint (fresh optimizer)."),
     channels: str = typer.Option("64,96", "--channels", help=f"N,M channel widths of a new {MEAN_SCALE} model."),
-    batch: int = typer.Option(8, "--batch"),
+    batch: int = BATCH,
     crop: int = typer.Option(128, "--crop", help="Square crop size (a multiple of 64)."),
     lr: float = typer.Option(3e-4, "--lr", help="Adam learning rate; the last 20% of the budget runs at lr/4."),
-    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", help="Minutes between checkpoints."),
-    device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda'."),
+    checkpoint_minutes: float = CHECKPOINT_MINUTES,
+    device: str = DEVICE,
     export: Optional[str] = typer.Option(None, "--export", help="After training, export the inference weights under this model id."),
-    export_dir: Optional[Path] = typer.Option(None, "--export-dir", help="Folder for the exported weights and its models.json (default: the installed assets)."),
+    export_dir: Optional[Path] = EXPORT_DIR,
     quality: int = typer.Option(75, "--quality", min=1, max=100, help="Nominal --quality the exported model serves."),
 ) -> None:
     """Train or fine-tune a codec model; SIGTERM or the time budget ends it with a checkpoint written."""
