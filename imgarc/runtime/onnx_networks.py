@@ -61,7 +61,7 @@ class OnnxNetworks(Networks):
     """g_a and h_a use every core this process may use; g_s one thread per call, so its sums
     run in the same order on every machine (large photos run g_s tiles side by side instead).
     Each network's session is made when it is first run: extract never runs g_a or h_a, and
-    compress never runs g_s (making a session costs ~0.05 s)."""
+    compress never runs g_s (a session takes tens of milliseconds to make)."""
 
     def __init__(self, architecture: Architecture, params: dict[str, np.ndarray], cores: int, weights_sha256: str) -> None:
         key = f"{weights_sha256[:32]}-{_builder_digest()}"
