@@ -42,7 +42,7 @@ def main() -> None:
     params, m = codec.weights.params, codec.architecture.M
     graphs = {"onnx phases (shipped)": onnx_graphs.build_graph("g_s", onnx_graphs.G_S, params, m),
               "onnx ConvTranspose": onnx_graphs.build_graph("g_s", onnx_graphs.G_S, params, m, builder=TransposedGraphBuilder)}
-    runners = {name: (lambda s: lambda y: s.run(None, {"x": y})[0])(make_session(g, 1)) for name, g in graphs.items()}
+    runners = {name: (lambda s: lambda y: s.run(None, {"x": y})[0])(make_session(g)) for name, g in graphs.items()}
     runners["torch eager"] = TorchNetworks(codec.architecture, params, codec.model_id).synthesis  # pins one thread
     print(f"model {codec.model_id}, q{args.quality}, one thread, {args.runs} runs each; load average {os.getloadavg()[0]:.2f}")
     for photo in args.photos:

@@ -1,13 +1,14 @@
-"""Decode archive entries side by side on threads; hand the results back in archive order.
+"""Code or decode entries side by side on threads; hand the results back in their order.
 
-The synthesis transform runs on one intra-op thread (so pixels are bit-exact on every
-machine, see ImageCodec.synthesize), which leaves the other cores idle while one photo
-decodes. Decoding several entries at once uses them. Threads suffice: torch, numpy, the
-entropy coders and Pillow's encoders do their heavy work without the GIL.
+Every network runs on one intra-op thread per call (so its sums run in the same order on every
+machine, see Networks), which leaves the other cores idle while one small photo is coded or
+decoded. Working on several entries at once uses them. Threads suffice: ONNX Runtime, torch,
+numpy, the entropy coders and Pillow do their heavy work without the GIL. What comes out does
+not depend on the number of workers: each entry is computed the same way on whichever thread.
 
 Memory stays bounded: at most `workers` entries are in flight beyond the one being written,
-and photos are admitted only while their synthesis activations fit a budget (one photo larger
-than the budget decodes alone).
+and photos are admitted only while their activations fit a budget (one photo larger than the
+budget runs alone).
 """
 
 from __future__ import annotations
@@ -24,16 +25,18 @@ from imgarc.runtime.base import usable_cores
 T = TypeVar("T")
 K = TypeVar("K")
 
-# A photo's decode memory grows with the g_s activations in flight: its padded pixels (or its
-# tiles') times the synthesis width (ImageCodec.synthesis_footprint). Measured on ONNX Runtime,
-# a 768x512 photo through a 128-channel g_s held ~440 MB (~9 bytes per unit); the budget, ~1.2 GB,
-# admits two such photos at once; a photo over it decodes alone.
+# A photo's memory grows with the network activations in flight: for a decode, its padded pixels
+# (or its tiles') times the synthesis width (ImageCodec.synthesis_footprint), for a compress
+# ImageCodec.analysis_footprint, in the same unit. Measured on ONNX Runtime, a 768x512 photo
+# through a 128-channel g_s held ~440 MB (~9 bytes per unit); the budget, ~1.2 GB, admits two such
+# photos at once; a photo over it runs alone.
 ACTIVATION_BUDGET = 140_000_000
 MAX_WORKERS = 4
+WORKER_NAME = "imgarc-worker"  # the pool's threads are named f"{WORKER_NAME}-{n}"
 
 
-def decode_workers() -> int:
-    """Photos decoded side by side: one per core this process may use, at most MAX_WORKERS."""
+def pool_workers() -> int:
+    """Entries coded or decoded side by side: one per core this process may use, at most MAX_WORKERS."""
     return max(1, min(MAX_WORKERS, usable_cores()))
 
 
@@ -59,8 +62,8 @@ def in_order(tasks: Iterable[Task[K, T]], workers: int, activation_budget: int =
     jobs: queue.SimpleQueue = queue.SimpleQueue()
     for n in range(workers):
         # Daemon threads, not a ThreadPoolExecutor: on Ctrl-C the process exits at once
-        # instead of waiting for the photos being decoded (a 12 MP one takes ~20 s here).
-        threading.Thread(target=_work, args=(jobs,), name=f"imgarc-decode-{n}", daemon=True).start()
+        # instead of waiting for the photos being coded (a 12 MP one takes ~10 s here).
+        threading.Thread(target=_work, args=(jobs,), name=f"{WORKER_NAME}-{n}", daemon=True).start()
     pending: deque[tuple[Task[K, T], Future[T]]] = deque()
     try:
         in_flight = 0  # activations of the photos pending

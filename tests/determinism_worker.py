@@ -134,11 +134,14 @@ def encode(job: dict) -> dict:
     """{archive: {entry path: {"code": digest, "pixels": digest}}} for every job in `job["jobs"]`."""
     import torch
 
-    from imgarc import api
+    from imgarc import api, ordered_pool
     from imgarc.archive.layout import KIND_IMAGE
     from imgarc.codec.image_codec import ImageCodec
 
     torch.set_num_threads(job["threads"])
+    # Photos coded one after another, so the codings captured below come in archive order
+    # (the pool's size changes no byte: test_compress_pool_size_changes_no_byte).
+    ordered_pool.usable_cores = lambda: 1
     transform, quantize = ImageCodec.transform, ImageCodec.quantize
     analysed_cache: dict = {}
     intended: dict = {}

@@ -14,7 +14,8 @@ itself to one intra-op thread (ImageCodec.synthesize) and h_s is integer arithme
 thread count reaches the arithmetic: those runs check that the caller's setting does not leak
 into it (the shipped model's convolutions are big enough that an unpinned g_s would split its
 sums by thread count). They do not vary how many entries decode side by side: that is
-decode_workers() of the machine; test_decode_pool_size_changes_no_byte_and_no_order varies it.
+pool_workers() of the machine; test_decode_pool_size_changes_no_byte_and_no_order varies it, and
+test_compress_pool_size_changes_no_byte the same for compress.
 
 The boundary stress test puts h_s scale outputs exactly on the table thresholds (T-1, T, T+1
 for every threshold, with and without gains) and checks the table indexes against the integer
@@ -186,9 +187,55 @@ def files_under(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+
+@pytest.mark.slow
+def test_compress_pool_size_changes_no_byte(tmp_path, monkeypatch):
+    """compress codes photos side by side on pool_workers() threads, and the tiles of a large
+    photo's g_a and g_s side by side too: with 1, 2 and 4 cores the archive is byte-identical,
+    and with more than one every photo was coded on a thread of the pool. The shipped default
+    model: both shipped samples (768x512: g_a in two tiles), a crop of each, one JPEG, one text."""
+    from PIL import Image
+
+    from imgarc import api, ordered_pool
+    from imgarc.api import compressor
+    from imgarc.codec import image_codec
+
+    monkeypatch.delenv("IMGARC_MODEL_PATH", raising=False)
+    src = tmp_path / "src"
+    src.mkdir()
+    for k, path in enumerate(sorted((REPO / "assets" / "samples").glob("*.png"))):
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        (src / f"p{k}.png").write_bytes(path.read_bytes())
+        (src / f"p{k} crop.png").write_bytes(image_bytes(np.ascontiguousarray(rgb[40:140, 100:260]), "PNG"))
+    (src / "q.jpg").write_bytes(image_bytes(noise_rgb(48, 64, 4), "JPEG", quality=90))
+    (src / "notes.txt").write_bytes(b"not a photo\n" * 50)
+
+    coded_on: list[str] = []
+    entry_of = compressor.Compressor.entry_of
+
+    def recording_entry_of(self, source):
+        coded_on.append(threading.current_thread().name)
+        return entry_of(self, source)
+
+    monkeypatch.setattr(compressor.Compressor, "entry_of", recording_entry_of)
+    archives = {}
+    for workers in POOL_WORKERS:
+        monkeypatch.setattr(ordered_pool, "usable_cores", lambda workers=workers: workers)
+        monkeypatch.setattr(image_codec, "usable_cores", lambda workers=workers: workers)
+        coded_on.clear()
+        archive = tmp_path / f"photos-{workers}.iarc"
+        summary = api.compress_folder(src, archive)
+        assert sum(e.kind is api.EntryKind.PHOTO for e in summary.entries) == 5
+        assert len(coded_on) == 6
+        expected = {threading.main_thread().name} if workers == 1 else {f"{ordered_pool.WORKER_NAME}-{k}" for k in range(workers)}
+        assert set(coded_on) <= expected and (workers == 1 or threading.main_thread().name not in coded_on)
+        archives[workers] = archive.read_bytes()
+    for workers in POOL_WORKERS[1:]:
+        assert archives[workers] == archives[1], f"{workers} workers wrote other bytes than 1"
+
 @pytest.mark.slow
 def test_decode_pool_size_changes_no_byte_and_no_order(tmp_path, monkeypatch):
-    """extract and salvage decode entries side by side on decode_workers() threads (min(4, CPUs)).
+    """extract and salvage decode entries side by side on pool_workers() threads (min(4, CPUs)).
 
     With 1, 2 and 4 workers every file comes out byte-identical and the entries come back in
     archive order; every photo was synthesized on a thread of that pool (on the caller's thread
@@ -203,7 +250,7 @@ def test_decode_pool_size_changes_no_byte_and_no_order(tmp_path, monkeypatch):
     from imgarc import api
     from imgarc.codec.image_codec import ImageCodec
     from imgarc import ordered_pool
-    from imgarc.ordered_pool import decode_workers
+    from imgarc.ordered_pool import pool_workers
 
     monkeypatch.delenv("IMGARC_MODEL_PATH", raising=False)  # the shipped default model
     src = tmp_path / "src"
@@ -236,7 +283,7 @@ def test_decode_pool_size_changes_no_byte_and_no_order(tmp_path, monkeypatch):
     try:
         for workers in POOL_WORKERS:
             monkeypatch.setattr(ordered_pool, "usable_cores", lambda workers=workers: workers)
-            assert decode_workers() == workers
+            assert pool_workers() == workers
             synthesized_on.clear()
             extracted = api.extract_archive(archive, tmp_path / f"extract-{workers}")
             assert torch.get_num_threads() == 4
@@ -247,7 +294,7 @@ def test_decode_pool_size_changes_no_byte_and_no_order(tmp_path, monkeypatch):
             if workers == 1:
                 assert set(synthesized_on) == {threading.main_thread().name}
             else:
-                assert set(synthesized_on) <= {f"imgarc-decode-{k}" for k in range(workers)}
+                assert set(synthesized_on) <= {f"{ordered_pool.WORKER_NAME}-{k}" for k in range(workers)}
             runs[workers] = {
                 "extracted": files_under(tmp_path / f"extract-{workers}"),
                 "extract order": [e.path for e in extracted.entries],

@@ -80,7 +80,7 @@ def test_onnx_networks_match_torch_within_float_rounding(tiny_model):
 
     weights, _ = load_weights(find_model(tiny_model).path)
     a = weights.architecture
-    onnx_nets = OnnxNetworks(a, weights.params, 1, "0" * 64)
+    onnx_nets = OnnxNetworks(a, weights.params, "0" * 64)
     torch_nets = TorchNetworks(a, weights.params, tiny_model)
     x = np.random.default_rng(0).random((1, 3, 128, 192), dtype=np.float32)
     y = torch_nets.analysis(x)
@@ -99,7 +99,7 @@ def test_built_graphs_are_cached_and_a_damaged_one_is_rebuilt(tiny_model, tmp_pa
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     weights, sha = load_weights(find_model(tiny_model).path)
     x = np.random.default_rng(2).random((1, 3, 64, 64), dtype=np.float32)
-    networks = OnnxNetworks(weights.architecture, weights.params, 1, sha)
+    networks = OnnxNetworks(weights.architecture, weights.params, sha)
 
     def cached() -> list[str]:
         return sorted(p.name.rsplit("-", 1)[-1] for p in graph_cache_dir().iterdir())
@@ -111,7 +111,7 @@ def test_built_graphs_are_cached_and_a_damaged_one_is_rebuilt(tiny_model, tmp_pa
     assert cached() == ["g_a.onnx", "g_s.onnx", "h_a.onnx"]
     for p in graph_cache_dir().iterdir():
         p.write_bytes(b"damaged")
-    again = OnnxNetworks(weights.architecture, weights.params, 1, sha)
+    again = OnnxNetworks(weights.architecture, weights.params, sha)
     np.testing.assert_array_equal(again.analysis(x), first)
     np.testing.assert_array_equal(again.hyper_analysis(first), y)
     assert all(p.read_bytes() != b"damaged" for p in graph_cache_dir().iterdir() if "g_s" not in p.name)  # rebuilt

@@ -40,15 +40,15 @@ def raw_entries(archive: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 def coded_calls(monkeypatch) -> list[str]:
-    """The names Compressor.entry codes (every file that is coded, photo or not, goes through it)."""
+    """The names Compressor.entry_of codes (every file that is coded, photo or not, goes through it)."""
     calls: list[str] = []
-    real = api.Compressor.entry
+    real = api.Compressor.entry_of
 
-    def entry(self, path, name):
-        calls.append(name)
-        return real(self, path, name)
+    def entry_of(self, source):
+        calls.append(source.name)
+        return real(self, source)
 
-    monkeypatch.setattr(api.Compressor, "entry", entry)
+    monkeypatch.setattr(api.Compressor, "entry_of", entry_of)
     return calls
 
 

@@ -1,13 +1,17 @@
 """Compress: files -> archive entries. One entry at a time through `entry()`, so a shard writer or
-a worker pool can code entries without walking a folder; `compress_folder()` does the whole job."""
+a worker pool can code entries without walking a folder; `compress_folder()` does the whole job,
+coding photos side by side on every core this process may use (imgarc.ordered_pool) and writing
+them in the folder's order: the archive's bytes do not depend on the number of workers."""
 
 from __future__ import annotations
 
 import os
 import stat
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from imgarc.api.options import DEFAULT_QUALITY, CompressOptions
 from imgarc.api.results import CompressSummary, EntryKind, EntryResult, LeftOut, Progress, Timings
@@ -20,7 +24,8 @@ from imgarc.codec.rate_control import CodedImage, code_at_quality, code_at_targe
 from imgarc.codec.registry import load_codec, model_for_quality, resolve_model_id
 from imgarc.coders import DEFAULT_CODER, get_coder
 from imgarc.errors import UnreadableFileError, UsageError
-from imgarc.photo import NotCoded, Photo, pack_stored, read_photo
+from imgarc.ordered_pool import Task, in_order, pool_workers
+from imgarc.photo import NotCoded, Photo, pack_stored, photo_size, read_photo
 
 KEEP_ORIGINALS_NOTE = "--keep-originals: kept byte-exact"
 WOULD_GROW_NOTE = "coding would not make it smaller: stored as it is"
@@ -35,6 +40,28 @@ class ArchivedEntry:
     payload: bytes
     result: EntryResult
     warning: str | None = None
+
+
+@dataclass
+class SourceFile:
+    """A file read for the archive: its relative POSIX name, its bytes, and the header fields
+    every entry has (`common`)."""
+
+    name: str
+    data: bytes
+    common: dict
+
+
+def read_source(path: Path, name: str) -> SourceFile:
+    """The file `path`, to be stored under `name`. Raises UnreadableFileError when it cannot be read."""
+    try:
+        data = path.read_bytes()
+        st = path.stat()
+    except OSError as e:
+        raise UnreadableFileError(f"{name}: cannot be read ({e.strerror or e})") from e
+    path_text, path_bytes = entry_name(name)
+    return SourceFile(name, data, dict(path=path_text, path_bytes=path_bytes, original_size=len(data),
+                                       mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o7777))
 
 
 def walk_folder(src: Path, skip: Path | None, warnings: list[str], left_out: list[LeftOut]) -> list[tuple[Path, str]]:
@@ -92,6 +119,7 @@ class Compressor:
         self.options = options or CompressOptions()
         self.coder = get_coder(self.options.coder)
         self.timings = Timings()
+        self._timings_lock = threading.Lock()  # photos are coded on several threads
         self._codec: ImageCodec | None = None
 
     @property
@@ -113,21 +141,19 @@ class Compressor:
             coded = code_at_quality(self.codec, self.coder, analysed, self.options.quality)
         else:
             coded = code_at_target_bpp(self.codec, self.coder, analysed, h * w, self.options.target_bpp)
-        self.timings.model += t1 - t0
-        self.timings.coder += time.perf_counter() - t1  # includes the integer h_s: small next to the coder
+        with self._timings_lock:
+            self.timings.model += t1 - t0
+            self.timings.coder += time.perf_counter() - t1  # includes the integer h_s: small next to the coder
         return coded
 
     def entry(self, path: Path, name: str) -> ArchivedEntry:
         """The archive entry of the file `path`, stored under the relative POSIX `name`.
         Raises UnreadableFileError when the file cannot be read."""
-        try:
-            data = path.read_bytes()
-            st = path.stat()
-        except OSError as e:
-            raise UnreadableFileError(f"{name}: cannot be read ({e.strerror or e})") from e
-        path, path_bytes = entry_name(name)
-        common = dict(path=path, path_bytes=path_bytes, original_size=len(data), mtime_ns=st.st_mtime_ns,
-                      mode=st.st_mode & 0o7777)
+        return self.entry_of(read_source(path, name))
+
+    def entry_of(self, source: SourceFile) -> ArchivedEntry:
+        """The archive entry of a file already read (thread-safe: the pool codes several at once)."""
+        data, common = source.data, source.common
         photo = NotCoded(KEEP_ORIGINALS_NOTE) if self.options.keep_originals else read_photo(data)
         warning = None
         if isinstance(photo, Photo):
@@ -138,12 +164,22 @@ class Compressor:
             note = WOULD_GROW_NOTE
         else:
             note = photo.reason
-            warning = f"{name}: {photo.reason}" if photo.warning else None
+            warning = f"{source.name}: {photo.reason}" if photo.warning else None
         stored = pack_stored(data)
         header = EntryHeader(kind=KIND_STORED, storage=stored.storage, original_sha256=stored.original_sha256,
                              note=note, **common)
         return ArchivedEntry(header, stored.payload,
-                             EntryResult(path, EntryKind.STORED, len(data), len(stored.payload), note=note), warning)
+                             EntryResult(common["path"], EntryKind.STORED, len(data), len(stored.payload), note=note),
+                             warning)
+
+    def footprint(self, source: SourceFile) -> int:
+        """What coding the file holds in memory at once (the pool's budget unit): 0 for a file
+        that is not a photo or is kept as it is."""
+        size = None if self.options.keep_originals else photo_size(source.data)
+        if size is None:
+            return 0
+        w, h = size
+        return self.codec.analysis_footprint(*padded_size(h, w, self.codec.stride))
 
     def photo_entry(self, photo: Photo, coded: CodedImage, common: dict) -> ArchivedEntry:
         """The entry of a coded photo; `common`: the EntryHeader fields every entry has."""
@@ -161,13 +197,27 @@ class Compressor:
     def entry_or_left_out(self, path: Path, name: str, strict: bool, left_out: list[LeftOut]) -> ArchivedEntry | None:
         """entry(path, name); None when the file cannot be read, which is then added to `left_out`
         (`strict`: UnreadableFileError instead, so that nothing is published)."""
+        source = self.source_or_left_out(path, name, strict, left_out)
+        return None if source is None else self.entry_of(source)
+
+    @staticmethod
+    def source_or_left_out(path: Path, name: str, strict: bool, left_out: list[LeftOut]) -> SourceFile | None:
+        """read_source(path, name), or None with the reason added to `left_out` (see entry_or_left_out)."""
         try:
-            return self.entry(path, name)
+            return read_source(path, name)
         except UnreadableFileError as e:
             if strict:
                 raise UnreadableFileError(f"{e}; nothing was written (--strict)") from e
             left_out.append(LeftOut(name, str(e).removeprefix(f"{name}: ")))
             return None
+
+    def entry_tasks(self, files: list[tuple[Path, str]], strict: bool, left_out: list[LeftOut]) -> Iterator[Task]:
+        """One pool task per readable file, keyed by (its position in `files`, its name). Files are
+        read here, in the caller's thread and in order, as the pool asks for them."""
+        for n, (path, name) in enumerate(files):
+            source = self.source_or_left_out(path, name, strict, left_out)
+            if source is not None:
+                yield Task((n, name), lambda source=source: self.entry_of(source), self.footprint(source))
 
     def compress_folder(self, src: Path, archive: Path, force: bool = False, progress: Progress | None = None,
                         strict: bool = False) -> CompressSummary:
@@ -195,10 +245,8 @@ class Compressor:
             _ = self.codec  # a missing model is reported before the archive is created
         results: list[EntryResult] = []
         with ArchiveWriter(archive, replace=force) as writer:
-            for n, (path, name) in enumerate(files):
-                entry = self.entry_or_left_out(path, name, strict, left_out)
-                if entry is None:
-                    continue
+            for (n, name), coded in in_order(self.entry_tasks(files, strict, left_out), pool_workers()):
+                entry = coded.result()
                 writer.add(entry.header, entry.payload)
                 results.append(entry.result)
                 if entry.warning:

@@ -24,7 +24,7 @@ from imgarc.archive.salvage import SalvageReader
 from imgarc.errors import (ArchiveError, DamagedArchiveError, DestinationError, ImageError, LatentStreamError,
                            ModelError, OutOfSpaceError, UsageError)
 from imgarc.fileio import NO_SPACE, write_file_atomic
-from imgarc.ordered_pool import Task, decode_workers, in_order
+from imgarc.ordered_pool import Task, in_order, pool_workers
 from imgarc.photo import check_extract_format, photo_output_path
 
 # Per-entry problems that leave the other entries extractable.
@@ -142,7 +142,7 @@ class Extractor:
         timings = Timings()
         written: set[str] = set()
         tasks = (self._task(source) for source in sources)
-        for n, (name, decoded) in enumerate(in_order(tasks, decode_workers())):
+        for n, (name, decoded) in enumerate(in_order(tasks, pool_workers())):
             try:
                 if name in written:  # a crafted or rescanned archive: never let one entry overwrite another
                     raise DestinationError(f"a second entry named {name!r}; the first one was extracted")

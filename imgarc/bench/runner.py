@@ -94,8 +94,14 @@ def _failed(result: MethodResult, step: str, m: Measured) -> MethodResult:
 
 
 def _python_split(m: Measured, report: dict, keys: tuple[str, ...] = ()) -> dict[str, float]:
+    """The step's wall time split into the reported parts (`keys`), the rest, and start-up. The
+    parts are thread-seconds summed over photos coded side by side: where they add up to more
+    than the wall time, they are scaled down to it, so the split always adds up to the step."""
     inner = float(report.get("seconds", 0.0))
     split = {k: float(report[f"seconds_{k}"]) for k in keys}
+    if sum(split.values()) > inner > 0:
+        scale = inner / sum(split.values())
+        split = {k: v * scale for k, v in split.items()}
     split["work" if not keys else "other"] = max(inner - sum(split.values()), 0.0)
     split["startup"] = max(m.seconds - inner, 0.0)
     return split

@@ -44,17 +44,20 @@ class AnalysedImage:
 # Receptive fields, in each network's input units: g_a's four 5x5 stride-2 convolutions read
 # 2+4+8+16 = 30 pixels either side; h_a's 3x3 and two 5x5 stride-2 ones 1+2+4 = 7 latents; h_s's
 # and g_s's two or four 5x5 stride-2 transposed ones (and h_s's 3x3) under 2 input units. The
-# halos are wider. Tile sizes bound memory. Photos up to about 1024x768 run g_a and h_a in one
-# piece. g_s, which runs on one thread per call, cuts every photo over 576 px a side into tiles
-# of at most 32 latents (512 px) that run side by side: one Kodak photo (48x32 latents) as two
-# halves decodes 1.8x faster on two cores at 8 % more work, with the same pixels as in one piece
-# (measured); the cut depends on the photo's size only, never on the machine.
-ANALYSIS_TILES = TileGrid(tile=512, halo=32, align=16, scale=1 / 16, whole=1024 * 768)
+# halos are wider. Tile sizes bound memory. Every network runs on one thread per call (Networks),
+# so g_a and g_s cut every photo over 576 px a side into tiles of at most 512 px that run side by
+# side: one Kodak photo (768x512) as two halves decodes 1.8x faster on two cores at 8 % more
+# work, with the same pixels as in one piece (measured); the cut depends on the photo's size
+# only, never on the machine. h_a's input is 256x smaller: photos up to 1024x768 run it whole.
+ANALYSIS_TILES = TileGrid(tile=512, halo=32, align=16, scale=1 / 16)
 HYPER_ANALYSIS_TILES = TileGrid(tile=96, halo=8, align=4, scale=1 / 4, whole=64 * 48)
 # Exact (integers), so tiles only bound memory: a 32x32 tile of ẑ holds ~150 MB of float64
 # activations and im2col bands; an 8x8 one, as before, recomputed 2.25x the work in its halos.
 HYPER_SYNTHESIS_TILES = TileGrid(tile=32, halo=2, align=1, scale=4, whole=32 * 24)
 SYNTHESIS_TILES = TileGrid(tile=32, halo=2, align=1, scale=16)
+# After the networks of a photo larger than this (padded pixels), the runtime hands back the
+# memory it keeps between calls: the photo's latents, pixels and file need it next.
+RELEASE_MEMORY_PIXELS = 4_000_000
 
 
 class ImageCodec:
@@ -125,9 +128,11 @@ class ImageCodec:
         def read(rows: slice, cols: slice) -> np.ndarray:
             return (padded[rows, cols].transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255)).copy()
 
-        y = run_tiled(self.networks.analysis, read, padded.shape[:2], ANALYSIS_TILES)
+        y = run_tiled(self.networks.analysis, read, padded.shape[:2], ANALYSIS_TILES, usable_cores())
         z = run_tiled(self.networks.hyper_analysis, lambda rows, cols: np.ascontiguousarray(y[:, :, rows, cols]),
                       y.shape[2:], HYPER_ANALYSIS_TILES)
+        if padded.shape[0] * padded.shape[1] > RELEASE_MEMORY_PIXELS:
+            self.networks.release_memory()
         return AnalysedImage(y[0], z[0])
 
     def quantize(self, analysed: AnalysedImage, quality: int | None, select: TableSelection | None = None) -> LatentCode:
@@ -166,16 +171,30 @@ class ImageCodec:
         y_hat = self.y_hat(code)[None]
         rgb = run_tiled(self.networks.synthesis, lambda rows, cols: np.ascontiguousarray(y_hat[:, :, rows, cols]),
                         y_hat.shape[2:], SYNTHESIS_TILES, usable_cores(), to_pixels, channels_last=True)
+        if rgb.shape[0] * rgb.shape[1] > RELEASE_MEMORY_PIXELS:
+            self.networks.release_memory()
         return rgb[:height, :width] if rgb.shape[:2] == (height, width) else np.ascontiguousarray(rgb[:height, :width])
 
     def synthesis_footprint(self, padded_h: int, padded_w: int) -> int:
         """What decoding a photo holds in memory at once, as pixels × g_s channels: the whole photo,
-        or for a tiled one, the tiles that run side by side (the decode pool's budget unit)."""
-        h, w = padded_h // 16, padded_w // 16
-        if SYNTHESIS_TILES.fits_whole(h, w):
-            return padded_h * padded_w * self.architecture.N
-        tiles = min(usable_cores(), -(-h // SYNTHESIS_TILES.tile) * -(-w // SYNTHESIS_TILES.tile))
-        return tiles * SYNTHESIS_TILES.tile_inputs(h, w) * 256 * self.architecture.N
+        or for a tiled one, the tiles that run side by side (the pools' budget unit, ~9 bytes)."""
+        return self._tiles_footprint(SYNTHESIS_TILES, padded_h // 16, padded_w // 16, 256)
+
+    def analysis_footprint(self, padded_h: int, padded_w: int) -> int:
+        """What coding a photo holds in memory at once, in synthesis_footprint's unit: g_a's first
+        activations (N channels at half the resolution) for the tiles that run side by side, and
+        the photo's own arrays, ~25 bytes a pixel (pixels, latents, symbols, tables and means;
+        measured on a 48-megapixel photo)."""
+        activations = self._tiles_footprint(ANALYSIS_TILES, padded_h, padded_w, 1) // 4
+        return activations + padded_h * padded_w * 3
+
+    def _tiles_footprint(self, grid: TileGrid, h: int, w: int, pixels_per_unit: int) -> int:
+        """Input units in flight (the whole input, or the tiles that run side by side) × pixels
+        per unit × the width N."""
+        if grid.fits_whole(h, w):
+            return h * w * pixels_per_unit * self.architecture.N
+        tiles = min(usable_cores(), -(-h // grid.tile) * -(-w // grid.tile))
+        return tiles * grid.tile_inputs(h, w) * pixels_per_unit * self.architecture.N
 
 
 def to_pixels(x_hat: np.ndarray) -> np.ndarray:

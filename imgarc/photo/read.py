@@ -16,6 +16,7 @@ while decoding; the rotation is undone here and redone by the HEIF writer from t
 from __future__ import annotations
 
 import io
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -29,15 +30,29 @@ from imgarc.photo.source_info import decode_source_info, encode_source_info
 from imgarc.photo.write import encode_photo_file
 
 
+_pixel_limit_lock = threading.Lock()
+_pixel_limit_readers = 0
+_pixel_limit_saved: int | None = None
+
+
 @contextmanager
 def _no_pillow_pixel_limit() -> Iterator[None]:
-    """We enforce our own size limit; lift Pillow's global one only while reading, then restore it."""
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
+    """We enforce our own size limit; lift Pillow's global one only while reading, then restore it.
+    Counted: photos are read on several threads at once, and the limit comes back when the last
+    of them is done (a plain save-and-restore would let one thread restore it under another)."""
+    global _pixel_limit_readers, _pixel_limit_saved
+    with _pixel_limit_lock:
+        if _pixel_limit_readers == 0:
+            _pixel_limit_saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        _pixel_limit_readers += 1
     try:
         yield
     finally:
-        Image.MAX_IMAGE_PIXELS = saved
+        with _pixel_limit_lock:
+            _pixel_limit_readers -= 1
+            if _pixel_limit_readers == 0:
+                Image.MAX_IMAGE_PIXELS = _pixel_limit_saved
 
 
 def _xmp(info: dict) -> bytes | None:
@@ -132,6 +147,23 @@ def _check_writable(photo: Photo) -> None:
         raise Refused(f"{photo.source_format} file imgarc could not write back ({e}): stored as it is") from e
 
 
+# What Pillow (and pillow-heif) raise for data that is not an image, or a truncated or corrupt one.
+BAD_IMAGE = (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError,
+             RuntimeError)
+
+
+def photo_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the file's header, without decoding its pixels; None where that cannot
+    be told (not an image, HEIC without pillow-heif). What the compress pool budgets memory by."""
+    if is_heif(data) and not heif_available():  # available: registered as a Pillow opener
+        return None
+    try:
+        with _no_pillow_pixel_limit(), Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except BAD_IMAGE:
+        return None
+
+
 def read_photo(data: bytes) -> Photo | NotCoded:
     """Decode the file `data` if the codec should code it, else say why not (never raises for bad files)."""
     try:
@@ -148,10 +180,9 @@ def read_photo(data: bytes) -> Photo | NotCoded:
         return NotCoded(str(e), e.warning)
     except (UnidentifiedImageError, Image.DecompressionBombError):
         return NotCoded("not an image")
-    except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as e:
-        # Pillow (and pillow-heif) raise these for truncated or corrupt image data.
+    except BAD_IMAGE as e:  # truncated or corrupt image data
         detail = " ".join(str(e).split())  # one line: libheif's messages end in a newline
         return NotCoded(f"image data does not decode ({detail}): stored as it is", warning=True)
 
 
-__all__ = ["NotCoded", "Photo", "read_photo"]
+__all__ = ["NotCoded", "Photo", "photo_size", "read_photo"]

@@ -48,7 +48,7 @@ def load_networks(architecture: Architecture, params: dict[str, np.ndarray], mod
     if chosen_runtime() is Runtime.ONNX:
         from imgarc.runtime.onnx_networks import OnnxNetworks
 
-        return OnnxNetworks(architecture, params, usable_cores(), weights_sha256)
+        return OnnxNetworks(architecture, params, weights_sha256)
     require(f"{RUNTIME_ENV}=torch", "torch", "compressai")
     from imgarc.runtime.torch_networks import TorchNetworks
 

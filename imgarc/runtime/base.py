@@ -16,7 +16,10 @@ def usable_cores() -> int:
 class Networks(ABC):
     """The three float networks of a hyperprior codec, on numpy float32 arrays [1, C, H, W].
 
-    The integer h_s (which selects coding tables) never runs here: it is numpy, exact, in
+    Each call runs on one intra-op thread: the same sums in the same order whatever the
+    machine's core count or the pool it runs in, so the same latents and pixels (cores are used
+    by tiles and photos side by side instead, imgarc.codec.tiles and imgarc.ordered_pool). The
+    integer h_s (which selects coding tables) never runs here: it is numpy, exact, in
     imgarc.codec.int_hyper.
     """
 
@@ -30,6 +33,7 @@ class Networks(ABC):
 
     @abstractmethod
     def synthesis(self, y_hat: np.ndarray) -> np.ndarray:
-        """g_s: ŷ [1, M, h, w] -> pixels (unclamped) [1, 3, 16h, 16w], on one intra-op thread per
-        call: the same sums in the same order whatever the machine's core count, so the same
-        pixels (large photos use every core through tiles side by side instead)."""
+        """g_s: ŷ [1, M, h, w] -> pixels (unclamped) [1, 3, 16h, 16w]."""
+
+    def release_memory(self) -> None:
+        """Hand back memory the runtime keeps between calls (after a large photo's networks)."""

@@ -38,16 +38,18 @@ def _builder_digest() -> str:
     return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()[:16] if spec and spec.origin else "unknown"
 
 
-# Each run hands its arena memory back when it ends: photos are coded one after another, and a
-# large one's latents, pixels and file need that memory afterwards (a 48-megapixel extract
-# peaked 1.59 GB with the arena kept, measured with /usr/bin/time -v).
+# Runs keep their arena memory for the next tile or photo: handing it back after every run cost
+# Kodak's compress and extract 1.5-2 s of page faults (7-9 % of their wall time, measured). A
+# large photo's latents, pixels and file need that memory afterwards, so release_memory() hands
+# it back once the photo's networks are done (a 48-megapixel extract peaked 1.59 GB with the
+# arena kept, measured with /usr/bin/time -v): a tiny run with the arena's shrinkage turned on.
 RELEASE_MEMORY = ort.RunOptions()
 RELEASE_MEMORY.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
 
-def make_session(model: bytes, threads: int) -> ort.InferenceSession:
+def make_session(model: bytes) -> ort.InferenceSession:
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # A memory pattern pre-plans one buffer per shape it has seen and keeps them: photos of
@@ -58,19 +60,21 @@ def make_session(model: bytes, threads: int) -> ort.InferenceSession:
 
 
 class OnnxNetworks(Networks):
-    """g_a and h_a use every core this process may use; g_s one thread per call, so its sums
-    run in the same order on every machine (large photos run g_s tiles side by side instead).
-    Each network's session is made when it is first run: extract never runs g_a or h_a, and
-    compress never runs g_s (a session takes tens of milliseconds to make)."""
+    """Every network on one intra-op thread per call, so its sums run in the same order on every
+    machine and in every pool (cores are used by tiles and photos side by side instead). Each
+    network's session is made when it is first run: extract never runs g_a or h_a, and compress
+    never runs g_s (a session takes tens of milliseconds to make)."""
 
-    def __init__(self, architecture: Architecture, params: dict[str, np.ndarray], cores: int, weights_sha256: str) -> None:
+    def __init__(self, architecture: Architecture, params: dict[str, np.ndarray], weights_sha256: str) -> None:
         key = f"{weights_sha256[:32]}-{_builder_digest()}"
-        self._analysis = _LazySession("g_a", key, lambda graphs: graphs.build_graph("g_a", graphs.G_A, params, 3), cores)
+        m = architecture.M
+        self._analysis = _LazySession("g_a", key, lambda graphs: graphs.build_graph("g_a", graphs.G_A, params, 3),
+                                      (1, 3, 16, 16))
         self._hyper = _LazySession(
-            "h_a", key, lambda graphs: graphs.build_graph("h_a", graphs.h_a_layers(architecture), params, architecture.M,
-                                                          absolute_input=architecture.scale_only), cores)
-        self._synthesis = _LazySession("g_s", key, lambda graphs: graphs.build_graph("g_s", graphs.G_S, params,
-                                                                                     architecture.M), 1)
+            "h_a", key, lambda graphs: graphs.build_graph("h_a", graphs.h_a_layers(architecture), params, m,
+                                                          absolute_input=architecture.scale_only), (1, m, 4, 4))
+        self._synthesis = _LazySession("g_s", key, lambda graphs: graphs.build_graph("g_s", graphs.G_S, params, m),
+                                       (1, m, 1, 1))
 
     def analysis(self, x: np.ndarray) -> np.ndarray:
         return self._analysis.run(x)
@@ -81,29 +85,39 @@ class OnnxNetworks(Networks):
     def synthesis(self, y_hat: np.ndarray) -> np.ndarray:
         return self._synthesis.run(y_hat)
 
+    def release_memory(self) -> None:
+        for session in (self._analysis, self._hyper, self._synthesis):
+            session.release_memory()
+
 
 class _LazySession:
     """One network's session, made on first use (once, whichever decode thread gets there first)."""
 
-    def __init__(self, name: str, key: str, build: Callable, threads: int) -> None:
-        self._args = (name, key, build, threads)
+    def __init__(self, name: str, key: str, build: Callable, smallest_input: tuple[int, ...]) -> None:
+        self._args = (name, key, build)
+        self._smallest_input = smallest_input
         self._session: ort.InferenceSession | None = None
         self._lock = threading.Lock()
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run(self, x: np.ndarray, options: ort.RunOptions | None = None) -> np.ndarray:
         if self._session is None:
             with self._lock:
                 if self._session is None:
                     self._session = _cached_session(*self._args)
-        return self._session.run(None, {"x": np.ascontiguousarray(x, np.float32)}, RELEASE_MEMORY)[0]
+        return self._session.run(None, {"x": np.ascontiguousarray(x, np.float32)}, options)[0]
+
+    def release_memory(self) -> None:
+        """Shrink the session's arena (chunks that runs on other threads hold stay), if it has one."""
+        if self._session is not None:
+            self.run(np.zeros(self._smallest_input, np.float32), RELEASE_MEMORY)
 
 
-def _cached_session(name: str, key: str, build: Callable, threads: int) -> ort.InferenceSession:
+def _cached_session(name: str, key: str, build: Callable) -> ort.InferenceSession:
     """A session for graph `name` of the model `key`: from the cache, else built (and cached)."""
     path = graph_cache_dir() / f"{key}-{name}.onnx"
     if path.is_file():
         try:
-            return make_session(path.read_bytes(), threads)
+            return make_session(path.read_bytes())
         except (OSError, *BAD_GRAPH):
             pass  # unreadable or damaged: build it again
     # The builder imports `onnx`, which only a first run (per model and builder) needs.
@@ -114,4 +128,4 @@ def _cached_session(name: str, key: str, build: Callable, threads: int) -> ort.I
         write_file_atomic(path, model)
     except (OSError, ImgarcError):
         pass  # a read-only home: build it each time
-    return make_session(model, threads)
+    return make_session(model)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -30,22 +31,28 @@ class TorchNetworks(Networks):
         self.scale_only = architecture.scale_only
 
     def analysis(self, x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
+        with one_thread():
             return self.model.g_a(torch.from_numpy(x)).numpy()
 
     def hyper_analysis(self, y: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
+        with one_thread():
             t = torch.from_numpy(y)
             return self.model.h_a(t.abs() if self.scale_only else t).numpy()
 
     def synthesis(self, y_hat: np.ndarray) -> np.ndarray:
-        # One intra-op thread, set in the calling thread for this call: torch's OpenMP thread
-        # count is per thread, and g_s runs on decode-pool and tile threads side by side. Other
-        # counts split the convolution sums differently and move some pixels by one level.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with torch.no_grad():
-                return self.model.g_s(torch.from_numpy(y_hat)).numpy()
-        finally:
-            torch.set_num_threads(threads)
+        with one_thread():
+            return self.model.g_s(torch.from_numpy(y_hat)).numpy()
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One intra-op thread and no autograd, in the calling thread for this call: torch's OpenMP
+    thread count is per thread, and the networks run on pool and tile threads side by side.
+    Other counts split the convolution sums differently and move some values by one level."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        torch.set_num_threads(threads)
