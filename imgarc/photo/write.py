@@ -18,9 +18,12 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from imgarc.errors import ImageError
+from imgarc.photo import png_bands
 from imgarc.photo.heif import heif_available
+from imgarc.runtime.base import usable_cores
 
 LOSSY_QUALITIES = (90, 80, 70, 60, 50)
+BANDED_PNG_PIXELS = 4_000_000  # PNGs this large are deflated in bands on every core (png_bands)
 TIFF_COMPRESSIONS = ("raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits", "jpeg")
 
 
@@ -63,6 +66,10 @@ def _png(im, meta: dict, details: dict, budget: int | None) -> bytes:
             info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"))
         except UnicodeDecodeError:
             pass  # PNG carries XMP only as UTF-8 text
+    if im.width * im.height >= BANDED_PNG_PIXELS and "compress_level" not in meta:
+        # Pillow writes the metadata around the first pixel; the pixels are deflated on every core.
+        return png_bands.with_pixels(_save(im.crop((0, 0, 1, 1)), "PNG", pnginfo=info, **meta), np.asarray(im),
+                                     usable_cores())
     return _save(im, "PNG", pnginfo=info, **meta)
 
 

@@ -1,0 +1,110 @@
+"""PNG pixel data for large photos, deflated in bands on every core.
+
+Pillow writes a PNG's pixels on one thread: a 12-megapixel photo took 3.9 s, the longest step
+of its extract after the networks, while the other core idled. Here the rows are cut into
+bands; each band is filtered and deflated on its own thread (zlib works without the GIL) with a
+sync flush at its end, and the parts are joined into one zlib stream, as pigz does. Every row
+uses PNG's Average filter, which on decoded photos came out smaller than Pillow's adaptive
+choice (9.58 vs 9.72 MB on that photo) and is one vectorised step. Measured: 1.6 s on 2 cores.
+
+Everything else in the file (IHDR's fields, ICC, EXIF, text, pHYs) is what Pillow writes for
+the same photo: Pillow writes the photo's first pixel with its metadata, and this module puts the
+real size in IHDR and its own IDAT in place of Pillow's.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+BAND_ROWS = 256
+DEFLATE_LEVEL = 6  # Pillow's default
+AVERAGE_FILTER = 3
+IDAT_BYTES = 1 << 20  # the zlib stream is cut into IDAT chunks of this size
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _chunks(png: bytes) -> list[tuple[bytes, bytes]]:
+    """(kind, body) of every chunk of a PNG file."""
+    if not png.startswith(PNG_SIGNATURE):
+        raise ValueError("not a PNG file")
+    out, at = [], len(PNG_SIGNATURE)
+    while at < len(png):
+        (length,) = struct.unpack_from(">I", png, at)
+        out.append((png[at + 4:at + 8], png[at + 8:at + 8 + length]))
+        at += 12 + length
+    return out
+
+
+def _filtered(pixels: np.ndarray, start: int, stop: int, bpp: int) -> bytes:
+    """Rows start..stop of `pixels` (uint8 [h, w·bpp]) with the Average filter, filter byte first."""
+    x = pixels[start:stop].astype(np.int16)
+    up = np.zeros_like(x)
+    up[1:] = x[:-1]
+    if start:
+        up[0] = pixels[start - 1]
+    left = np.zeros_like(x)
+    left[:, bpp:] = x[:, :-bpp]
+    out = np.empty((stop - start, x.shape[1] + 1), np.uint8)
+    out[:, 0] = AVERAGE_FILTER
+    out[:, 1:] = (x - ((left + up) >> 1)) & 0xFF
+    return out.tobytes()
+
+
+def _deflated_band(pixels: np.ndarray, start: int, stop: int, bpp: int) -> tuple[bytes, int, int]:
+    """The band's filtered rows as raw deflate data ending in a sync flush (a full finish for the
+    last band), with their Adler-32 and length."""
+    data = _filtered(pixels, start, stop, bpp)
+    deflate = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)
+    last = stop == pixels.shape[0]
+    return deflate.compress(data) + deflate.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH), zlib.adler32(data), len(data)
+
+
+def _adler32_combine(a: int, b: int, b_length: int) -> int:
+    """The Adler-32 of two byte strings joined, from each one's and the second one's length (zlib's rule)."""
+    base = 65521
+    rem = b_length % base
+    s1 = ((a & 0xFFFF) + (b & 0xFFFF) + base - 1) % base
+    s2 = ((a >> 16) + (b >> 16) + rem * (a & 0xFFFF) + base - rem) % base
+    return (s2 << 16) | s1
+
+
+def zlib_stream(pixels: np.ndarray, bpp: int, workers: int) -> bytes:
+    """The PNG zlib stream of `pixels` (uint8 [h, w·bpp]), deflated band by band on `workers` threads."""
+    h = pixels.shape[0]
+    bands = [(start, min(start + BAND_ROWS, h)) for start in range(0, h, BAND_ROWS)]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        parts = list(pool.map(lambda band: _deflated_band(pixels, *band, bpp), bands))
+    checksum = 1
+    for _, adler, length in parts:
+        checksum = _adler32_combine(checksum, adler, length)
+    return b"\x78\x9c" + b"".join(data for data, _, _ in parts) + struct.pack(">I", checksum)
+
+
+def with_pixels(first_pixel_png: bytes, pixels: np.ndarray, workers: int) -> bytes:
+    """A PNG file: the chunks of `first_pixel_png` (Pillow's file of a 1x1 crop of the photo, with
+    its metadata), its IHDR given the size of `pixels` (uint8 [h, w] or [h, w, channels]) and its
+    IDAT replaced by the pixels, deflated on `workers` threads."""
+    h, w = pixels.shape[:2]
+    bpp = 1 if pixels.ndim == 2 else pixels.shape[2]
+    stream = zlib_stream(np.ascontiguousarray(pixels).reshape(h, w * bpp), bpp, workers)
+    out = [PNG_SIGNATURE]
+    idat_written = False
+    for kind, body in _chunks(first_pixel_png):
+        if kind == b"IHDR":
+            if body[8] != 8 or body[12] != 0:
+                raise ValueError("only 8-bit, non-interlaced PNGs are written in bands")
+            out.append(_chunk(kind, struct.pack(">II", w, h) + body[8:]))
+        elif kind != b"IDAT":
+            out.append(_chunk(kind, body))
+        elif not idat_written:  # ours goes where Pillow's first IDAT was
+            out += [_chunk(b"IDAT", stream[at:at + IDAT_BYTES]) for at in range(0, len(stream), IDAT_BYTES)]
+            idat_written = True
+    return b"".join(out)
