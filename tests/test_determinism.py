@@ -10,7 +10,7 @@ byte for byte, and decode from the same code.
 
 What the decode subprocesses vary, precisely: the CPU code path (one process each), and the
 torch thread count the *caller* set before extracting (TORCH_THREADS: 1, 2, 4). Synthesis pins
-itself to one intra-op thread (ImageCodec.synthesize) and h_s is integer arithmetic, so no
+itself to one intra-op thread (Networks) and h_s is integer arithmetic, so no
 thread count reaches the arithmetic: those runs check that the caller's setting does not leak
 into it (the shipped model's convolutions are big enough that an unpinned g_s would split its
 sums by thread count). They do not vary how many entries decode side by side: that is
@@ -241,7 +241,7 @@ def test_decode_pool_size_changes_no_byte_and_no_order(tmp_path, monkeypatch):
     archive order; every photo was synthesized on a thread of that pool (on the caller's thread
     for 1 worker), so the pool size really changed. The caller's torch thread count is 4 and
     stays 4: each photo's g_s runs on one intra-op thread (Networks.synthesis,
-    ImageCodec.synthesize) whatever the caller set. The shipped default model, on small crops
+    ImageCodec.synthesize_y_hat) whatever the caller set. The shipped default model, on small crops
     of the shipped photos, and one JPEG.
     """
     import torch
@@ -270,13 +270,13 @@ def test_decode_pool_size_changes_no_byte_and_no_order(tmp_path, monkeypatch):
     cut.write_bytes(archive.read_bytes()[:-30])
 
     synthesized_on: list[str] = []
-    synthesize = ImageCodec.synthesize
+    synthesize = ImageCodec.synthesize_y_hat
 
-    def recording_synthesize(self, code, height, width):
+    def recording_synthesize(self, y_hat, height, width):
         synthesized_on.append(threading.current_thread().name)
-        return synthesize(self, code, height, width)
+        return synthesize(self, y_hat, height, width)
 
-    monkeypatch.setattr(ImageCodec, "synthesize", recording_synthesize)
+    monkeypatch.setattr(ImageCodec, "synthesize_y_hat", recording_synthesize)
     caller_threads = torch.get_num_threads()
     torch.set_num_threads(4)
     runs = {}

@@ -117,8 +117,8 @@ class ImageCodec:
         out = run_tiled(hyper_synthesis, lambda rows, cols: z_symbols[None, :, rows, cols], z_symbols.shape[1:],
                         HYPER_SYNTHESIS_TILES, finish=compact)[0]
         m = out.shape[0] // 2
-        indexes, means = out[:m].astype(np.int32), out[m:].copy()  # copies: `out` is freed here
-        return indexes, means
+        # Views of `out`, no copies: the indexes are turned into int32 over their own memory.
+        return _rounded_to_int32(out[:m]), out[m:]
 
     def transform(self, rgb: np.ndarray) -> AnalysedImage:
         """RGB uint8 [H, W, 3] -> unquantized latents (the image is padded here); the slow half.
@@ -148,27 +148,33 @@ class ImageCodec:
         indexes, means = (select or self.y_indexes_and_means)(z_symbols, gains)
         y = analysed.y.copy() if gains is None else analysed.y * gains.as_float("gain")[:, None, None]
         y -= means  # in place: the same float32 arithmetic as round(y - means), one array fewer
-        y_symbols = np.round(y, out=y).astype(np.int32)
-        return LatentCode(z_symbols, y_symbols, indexes, means, gains)
+        return LatentCode(z_symbols, _rounded_to_int32(y), indexes, means, gains)
 
     def analyse(self, rgb: np.ndarray, quality: int | None = None) -> LatentCode:
         """RGB uint8 [H, W, 3] -> integer latents at `quality`."""
         return self.quantize(self.transform(rgb), quality)
 
     def y_hat(self, code: LatentCode) -> np.ndarray:
-        """Dequantized, ungained latents ŷ = (symbol + μ)·inv_gain (float32 [M, h, w]): what g_s and latent readers use."""
-        y = code.y_symbols.astype(np.float32) + code.y_means
-        return y if code.gains is None else y * code.gains.as_float("inv_gain")[:, None, None]
+        """Dequantized, ungained latents ŷ = (symbol + μ)·inv_gain (float32 [M, h, w]): what g_s and
+        latent readers use. In place on one new array: a 100-megapixel photo's are 300 MB each."""
+        y = code.y_symbols.astype(np.float32)
+        y += code.y_means
+        if code.gains is not None:
+            y *= code.gains.as_float("inv_gain")[:, None, None]
+        return y
 
     def synthesize(self, code: LatentCode, height: int, width: int) -> np.ndarray:
-        """Integer latents -> RGB uint8 [height, width, 3] (cropped from the padded size).
+        """Integer latents -> RGB uint8 [height, width, 3] (cropped from the padded size)."""
+        return self.synthesize_y_hat(self.y_hat(code)[None], height, width)
+
+    def synthesize_y_hat(self, y_hat: np.ndarray, height: int, width: int) -> np.ndarray:
+        """ŷ [1, M, h, w] (y_hat()) -> RGB uint8 [height, width, 3] (cropped from the padded size).
 
         g_s runs on one intra-op thread: torch splits convolution sums differently for other
         thread counts, which moves some pixels by one level; one thread gives the same bytes
         whatever the caller's setting (measured: ~0.03 s slower per Kodak image). Large photos
         use every core instead through tiles, each on one thread, side by side.
         """
-        y_hat = self.y_hat(code)[None]
         rgb = run_tiled(self.networks.synthesis, lambda rows, cols: np.ascontiguousarray(y_hat[:, :, rows, cols]),
                         y_hat.shape[2:], SYNTHESIS_TILES, usable_cores(), to_pixels, channels_last=True)
         if rgb.shape[0] * rgb.shape[1] > RELEASE_MEMORY_PIXELS:
@@ -195,6 +201,17 @@ class ImageCodec:
             return h * w * pixels_per_unit * self.architecture.N
         tiles = min(usable_cores(), -(-h // grid.tile) * -(-w // grid.tile))
         return tiles * grid.tile_inputs(h, w) * pixels_per_unit * self.architecture.N
+
+
+def _rounded_to_int32(y: np.ndarray) -> np.ndarray:
+    """round(y) as int32 (y: contiguous float32 [C, h, w]), written over y's own memory channel by
+    channel (numpy copies each channel first, as they overlap): a large photo's latents are not
+    held twice."""
+    np.round(y, out=y)
+    symbols = y.view(np.int32)
+    for c in range(y.shape[0]):
+        symbols[c] = y[c]
+    return symbols
 
 
 def to_pixels(x_hat: np.ndarray) -> np.ndarray:

@@ -25,6 +25,15 @@ def _model(tables: CdfTables, k: int):
     return constriction.stream.model.Categorical(tables.frequencies(int(k)).astype(np.float64), perfect=False)
 
 
+def _tables_used(indexes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The table indexes present, ascending, and how many symbols each codes: what np.unique
+    gives, by counting instead of sorting a copy (36 M latents of a 48-megapixel photo: seconds
+    and 144 MB saved)."""
+    counts = np.bincount(indexes)
+    present = np.flatnonzero(counts)
+    return present, counts[present]
+
+
 class RansCoder(LatentCoder):
     name = "rans"
 
@@ -38,7 +47,7 @@ class RansCoder(LatentCoder):
         coder = constriction.stream.stack.AnsCoder()
         escaped_symbols: list[np.ndarray] = []
         # A stack coder decodes in reverse order of encoding: encode the last group first.
-        for k in np.unique(indexes)[::-1]:
+        for k in _tables_used(indexes)[0][::-1]:
             values = symbols[np.flatnonzero(indexes == k)].astype(np.int32, copy=False) - tables.offsets[k]
             escape = tables.lengths[k] - 2
             escaped = (values < 0) | (values >= escape)
@@ -58,25 +67,25 @@ class RansCoder(LatentCoder):
         if 4 + 4 * n_words > len(data):
             raise LatentStreamError("rANS stream is truncated")
         words = np.frombuffer(data, dtype="<u4", count=n_words, offset=4).astype(np.uint32)
-        present, counts = np.unique(indexes, return_counts=True)
-        groups: list[np.ndarray] = []
+        present, counts = _tables_used(indexes)
+        # Each group goes to its positions as soon as it is decoded (a 100-megapixel photo's
+        # groups would hold another 300 MB); escaped symbols are filled in once their count,
+        # and so the varints' length, is known.
+        symbols = np.empty(len(indexes), dtype=np.int32)
+        escaped_at: list[np.ndarray] = []
         try:
             coder = constriction.stream.stack.AnsCoder(words)
             for k, count in zip(present, counts):
-                groups.append(coder.decode(_model(tables, k), int(count)).astype(np.int32, copy=False))
+                group = coder.decode(_model(tables, k), int(count)).astype(np.int32, copy=False)
+                positions = np.flatnonzero(indexes == k)
+                escaped_at.append(positions[group == tables.lengths[k] - 2])
+                group += tables.offsets[k]
+                symbols[positions] = group
             leftover = not coder.is_empty()
         except (ValueError, RuntimeError, AssertionError) as e:
             raise LatentStreamError(f"rANS stream does not decode: {e}") from e
         if leftover:  # constriction decodes garbage without complaint; a valid stream ends exactly
             raise LatentStreamError("rANS stream does not match its symbol count")
-        escapes = [g == tables.lengths[k] - 2 for k, g in zip(present, groups)]
-        escaped_values = decode_varints(data[4 + 4 * n_words :], int(sum(int(e.sum()) for e in escapes)))
-        symbols = np.empty(len(indexes), dtype=np.int32)
-        used = 0
-        for k, group, escaped in zip(present, groups, escapes):
-            group += tables.offsets[k]
-            n_escaped = int(escaped.sum())
-            group[escaped] = escaped_values[used:used + n_escaped]
-            used += n_escaped
-            symbols[np.flatnonzero(indexes == k)] = group
+        escaped = np.concatenate(escaped_at) if escaped_at else np.zeros(0, np.int64)
+        symbols[escaped] = decode_varints(data[4 + 4 * n_words :], len(escaped))
         return symbols
