@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
-from imgarc.runtime.base import usable_cores
+from imgarc.cores import usable_cores
 
 T = TypeVar("T")
 K = TypeVar("K")

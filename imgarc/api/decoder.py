@@ -79,7 +79,7 @@ class EntryDecoder:
         decoded = self.latents(header, payload, timings)
         codec = decoded.codec
         t0 = time.perf_counter()
-        y_hat = codec.y_hat(decoded.code)[None]
+        y_hat = codec.y_hat(decoded.code)
         del decoded  # g_s needs only ŷ: a 100-megapixel photo's symbols, tables and means are 900 MB
         rgb = codec.synthesize_y_hat(y_hat, header.height, header.width)
         timings.model += time.perf_counter() - t0

@@ -165,18 +165,18 @@ class ImageCodec:
 
     def synthesize(self, code: LatentCode, height: int, width: int) -> np.ndarray:
         """Integer latents -> RGB uint8 [height, width, 3] (cropped from the padded size)."""
-        return self.synthesize_y_hat(self.y_hat(code)[None], height, width)
+        return self.synthesize_y_hat(self.y_hat(code), height, width)
 
     def synthesize_y_hat(self, y_hat: np.ndarray, height: int, width: int) -> np.ndarray:
-        """ŷ [1, M, h, w] (y_hat()) -> RGB uint8 [height, width, 3] (cropped from the padded size).
+        """ŷ [M, h, w] (y_hat()) -> RGB uint8 [height, width, 3] (cropped from the padded size).
 
         g_s runs on one intra-op thread: torch splits convolution sums differently for other
         thread counts, which moves some pixels by one level; one thread gives the same bytes
         whatever the caller's setting (measured: ~0.03 s slower per Kodak image). Large photos
         use every core instead through tiles, each on one thread, side by side.
         """
-        rgb = run_tiled(self.networks.synthesis, lambda rows, cols: np.ascontiguousarray(y_hat[:, :, rows, cols]),
-                        y_hat.shape[2:], SYNTHESIS_TILES, usable_cores(), to_pixels, channels_last=True)
+        rgb = run_tiled(self.networks.synthesis, lambda rows, cols: np.ascontiguousarray(y_hat[None, :, rows, cols]),
+                        y_hat.shape[1:], SYNTHESIS_TILES, usable_cores(), to_pixels, channels_last=True)
         if rgb.shape[0] * rgb.shape[1] > RELEASE_MEMORY_PIXELS:
             self.networks.release_memory()
         return rgb[:height, :width] if rgb.shape[:2] == (height, width) else np.ascontiguousarray(rgb[:height, :width])

@@ -17,10 +17,10 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from imgarc.cores import usable_cores
 from imgarc.errors import ImageError
 from imgarc.photo import png_bands
 from imgarc.photo.heif import heif_available
-from imgarc.runtime.base import usable_cores
 
 LOSSY_QUALITIES = (90, 80, 70, 60, 50)
 BANDED_PNG_PIXELS = 4_000_000  # PNGs this large are deflated in bands on every core (png_bands)

@@ -16,9 +16,10 @@ import os
 import numpy as np
 
 from imgarc.codec.architecture import Architecture
+from imgarc.cores import usable_cores
 from imgarc.errors import UsageError
 from imgarc.extras import installed, require
-from imgarc.runtime.base import Networks, usable_cores
+from imgarc.runtime.base import Networks
 
 
 RUNTIME_ENV = "IMGARC_RUNTIME"
