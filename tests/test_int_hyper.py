@@ -66,7 +66,7 @@ def test_integer_h_s_follows_the_float_network(tiny_model_dir):
         z_hat = torch.from_numpy(z).float() + torch.from_numpy(codec.medians)[:, None, None]
         params = codec.torch_model.h_s(z_hat[None])[0].numpy()
     np.testing.assert_allclose(means, params[8:], atol=4 / (1 << ACT_BITS))
-    assert indexes.shape == (8, 12, 20) and indexes.dtype == np.int32
+    assert indexes.shape == (8, 12, 20) and indexes.dtype == np.uint8
     assert 0 <= indexes.min() and indexes.max() < weights.tables.y.count
 
 

@@ -65,7 +65,7 @@ def test_integer_hyper_synthesis_in_tiles_is_exactly_one_piece(tiny_model, monke
     indexes, means = codec.y_indexes_and_means(z)
     np.testing.assert_array_equal(indexes, whole_indexes)
     np.testing.assert_array_equal(means, whole_means)
-    assert indexes.dtype == np.int32 and means.dtype == np.float32
+    assert indexes.dtype == np.uint8 and means.dtype == np.float32
 
 
 def test_hyper_analysis_in_tiles_matches_one_piece(tiny_model, monkeypatch):

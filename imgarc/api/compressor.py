@@ -134,13 +134,16 @@ class Compressor:
     def code_photo(self, photo: Photo) -> CodedImage:
         """The photo's coded payload and the quality it was coded at."""
         t0 = time.perf_counter()
-        analysed = self.codec.transform(photo.rgb)
+        rgb = photo.take_pixels()
+        analysed = self.codec.transform(rgb)
+        del rgb  # the photo's pixels are not needed again: freed before the latent stage
         t1 = time.perf_counter()
-        h, w = photo.rgb.shape[:2]
         if self.options.target_bpp is None:
-            coded = code_at_quality(self.codec, self.coder, analysed, self.options.quality)
+            # One coding: the unquantized latents become the symbols in place.
+            coded = code_at_quality(self.codec, self.coder, analysed, self.options.quality, consume=True)
         else:
-            coded = code_at_target_bpp(self.codec, self.coder, analysed, h * w, self.options.target_bpp)
+            coded = code_at_target_bpp(self.codec, self.coder, analysed, photo.height * photo.width,
+                                       self.options.target_bpp)
         with self._timings_lock:
             self.timings.model += t1 - t0
             self.timings.coder += time.perf_counter() - t1  # includes the integer h_s: small next to the coder
@@ -184,7 +187,7 @@ class Compressor:
     def photo_entry(self, photo: Photo, coded: CodedImage, common: dict) -> ArchivedEntry:
         """The entry of a coded photo; `common`: the EntryHeader fields every entry has."""
         codec = self.codec
-        h, w = photo.rgb.shape[:2]
+        h, w = photo.height, photo.width
         ph, pw = padded_size(h, w, codec.stride)
         header = EntryHeader(
             kind=KIND_IMAGE, model_id=codec.model_id, weights_sha256=bytes.fromhex(codec.weights_sha256),

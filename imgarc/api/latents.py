@@ -133,7 +133,7 @@ def photo_latents(decoder: EntryDecoder, index: int, header: EntryHeader, payloa
         index=index, path=header.path, width=header.width, height=header.height, quality=header.quality,
         original_size=header.original_size, payload_size=len(payload), model_id=header.model_id,
         weights_sha256=header.weights_sha256.hex(), y_hat=y_hat, scales=scales, means=means,
-        y_symbols=code.y_symbols, scale_indexes=code.y_indexes, z_symbols=code.z_symbols,
+        y_symbols=code.y_symbols, scale_indexes=code.y_indexes.astype(np.int32, copy=False), z_symbols=code.z_symbols,
         rows=min(rows, y_hat.shape[1]), cols=min(cols, y_hat.shape[2]),
     )
 

@@ -12,9 +12,9 @@ from typing import Callable
 import numpy as np
 
 from imgarc.codec.int_hyper import ACT_BITS
-from imgarc.codec.padding import pad_to_multiple
+from imgarc.codec.padding import padded_size
 from imgarc.codec.quality import QualityRow
-from imgarc.codec.tiles import TileGrid, run_tiled
+from imgarc.codec.tiles import TileGrid, run_tiled, tiles_of
 from imgarc.codec.weights import WeightsFile
 from imgarc.errors import ModelError
 from imgarc.runtime import Networks, load_networks, torch_model_of, usable_cores
@@ -24,12 +24,12 @@ from imgarc.runtime import Networks, load_networks, torch_model_of, usable_cores
 class LatentCode:
     z_symbols: np.ndarray  # int32 [N, Hp/64, Wp/64]
     y_symbols: np.ndarray  # int32 [M, Hp/16, Wp/16]
-    y_indexes: np.ndarray  # int32 [M, Hp/16, Wp/16]: table of each y symbol, from integer h_s(ẑ)
+    y_indexes: np.ndarray  # uint8 (any int) [M, Hp/16, Wp/16]: table of each y symbol, from integer h_s(ẑ)
     y_means: np.ndarray  # float32 [M, Hp/16, Wp/16]: μ (of the gained latent), from the same h_s run
     gains: QualityRow | None = None  # variable-rate models: the entry's quality
 
 
-# (z_symbols, gains) -> (y table indexes int32, y means float32): how quantize picks y's tables.
+# (z_symbols, gains) -> (y table indexes, any integer type; y means float32): how quantize picks y's tables.
 TableSelection = Callable[[np.ndarray, "QualityRow | None"], tuple[np.ndarray, np.ndarray]]
 
 
@@ -104,60 +104,73 @@ class ImageCodec:
         return self.tables.quality.row(quality)
 
     def y_indexes_and_means(self, z_symbols: np.ndarray, gains: QualityRow | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Deterministic table index per latent and its mean (float32), from integer h_s, run in
-        tiles on large photos (integer arithmetic: the tiles give exactly the one-piece result)."""
+        """Deterministic table index per latent (the smallest unsigned type that holds them: uint8
+        for the shipped tables) and its mean (float32), from integer h_s, run in tiles on large
+        photos (integer arithmetic: the tiles give exactly the one-piece result). A 100-megapixel
+        photo's indexes and means take 375 MB this way; as two int32/float32 arrays, 600."""
+        m = self.architecture.M
+        _, zh, zw = z_symbols.shape
+        indexes = np.empty((m, 4 * zh, 4 * zw), np.min_scalar_type(len(self.tables.y.lengths) - 1))
+        means = np.empty((m, 4 * zh, 4 * zw), np.float32)
 
-        def hyper_synthesis(z: np.ndarray) -> np.ndarray:
-            indexes, means_fixed = self.tables.hyper.run(z[0], gains)
-            return np.concatenate([indexes, means_fixed / (1 << ACT_BITS)])[None]
+        def hyper_synthesis(z: np.ndarray) -> np.ndarray:  # both outputs as one int64 array, to be cut into tiles
+            return np.concatenate(self.tables.hyper.run(z[0], gains))[None]
 
-        def compact(part: np.ndarray) -> np.ndarray:  # indexes are small integers: exact in float32
-            return part.astype(np.float32)
-
-        out = run_tiled(hyper_synthesis, lambda rows, cols: z_symbols[None, :, rows, cols], z_symbols.shape[1:],
-                        HYPER_SYNTHESIS_TILES, finish=compact)[0]
-        m = out.shape[0] // 2
-        # Views of `out`, no copies: the indexes are turned into int32 over their own memory.
-        return _rounded_to_int32(out[:m]), out[m:]
+        for rows, cols, part in tiles_of(hyper_synthesis, lambda rows, cols: z_symbols[None, :, rows, cols],
+                                         (zh, zw), HYPER_SYNTHESIS_TILES):
+            indexes[:, rows, cols] = part[0, :m]
+            means[:, rows, cols] = part[0, m:] / (1 << ACT_BITS)
+        return indexes, means
 
     def transform(self, rgb: np.ndarray) -> AnalysedImage:
         """RGB uint8 [H, W, 3] -> unquantized latents (the image is padded here); the slow half.
         g_a and h_a run tile by tile on large photos (imgarc.codec.tiles)."""
-        padded = pad_to_multiple(rgb, self.stride)
+        h, w = rgb.shape[:2]
+        padded_h, padded_w = padded_size(h, w, self.stride)
 
         def read(rows: slice, cols: slice) -> np.ndarray:
-            return (padded[rows, cols].transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255)).copy()
+            # The photo edge-replicated to the padded size, one tile at a time (no padded copy:
+            # a 100-megapixel photo's would be another 300 MB).
+            tile = rgb[np.minimum(np.arange(rows.start, rows.stop), h - 1)[:, None],
+                       np.minimum(np.arange(cols.start, cols.stop), w - 1)]
+            return (tile.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255)).copy()
 
-        y = run_tiled(self.networks.analysis, read, padded.shape[:2], ANALYSIS_TILES, usable_cores())
+        y = run_tiled(self.networks.analysis, read, (padded_h, padded_w), ANALYSIS_TILES, usable_cores())
         z = run_tiled(self.networks.hyper_analysis, lambda rows, cols: np.ascontiguousarray(y[:, :, rows, cols]),
                       y.shape[2:], HYPER_ANALYSIS_TILES)
-        if padded.shape[0] * padded.shape[1] > RELEASE_MEMORY_PIXELS:
+        if padded_h * padded_w > RELEASE_MEMORY_PIXELS:
             self.networks.release_memory()
         return AnalysedImage(y[0], z[0])
 
-    def quantize(self, analysed: AnalysedImage, quality: int | None, select: TableSelection | None = None) -> LatentCode:
+    def quantize(self, analysed: AnalysedImage, quality: int | None, select: TableSelection | None = None,
+                 consume: bool = False) -> LatentCode:
         """Unquantized latents -> integer latents at `quality` (cheap: no g_a, so rate search can repeat it).
 
         `select(z_symbols, gains) -> (y_indexes, y_means)` picks each y symbol's table; the default,
         and what every archive uses, is the integer h_s (`y_indexes_and_means`). Another selection
         (a float h_s, a memoized one) is for measuring against it: ẑ is the same either way.
+        `consume`: the caller does not use `analysed` again, so its y becomes the symbols in
+        place (a 100-megapixel photo's y is 300 MB); the same arithmetic, so the same symbols.
         """
         gains = self.gains_for(quality)
         z = analysed.z if gains is None else analysed.z * gains.as_float("hyper_gain")[:, None, None]
         z_symbols = np.round(z - self.medians[:, None, None]).astype(np.int32)
         indexes, means = (select or self.y_indexes_and_means)(z_symbols, gains)
-        y = analysed.y.copy() if gains is None else analysed.y * gains.as_float("gain")[:, None, None]
-        y -= means  # in place: the same float32 arithmetic as round(y - means), one array fewer
+        y = analysed.y if consume else analysed.y.copy()
+        if gains is not None:
+            y *= gains.as_float("gain")[:, None, None]
+        y -= means  # in place: the same float32 arithmetic as round(y * gain - means), one array fewer
         return LatentCode(z_symbols, _rounded_to_int32(y), indexes, means, gains)
 
     def analyse(self, rgb: np.ndarray, quality: int | None = None) -> LatentCode:
         """RGB uint8 [H, W, 3] -> integer latents at `quality`."""
         return self.quantize(self.transform(rgb), quality)
 
-    def y_hat(self, code: LatentCode) -> np.ndarray:
+    def y_hat(self, code: LatentCode, consume: bool = False) -> np.ndarray:
         """Dequantized, ungained latents ŷ = (symbol + μ)·inv_gain (float32 [M, h, w]): what g_s and
-        latent readers use. In place on one new array: a 100-megapixel photo's are 300 MB each."""
-        y = code.y_symbols.astype(np.float32)
+        latent readers use. In place on one new array: a 100-megapixel photo's are 300 MB each;
+        with `consume` (the caller drops `code`), over the symbols' own memory."""
+        y = _int32_as_float32(code.y_symbols) if consume else code.y_symbols.astype(np.float32)
         y += code.y_means
         if code.gains is not None:
             y *= code.gains.as_float("inv_gain")[:, None, None]
@@ -212,6 +225,17 @@ def _rounded_to_int32(y: np.ndarray) -> np.ndarray:
     for c in range(y.shape[0]):
         symbols[c] = y[c]
     return symbols
+
+
+def _int32_as_float32(symbols: np.ndarray) -> np.ndarray:
+    """symbols (contiguous int32 [C, h, w]) as float32, written over their own memory channel by
+    channel (the inverse of _rounded_to_int32); other arrays are copied."""
+    if symbols.dtype != np.int32 or not symbols.flags.c_contiguous:
+        return symbols.astype(np.float32)
+    y = symbols.view(np.float32)
+    for c in range(symbols.shape[0]):
+        y[c] = symbols[c]
+    return y
 
 
 def to_pixels(x_hat: np.ndarray) -> np.ndarray:

@@ -29,8 +29,9 @@ class CodedImage:
         return len(self.payload) * 8 / pixels
 
 
-def code_at_quality(codec: ImageCodec, coder, analysed: AnalysedImage, quality: int) -> CodedImage:
-    return CodedImage(quality, pack_latents(codec, coder, codec.quantize(analysed, quality)))
+def code_at_quality(codec: ImageCodec, coder, analysed: AnalysedImage, quality: int, consume: bool = False) -> CodedImage:
+    """`consume`: `analysed` is not used again (its y becomes the symbols in place)."""
+    return CodedImage(quality, pack_latents(codec, coder, codec.quantize(analysed, quality, consume=consume)))
 
 
 def code_at_target_bpp(codec: ImageCodec, coder, analysed: AnalysedImage, pixels: int, target_bpp: float) -> CodedImage:

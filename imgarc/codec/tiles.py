@@ -54,17 +54,16 @@ class TileGrid:
         return longest[0] * longest[1]
 
 
-def run_tiled(network: Network, read: Reader, size: tuple[int, int], grid: TileGrid, workers: int = 1,
-              finish: Finish = lambda a: a, channels_last: bool = False) -> np.ndarray:
-    """finish(network(input)) for an input of `size` (h, w) units, computed tile by tile
-    (`workers` tiles at once; `network` must be thread-safe). `read(rows, cols)` gives a part of
-    the input as [1, C, h, w] float32, so the whole input never needs to exist as floats;
-    `finish` turns a part of the output into what is kept (e.g. uint8 pixels). The result is
-    [1, C, H, W], or with `channels_last` [H, W, C] (pixels as images hold them, no extra copy)."""
+def tiles_of(network: Network, read: Reader, size: tuple[int, int], grid: TileGrid, workers: int = 1,
+             finish: Finish = lambda a: a) -> Iterator[tuple[slice, slice, np.ndarray]]:
+    """(rows, cols, part) for each tile, in order: `part` is finish(network(input)) of the tile
+    without its halo, [1, C', h, w], and (rows, cols) where it goes in the output. An input that
+    fits whole is one part. `workers` tiles are computed at once (`network` must be thread-safe)."""
     h, w = size
     if grid.fits_whole(h, w):
         out = finish(network(read(slice(0, h), slice(0, w))))
-        return np.ascontiguousarray(out[0].transpose(1, 2, 0)) if channels_last else out
+        yield slice(0, out.shape[2]), slice(0, out.shape[3]), out
+        return
     if h % grid.align or w % grid.align:
         raise ValueError(f"input {h}x{w} is not a multiple of {grid.align}")
     s = grid.scale
@@ -76,16 +75,30 @@ def run_tiled(network: Network, read: Reader, size: tuple[int, int], grid: TileG
         # Keep the centre: the tile without its halo, in output units relative to what was read.
         return finish(out[:, :, round((y0 - ry0) * s):round((y1 - ry0) * s), round((x0 - rx0) * s):round((x1 - rx0) * s)])
 
-    result: np.ndarray | None = None
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for ((y0, y1, _, _), (x0, x1, _, _)), centre in zip(jobs, pool.map(run, jobs)):
-            rows, cols = slice(round(y0 * s), round(y1 * s)), slice(round(x0 * s), round(x1 * s))
-            if result is None:
-                c, oh, ow = centre.shape[1], round(h * s), round(w * s)
-                result = np.empty((oh, ow, c) if channels_last else (1, c, oh, ow), centre.dtype)
-            if channels_last:
-                result[rows, cols] = centre[0].transpose(1, 2, 0)
-            else:
-                result[:, :, rows, cols] = centre
+            yield slice(round(y0 * s), round(y1 * s)), slice(round(x0 * s), round(x1 * s)), centre
+
+
+def run_tiled(network: Network, read: Reader, size: tuple[int, int], grid: TileGrid, workers: int = 1,
+              finish: Finish = lambda a: a, channels_last: bool = False) -> np.ndarray:
+    """finish(network(input)) for an input of `size` (h, w) units, computed tile by tile
+    (tiles_of). `read(rows, cols)` gives a part of the input as [1, C, h, w] float32, so the
+    whole input never needs to exist as floats; `finish` turns a part of the output into what is
+    kept (e.g. uint8 pixels). The result is [1, C, H, W], or with `channels_last` [H, W, C]
+    (pixels as images hold them, no extra copy)."""
+    h, w = size
+    if grid.fits_whole(h, w):  # the network's own output, not a copy of it
+        out = finish(network(read(slice(0, h), slice(0, w))))
+        return np.ascontiguousarray(out[0].transpose(1, 2, 0)) if channels_last else out
+    result: np.ndarray | None = None
+    for rows, cols, centre in tiles_of(network, read, size, grid, workers, finish):
+        if result is None:
+            c, oh, ow = centre.shape[1], round(h * grid.scale), round(w * grid.scale)
+            result = np.empty((oh, ow, c) if channels_last else (1, c, oh, ow), centre.dtype)
+        if channels_last:
+            result[rows, cols] = centre[0].transpose(1, 2, 0)
+        else:
+            result[:, :, rows, cols] = centre
     assert result is not None
     return result

@@ -19,6 +19,7 @@ CODED_MODES = ("RGB", "L", "RGBA", "LA")
 # 16384 x 16384: above every phone sensor (200 MP). The networks run in tiles, so their memory
 # does not grow with the photo; the latents do (about 20 bytes per pixel while coding a photo).
 MAX_PIXELS = 16384 * 16384
+STRIP_ROWS = 256  # rows of a decoded image turned into an array at once (split_pixels)
 
 
 @dataclass
@@ -33,6 +34,15 @@ class Photo:
     xmp: bytes | None = None
     source_info: dict = field(default_factory=dict)  # JPEG qtables/subsampling, PNG dpi/text, ...
     alpha: bytes | None = None  # xz-packed alpha plane (RGBA/LA), see imgarc.photo.alpha
+
+    def __post_init__(self) -> None:
+        self.height, self.width = self.rgb.shape[:2]
+
+    def take_pixels(self) -> np.ndarray:
+        """The pixels, handed over: the photo holds them no longer (`rgb` is then empty), so that
+        coding can free them once g_a has read them (a 100 MP photo's are 300 MB)."""
+        rgb, self.rgb = self.rgb, np.empty((0, 0, 3), np.uint8)
+        return rgb
 
     @cached_property
     def header_fields(self) -> dict:
@@ -77,5 +87,15 @@ def split_pixels(im) -> tuple[np.ndarray, bytes | None]:
         alpha = pack_alpha(np.asarray(im.getchannel("A")))
         if len(alpha) > MAX_PACKED_ALPHA:
             raise Refused("alpha plane too irregular to keep beside the photo: stored as it is")
-    rgb = np.asarray(im.convert("L" if im.mode == "LA" else "RGB").convert("RGB"))
+    # Copied out a strip of rows at a time: Pillow holds 4 bytes a pixel and hands its pixels to
+    # numpy through a joined copy of them, so a whole-image conversion of a 100 MP photo would
+    # hold another 600-700 MB for a moment.
+    w, h = im.size
+    rgb = np.empty((h, w, 3), np.uint8)
+    for top in range(0, h, STRIP_ROWS):
+        strip = im.crop((0, top, w, min(h, top + STRIP_ROWS)))
+        if im.mode in ("L", "LA"):
+            rgb[top:top + strip.height] = np.asarray(strip.getchannel(0))[:, :, None]
+        else:
+            rgb[top:top + strip.height] = np.asarray(strip.convert("RGB") if im.mode == "RGBA" else strip)
     return rgb, alpha

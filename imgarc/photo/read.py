@@ -20,6 +20,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
+import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from imgarc.errors import ImgarcError
@@ -135,14 +136,22 @@ def _read_pillow(data: bytes) -> Photo:
         return Photo(rgb, im.mode, fmt, exif, info.get("icc_profile") or None, _xmp(info), details, alpha)
 
 
+# The write-back check writes a corner of the photo this large (at most): what a writer refuses
+# is the metadata, the mode or the format, never the pixel values, and the photo's size is one its
+# own format already holds. A whole 100 MP photo's check would take ~1 GB.
+CHECK_SIDE = 64
+
+
 def _check_writable(photo: Photo) -> None:
-    """Write the photo back once now (its own pixels, its format and metadata): whatever a writer
-    refuses is found while the original is still at hand, and stored byte-exact, never lost."""
+    """Write the photo back once now (a corner of its own pixels, with its format and metadata):
+    whatever a writer refuses is found while the original is still at hand, and stored
+    byte-exact, never lost."""
     h, w = photo.rgb.shape[:2]
+    ch, cw = (min(n, CHECK_SIDE + n % 2) for n in (h, w))  # odd sides stay odd (chroma subsampling)
     try:
-        alpha = unpack_alpha(photo.alpha, w, h) if photo.alpha is not None else None
-        encode_photo_file(photo.rgb, photo.mode, photo.source_format, photo.exif, photo.icc_profile, photo.xmp,
-                          decode_source_info(encode_source_info(photo.source_info)), alpha, trial=True)
+        alpha = np.ascontiguousarray(unpack_alpha(photo.alpha, w, h)[:ch, :cw]) if photo.alpha is not None else None
+        encode_photo_file(photo.rgb[:ch, :cw], photo.mode, photo.source_format, photo.exif, photo.icc_profile,
+                          photo.xmp, decode_source_info(encode_source_info(photo.source_info)), alpha, trial=True)
     except ImgarcError as e:
         raise Refused(f"{photo.source_format} file imgarc could not write back ({e}): stored as it is") from e
 
