@@ -140,7 +140,6 @@ def test_digest_changes_with_any_entry(data):
 def test_rans_counts_tables_in_chunks(data, monkeypatch):
     """Tables are counted a chunk at a time (bounded memory): the stream and the round trip do
     not depend on the chunk size, escapes in several groups included."""
-
     symbols, indexes, tables = data
     whole = get_coder("rans").encode(symbols, indexes, tables)
     monkeypatch.setattr(rans, "COUNT_CHUNK", 7)
