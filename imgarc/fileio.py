@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -119,3 +120,12 @@ def write_file_atomic(path: Path, data: bytes, mtime_ns: int | None = None, mode
                 raise DestinationError(f"cannot write {path}: a folder of that name is in the way") from e
             raise DestinationError(f"cannot write {path}: {e.strerror or e}") from e
         raise
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 (hex) of a file, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -9,7 +9,7 @@ import os
 import stat
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -228,14 +228,7 @@ class Compressor:
         file that appeared meanwhile unless `force`. Unreadable files are left out and listed in the
         summary's `left_out` (`strict`: raise UnreadableFileError instead, publishing nothing)."""
         started = time.perf_counter()
-        if not src.exists():
-            raise UsageError(f"{src} does not exist")
-        if not src.is_dir():
-            raise UsageError(f"{src} is not a folder (imgarc archives folders)")
-        if archive.exists() and not force:
-            raise UsageError(f"{archive} already exists; use --force to replace it, or --update to add to it")
-        if archive.is_dir():
-            raise UsageError(f"{archive} is a folder; give a file name for the archive")
+        check_source_and_archive(src, archive, force)
         warnings: list[str] = []
         left_out: list[LeftOut] = []
         files = walk_folder(src, archive, warnings, left_out)
@@ -244,9 +237,20 @@ class Compressor:
         if not files:
             raise UsageError(f"{src} has no files to archive")
         warnings += self.stale_temp_warnings(archive, force)
+        summary = self.compress_files(files, archive, force, progress, strict)
+        return replace(summary, warnings=warnings + summary.warnings, left_out=left_out + summary.left_out,
+                       seconds=time.perf_counter() - started)
+
+    def compress_files(self, files: list[tuple[Path, str]], archive: Path, force: bool = False,
+                       progress: Progress | None = None, strict: bool = False) -> CompressSummary:
+        """Archive `files` ((path, entry name), in archive order) into `archive`, published
+        atomically (see compress_folder); a file that cannot be read is left out (`strict`: raise)."""
+        started = time.perf_counter()
         if not self.options.keep_originals:
             _ = self.codec  # a missing model is reported before the archive is created
         results: list[EntryResult] = []
+        warnings: list[str] = []
+        left_out: list[LeftOut] = []
         with ArchiveWriter(archive, replace=force) as writer:
             for (n, name), coded in in_order(self.entry_tasks(files, strict, left_out), pool_workers()):
                 entry = coded.result()
@@ -270,6 +274,18 @@ class Compressor:
             else:
                 out.append(f"{stale} was left by an earlier run that was killed; delete it, or run with --force to remove it")
         return out
+
+
+def check_source_and_archive(src: Path, archive: Path, force: bool) -> None:
+    """One clear line for a source that is not a folder or an archive name that cannot be used."""
+    if not src.exists():
+        raise UsageError(f"{src} does not exist")
+    if not src.is_dir():
+        raise UsageError(f"{src} is not a folder (imgarc archives folders)")
+    if archive.exists() and not force:
+        raise UsageError(f"{archive} already exists; use --force to replace it, or --update to add to it")
+    if archive.is_dir():
+        raise UsageError(f"{archive} is a folder; give a file name for the archive")
 
 
 def compress_folder(src: Path, archive: Path, quality: int = DEFAULT_QUALITY, coder_name: str = DEFAULT_CODER,

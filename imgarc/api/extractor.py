@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -20,20 +21,26 @@ from imgarc.api.members import MemberSelection
 from imgarc.api.results import (Damaged, EntryKind, EntryResult, ExtractSummary, Progress, SalvageSummary,
                                 Timings)
 from imgarc.archive import KIND_IMAGE, ArchiveReader, EntryHeader, disk_name, resolve_inside, safe_relative_path
-from imgarc.archive.salvage import SalvageReader
-from imgarc.errors import (ArchiveError, DamagedArchiveError, DestinationError, ImageError, LatentStreamError,
+from imgarc.archive.salvage import FoundEntry, SalvageReader
+from imgarc.errors import (ArchiveError, DamagedArchiveError, DestinationError, ImageError, ImgarcError, LatentStreamError,
                            ModelError, OutOfSpaceError, UsageError)
 from imgarc.fileio import NO_SPACE, write_file_atomic
 from imgarc.ordered_pool import Task, in_order, pool_workers
 from imgarc.photo import check_extract_format, photo_output_path
+from imgarc.shards.manifest import read_manifest
+from imgarc.shards.reader import ShardedReader
 
 # Per-entry problems that leave the other entries extractable.
 ENTRY_ERRORS = (ArchiveError, LatentStreamError, ImageError, ModelError, DestinationError)
 SALVAGE_HINT = "run `imgarc extract --salvage ARCHIVE DEST` to recover its intact entries"
 
 
-def open_archive(archive: Path) -> ArchiveReader:
-    """ArchiveReader(archive); a damaged frame's error says how to recover the entries."""
+def open_archive(archive: Path) -> ArchiveReader | ShardedReader:
+    """ArchiveReader(archive), or a ShardedReader when `archive` is a shard manifest; a damaged
+    frame's error says how to recover the entries."""
+    manifest = read_manifest(archive)
+    if manifest is not None:
+        return ShardedReader(archive, manifest)
     try:
         return ArchiveReader(archive)
     except DamagedArchiveError as e:
@@ -118,20 +125,38 @@ class Extractor:
         those of them it selects).
 
         Uses the index when it is intact, else rebuilds it by scanning for entry headers
-        (imgarc.archive.salvage). Never raises for damage to entries: it is in `damaged`.
+        (imgarc.archive.salvage); a shard manifest's shards each so, a missing shard reported.
+        Never raises for damage to entries: it is in `damaged`.
         """
         started = time.perf_counter()
-        with SalvageReader(archive) as reader:
-            plan = reader.plan
-            found_entries = plan.entries
+        manifest = read_manifest(archive)
+        shards = [archive] if manifest is None else [archive.parent / record.name for record in manifest.shards]
+        found_entries: list[tuple[SalvageReader, FoundEntry]] = []
+        damaged: list[Damaged] = []
+        warnings: list[str] = []
+        index_rebuilt = False
+        with ExitStack() as stack:
+            for shard in shards:
+                try:
+                    reader = stack.enter_context(SalvageReader(shard))
+                except (ImgarcError, OSError) as e:
+                    if manifest is None:
+                        raise
+                    damaged.append(Damaged(shard.name, f"shard not salvaged: {getattr(e, 'strerror', None) or e}"))
+                    continue
+                plan = reader.plan
+                found_entries += [(reader, found) for found in plan.entries]
+                damaged += [Damaged(d.name, d.detail) for d in plan.damaged]
+                warnings += plan.warnings if manifest is None else [f"{shard.name}: {w}" for w in plan.warnings]
+                index_rebuilt |= plan.index_rebuilt
+            taken = {found.header.path for _, found in found_entries}
             if members is not None:
-                chosen = members.select(enumerate(f.header for f in found_entries), str(archive))
+                chosen = members.select(enumerate(found.header for _, found in found_entries), str(archive))
                 found_entries = [found_entries[k] for k in chosen]
             sources = [EntrySource(found.header.path, partial(lambda h: h, found.header), partial(reader.payload, found))
-                       for found in found_entries]
-            results, failures, _ = self._extract(sources, {found.header.path for found in plan.entries})
-        damaged = [Damaged(d.name, d.detail) for d in plan.damaged] + failures
-        return SalvageSummary(results, damaged, plan.warnings, plan.index_rebuilt, time.perf_counter() - started)
+                       for reader, found in found_entries]
+            results, failures, _ = self._extract(sources, taken)
+        return SalvageSummary(results, damaged + failures, warnings, index_rebuilt, time.perf_counter() - started)
 
     def _extract(self, sources: list[EntrySource], taken: set[str]) -> tuple[list[EntryResult], list[Damaged], Timings]:
         """Decode and write every source in order. `taken`: the paths of the archive's entries, so

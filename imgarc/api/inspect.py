@@ -12,6 +12,7 @@ from imgarc.api.results import Damaged, EntryListing, Progress, Timings, VerifyR
 from imgarc.archive import KIND_IMAGE, ArchiveReader, safe_relative_path
 from imgarc.errors import ArchiveError, UsageError
 from imgarc.photo import check_extract_format, check_photo_fields
+from imgarc.shards.reader import ShardedReader
 
 
 def list_archive(archive: Path) -> list[EntryListing]:
@@ -28,6 +29,8 @@ def verify_archive(archive: Path, progress: Progress | None = None, decoder: Ent
     timings = Timings()
     with open_archive(archive) as reader:
         report = VerifyReport(checked=len(reader))
+        if isinstance(reader, ShardedReader):  # each shard's file is the one the manifest records
+            report.damaged += [Damaged(name, detail) for name, detail in reader.check_shards()]
         for i in range(len(reader)):
             name = f"#{i + 1}"
             try:

@@ -27,6 +27,7 @@ from imgarc.api.extractor import ENTRY_ERRORS, iter_headers, open_archive
 from imgarc.api.results import CompressSummary, EntryResult, LeftOut, Progress
 from imgarc.archive import KIND_STORED, ArchiveReader, ArchiveWriter, EntryHeader, entry_name
 from imgarc.errors import ArchiveError, UnreadableFileError, UsageError
+from imgarc.shards.manifest import read_manifest
 
 
 class Change(str, enum.Enum):
@@ -128,6 +129,9 @@ def compress_sources(compressor: Compressor, sources: list[Path], archive: Path,
     existing = archive.exists()
     if existing and not (options.update or options.force):
         raise UsageError(f"{archive} already exists; use --force to replace it, or --update to add to it")
+    if existing and options.update and read_manifest(archive) is not None:
+        raise UsageError(f"{archive} is a sharded archive: --update takes one-file archives only; "
+                         "compress the new files into a shard set of their own")
     warnings: list[str] = []
     left_out: list[LeftOut] = []
     files, prefixes = source_files(sources, archive, warnings, left_out)

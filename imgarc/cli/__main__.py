@@ -2,4 +2,5 @@
 
 from imgarc.cli.app import main
 
-main()
+if __name__ == "__main__":  # worker processes (spawn) import this module again: they must not run main
+    main()

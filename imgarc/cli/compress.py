@@ -12,6 +12,9 @@ from imgarc.cli.console import console, progress_bar, sigterm_as_interrupt, warn
 from imgarc.units import human_bytes as human
 from imgarc.coders import DEFAULT_CODER
 from imgarc.errors import IncompleteArchiveError, UsageError
+from imgarc.shards.backends import Backend, BackendKind
+from imgarc.shards.compress import compress_sharded
+from imgarc.shards.job import DEFAULT_SHARD_FILES
 
 CODER_HELP = (
     "Latent entropy coder: 'rans' (default: vectorized rANS, smallest), 'lzma' (LZMA packing of the "
@@ -53,6 +56,18 @@ def compress(
     checksum: bool = typer.Option(False, "--checksum", help="Record each coded file's sha256; with --update, compare "
                                   "contents by sha256 instead of modification times (a coded photo archived without a "
                                   "sha256 cannot show it is unchanged, so it is coded once more)."),
+    shard_files: Optional[int] = typer.Option(None, "--shard-files", metavar="N", help="Write a sharded archive: the "
+                                              "sorted files cut into shards of N files, each an ordinary .iarc beside "
+                                              "ARCHIVE (ARCHIVE-stem.00000-<digest>.iarc, ...), and ARCHIVE a small manifest "
+                                              "listing them; extract, list, verify and --salvage read it as one archive. "
+                                              "A killed run keeps its finished shards: the same command resumes."),
+    workers: Optional[int] = typer.Option(None, "--workers", metavar="N", help="Code the shards in N worker processes, "
+                                          "this machine's cores shared among them (implies shards: --shard-files, "
+                                          f"default {DEFAULT_SHARD_FILES}). The shards' bytes do not depend on N."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Code the shards on a Ray cluster "
+                                      "(Ray Data, an actor pool of --workers actors, default 2): 'local' starts one on "
+                                      "this machine, else a cluster address such as ray://head:10001 (the shards' "
+                                      "folder must be shared by every node). Needs pip install 'imgarc[cluster]'."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Compress the folder(s) SRC into ARCHIVE (written to a temporary name, renamed when complete).
@@ -66,6 +81,17 @@ def compress(
     options = api.CompressOptions(quality, target_bpp, coder, model, tune, keep_originals)
     how = api.SourceOptions(update, delete_missing, checksum, force, strict)
     compressor = api.Compressor(options)
+    backend = _backend(workers, ray)
+    if shard_files is not None or backend.kind is not BackendKind.IN_PROCESS:
+        if len(sources) > 1 or update or checksum:
+            raise UsageError("a sharded archive (--shard-files, --workers, --ray) is made from one SRC folder, "
+                             "without --update or --checksum")
+        with sigterm_as_interrupt(), progress_bar("compressing", progress) as bar:
+            s = compress_sharded(sources[0], archive, options, shard_files or DEFAULT_SHARD_FILES, backend,
+                                 force=force, strict=strict, progress=bar)
+        _report_compress(s)
+        _report_left_out(s, archive)
+        return
     with sigterm_as_interrupt(), progress_bar("updating" if update else "compressing", progress) as bar:
         if len(sources) == 1 and not (update or checksum):
             u = None
@@ -78,6 +104,14 @@ def compress(
     else:
         _report_compress(s)
     _report_left_out(s, archive)
+
+
+def _backend(workers: int | None, ray: str | None) -> Backend:
+    if ray is not None:
+        return Backend(BackendKind.RAY, workers or 2, ray)
+    if workers is not None:
+        return Backend(BackendKind.PROCESSES, workers)
+    return Backend()
 
 
 def _report_compress(s: api.CompressSummary) -> None:

@@ -1,0 +1,76 @@
+"""`imgarc compress SRC ARCHIVE --shard-files N` (and `--workers`, `--ray`): a sharded archive.
+
+The folder's sorted files are cut into contiguous shards of N files; each shard is coded into an
+ordinary .iarc beside ARCHIVE (job.compress_shard, on the chosen backend), and ARCHIVE becomes
+the manifest that lists them, written last and atomically. Until then an earlier archive of that
+name is untouched, and a killed run leaves only finished shards (kept: the same command picks
+up where it stopped) and temp files (named on the next run, removed with --force).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from pathlib import Path
+
+from imgarc.api.compressor import Compressor, check_source_and_archive, walk_folder
+from imgarc.api.options import CompressOptions
+from imgarc.api.results import CompressSummary, LeftOut, Progress
+from imgarc.errors import UnreadableFileError, UsageError
+from imgarc.shards.backends import Backend, run_shards
+from imgarc.shards.job import ShardSpec, shard_files, shard_path
+from imgarc.shards.manifest import Manifest, read_manifest, write_manifest
+
+
+def compress_sharded(src: Path, archive: Path, options: CompressOptions, files_per_shard: int,
+                     backend: Backend = Backend(), force: bool = False, strict: bool = False,
+                     progress: Progress | None = None) -> CompressSummary:
+    """Archive every regular file under `src` as shards of `files_per_shard` files and a manifest
+    at `archive` (see the module). The summary's `archive_bytes` counts the shards and the manifest."""
+    started = time.perf_counter()
+    if files_per_shard < 1:
+        raise UsageError(f"--shard-files must be at least 1, not {files_per_shard}")
+    check_source_and_archive(src, archive, force)
+    warnings: list[str] = []
+    left_out: list[LeftOut] = []
+    files = [(path, name) for path, name in walk_folder(src, archive, warnings, left_out) if not _is_shard_of(path, archive)]
+    if strict and left_out:
+        raise UnreadableFileError(f"{left_out[0].path}: {left_out[0].reason}; nothing was written (--strict)")
+    if not files:
+        raise UsageError(f"{src} has no files to archive")
+    if not options.keep_originals:
+        _ = Compressor(options).codec  # a missing model is reported before any shard is written
+    old = read_manifest(archive) if archive.exists() else None
+    specs = [ShardSpec(k, tuple((str(p), n) for p, n in group), str(shard_path(archive, k, group, options)), options, strict)
+             for k, group in enumerate(shard_files(files, files_per_shard))]
+    for spec in specs:
+        warnings += Compressor.stale_temp_warnings(Path(spec.path), force)
+    entries, records, done = [], [], 0
+    seconds_model = seconds_coder = 0.0
+    for result in run_shards(specs, backend):
+        s = result.summary
+        entries += s.entries
+        warnings += s.warnings
+        left_out += s.left_out
+        seconds_model += s.seconds_model
+        seconds_coder += s.seconds_coder
+        records.append(result.record)
+        done += len(specs[len(records) - 1].files)
+        if progress:
+            progress(done, len(files), result.record.name)
+    manifest = Manifest(tuple(records))
+    write_manifest(archive, manifest, replace=force)
+    if old is not None:  # the replaced archive's shards that the new one does not reuse
+        kept = {r.name for r in records}
+        for record in old.shards:
+            if record.name not in kept:
+                (archive.parent / record.name).unlink(missing_ok=True)
+    size = archive.stat().st_size + sum(r.size for r in records)
+    return CompressSummary(archive, size, entries, warnings, time.perf_counter() - started,
+                           seconds_model, seconds_coder, left_out)
+
+
+def _is_shard_of(path: Path, archive: Path) -> bool:
+    """A shard of `archive` (of this run or an earlier one) when the archive lies inside SRC."""
+    stem = archive.name.removesuffix(".iarc")
+    return path.parent.resolve() == archive.parent.resolve() and fnmatch.fnmatchcase(path.name, f"{stem}.[0-9]*-*.iarc")
