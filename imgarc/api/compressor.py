@@ -26,6 +26,7 @@ from imgarc.coders import DEFAULT_CODER, get_coder
 from imgarc.errors import UnreadableFileError, UsageError
 from imgarc.ordered_pool import Task, in_order, pool_workers
 from imgarc.photo import NotCoded, Photo, pack_stored, photo_size, read_photo
+from imgarc.runtime.device import resolve_device
 
 KEEP_ORIGINALS_NOTE = "--keep-originals: kept byte-exact"
 WOULD_GROW_NOTE = "coding would not make it smaller: stored as it is"
@@ -128,7 +129,7 @@ class Compressor:
         if self._codec is None:
             o = self.options
             model_id = resolve_model_id(o.model_id, o.quality) if o.model_id else model_for_quality(o.quality, o.tune).model_id
-            self._codec = load_codec(model_id)
+            self._codec = load_codec(model_id, resolve_device(o.device))
         return self._codec
 
     def code_photo(self, photo: Photo) -> CodedImage:

@@ -21,6 +21,7 @@ from imgarc.codec.registry import how_to_get_model, load_codec
 from imgarc.coders import CODER_NAMES, get_coder
 from imgarc.errors import ArchiveError, LatentStreamError, ModelError
 from imgarc.photo import MAX_PIXELS, photo_file_bytes, unpack_stored
+from imgarc.runtime.device import Device
 
 
 @dataclass
@@ -32,11 +33,15 @@ class DecodedLatents:
 
 
 class EntryDecoder:
-    """Decodes entries. Thread-safe: extract calls it from several decode threads at once."""
+    """Decodes entries. Thread-safe: extract calls it from several decode threads at once.
+    `device`: where g_s runs (resolved: runtime.device; the CPU unless asked)."""
+
+    def __init__(self, device: Device = Device.CPU) -> None:
+        self.device = device
 
     def codec_for(self, header: EntryHeader) -> ImageCodec:
         """The installed model a coded photo was made with; refuses other weights or tables."""
-        codec = load_codec(header.model_id)  # cached by the registry
+        codec = load_codec(header.model_id, self.device)  # cached by the registry
         if codec.weights_sha256 != header.weights_sha256.hex():
             raise ModelError(
                 f"{header.path!r} was made with other weights for model {header.model_id!r} "

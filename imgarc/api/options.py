@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from imgarc.coders import CODER_NAMES, DEFAULT_CODER
 from imgarc.errors import UsageError
+from imgarc.runtime.device import Device
 
 DEFAULT_QUALITY = 75
 
@@ -17,7 +18,8 @@ class CompressOptions:
     `quality` 1-100, or `target_bpp`: each photo at the quality whose coded size is nearest that
     many bits per pixel (the quality used is recorded per entry). `model_id`: a model instead
     of the one `quality` and `tune` pick ("psnr" or "msssim": the model trained for that metric).
-    `keep_originals`: no photo is coded; every file is kept byte-exact.
+    `keep_originals`: no photo is coded; every file is kept byte-exact. `device`: where the
+    networks run (the bytes of an archive made on a GPU may differ from a CPU's; both decode anywhere).
     """
 
     quality: int = DEFAULT_QUALITY
@@ -26,6 +28,7 @@ class CompressOptions:
     model_id: str | None = None
     tune: str | None = None
     keep_originals: bool = False
+    device: Device = Device.AUTO  # where g_a/h_a run: a CUDA GPU where one can be used (runtime.device)
 
     def __post_init__(self) -> None:
         if not 1 <= self.quality <= 100:

@@ -12,9 +12,9 @@ from imgarc.cli.console import console, progress_bar, sigterm_as_interrupt, warn
 from imgarc.units import human_bytes as human
 from imgarc.coders import DEFAULT_CODER
 from imgarc.errors import IncompleteArchiveError, UsageError
-from imgarc.shards.backends import Backend, BackendKind
-from imgarc.shards.compress import compress_sharded
-from imgarc.shards.job import DEFAULT_SHARD_FILES
+from imgarc.runtime.device import Device
+from imgarc import shards
+from imgarc.shards import DEFAULT_SHARD_FILES
 
 CODER_HELP = (
     "Latent entropy coder: 'rans' (default: vectorized rANS, smallest), 'lzma' (LZMA packing of the "
@@ -56,6 +56,9 @@ def compress(
     checksum: bool = typer.Option(False, "--checksum", help="Record each coded file's sha256; with --update, compare "
                                   "contents by sha256 instead of modification times (a coded photo archived without a "
                                   "sha256 cannot show it is unchanged, so it is coded once more)."),
+    device: Device = typer.Option(Device.AUTO, "--device", help="Where the analysis networks run: 'auto' (default: a "
+                                  "CUDA GPU where one can be used, else the CPU), 'cpu' or 'cuda'. Archives made on "
+                                  "either extract on any machine."),
     shard_files: Optional[int] = typer.Option(None, "--shard-files", metavar="N", help="Write a sharded archive: the "
                                               "sorted files cut into shards of N files, each an ordinary .iarc beside "
                                               "ARCHIVE (ARCHIVE-stem.00000-<digest>.iarc, ...), and ARCHIVE a small manifest "
@@ -78,16 +81,16 @@ def compress(
     if len(paths) < 2:
         raise UsageError("give the folder(s) to archive, then the archive: imgarc compress SRC... ARCHIVE")
     *sources, archive = paths
-    options = api.CompressOptions(quality, target_bpp, coder, model, tune, keep_originals)
+    options = api.CompressOptions(quality, target_bpp, coder, model, tune, keep_originals, device)
     how = api.SourceOptions(update, delete_missing, checksum, force, strict)
     compressor = api.Compressor(options)
     backend = _backend(workers, ray)
-    if shard_files is not None or backend.kind is not BackendKind.IN_PROCESS:
+    if shard_files is not None or backend.kind is not shards.BackendKind.IN_PROCESS:
         if len(sources) > 1 or update or checksum:
             raise UsageError("a sharded archive (--shard-files, --workers, --ray) is made from one SRC folder, "
                              "without --update or --checksum")
         with sigterm_as_interrupt(), progress_bar("compressing", progress) as bar:
-            s = compress_sharded(sources[0], archive, options, shard_files or DEFAULT_SHARD_FILES, backend,
+            s = shards.compress_sharded(sources[0], archive, options, shard_files or DEFAULT_SHARD_FILES, backend,
                                  force=force, strict=strict, progress=bar)
         _report_compress(s)
         _report_left_out(s, archive)
@@ -106,12 +109,12 @@ def compress(
     _report_left_out(s, archive)
 
 
-def _backend(workers: int | None, ray: str | None) -> Backend:
+def _backend(workers: int | None, ray: str | None) -> shards.Backend:
     if ray is not None:
-        return Backend(BackendKind.RAY, workers or 2, ray)
+        return shards.Backend(shards.BackendKind.RAY, workers or 2, ray)
     if workers is not None:
-        return Backend(BackendKind.PROCESSES, workers)
-    return Backend()
+        return shards.Backend(shards.BackendKind.PROCESSES, workers)
+    return shards.Backend()
 
 
 def _report_compress(s: api.CompressSummary) -> None:

@@ -17,7 +17,7 @@ from imgarc.codec.quality import QualityRow
 from imgarc.codec.tiles import TileGrid, run_tiled, tiles_of
 from imgarc.codec.weights import WeightsFile
 from imgarc.errors import ModelError
-from imgarc.runtime import Networks, load_networks, torch_model_of, usable_cores
+from imgarc.runtime import Device, Networks, load_networks, torch_model_of, usable_cores
 
 
 @dataclass
@@ -61,7 +61,7 @@ RELEASE_MEMORY_PIXELS = 4_000_000
 
 
 class ImageCodec:
-    def __init__(self, weights: WeightsFile, weights_sha256: str):
+    def __init__(self, weights: WeightsFile, weights_sha256: str, device: Device = Device.CPU):
         self.weights = weights
         self.model_id = weights.model_id
         self.architecture = weights.architecture
@@ -69,7 +69,9 @@ class ImageCodec:
         self.tables = weights.tables
         self.tables_sha256 = weights.tables_sha256
         self.stride = weights.architecture.stride
-        self.networks: Networks = load_networks(weights.architecture, weights.params, weights.model_id, weights_sha256)
+        self.device = device
+        self.networks: Networks = load_networks(weights.architecture, weights.params, weights.model_id, weights_sha256,
+                                                device)
         self.medians = weights.params["entropy_bottleneck.quantiles"][:, 0, 1].astype(np.float32)
         self._torch_model = None
 

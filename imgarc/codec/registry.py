@@ -22,7 +22,7 @@ from imgarc.codec.weights import load_weights
 from imgarc.codec.zoo import is_zoo_id, parse_zoo_id
 from imgarc.codec.zoo_convert import load_zoo_codec, missing_model_hint
 from imgarc.errors import ModelError
-from imgarc.runtime import Runtime, chosen_runtime
+from imgarc.runtime import Device, Runtime, chosen_runtime
 
 CATALOG_NAME = "models.json"
 TUNES = ("psnr", "msssim")  # what a model's distortion term was: MSE (judged by PSNR) or MS-SSIM
@@ -153,7 +153,7 @@ def retired_models() -> dict[str, RetiredModel]:
 
 
 @lru_cache(maxsize=4)
-def _load(path: Path, sha256: str, runtime: Runtime):  # the runtime is part of the key: a codec holds its networks
+def _load(path: Path, sha256: str, runtime: Runtime, device: Device):  # runtime and device: a codec holds its networks
     if not path.is_file():
         raise ModelError(f"weights file {path} is missing; reinstall imgarc")
     mismatch = ModelError(f"weights file {path} does not match its recorded sha256 (altered or damaged); reinstall imgarc")
@@ -165,16 +165,17 @@ def _load(path: Path, sha256: str, runtime: Runtime):  # the runtime is part of 
         raise
     if actual != sha256:
         raise mismatch
-    return ImageCodec(weights, actual)
+    return ImageCodec(weights, actual, device)
 
 
-def load_codec(model_id: str):
+def load_codec(model_id: str, device: Device = Device.CPU):
     """The ImageCodec for an installed model (weights verified against the catalog), or for a
-    CompressAI zoo model `cai:ARCH:METRIC:Q` (fetched and converted at first use: codec/zoo.py)."""
+    CompressAI zoo model `cai:ARCH:METRIC:Q` (fetched and converted at first use: codec/zoo.py),
+    its networks on `device` (CPU or CUDA, resolved: runtime.device; zoo models run on the CPU)."""
     if is_zoo_id(model_id):
         return load_zoo_codec(model_id)
     r = find_model(model_id)
-    return _load(r.path, r.sha256, chosen_runtime())
+    return _load(r.path, r.sha256, chosen_runtime(), device)
 
 
 def resolve_model_id(model_id: str, quality: int | None = None) -> str:

@@ -20,6 +20,7 @@ from imgarc.cores import usable_cores
 from imgarc.errors import UsageError
 from imgarc.extras import installed, require
 from imgarc.runtime.base import Networks
+from imgarc.runtime.device import CudaRuntime, Device, cuda_runtime
 
 
 RUNTIME_ENV = "IMGARC_RUNTIME"
@@ -42,18 +43,21 @@ def chosen_runtime() -> Runtime:
 
 
 def load_networks(architecture: Architecture, params: dict[str, np.ndarray], model_id: str,
-                  weights_sha256: str) -> Networks:
-    """The networks of a model's weights, in the runtime this process uses. Each runtime's
-    module is imported here, when a photo is first coded or decoded: listing an archive loads
-    neither, and the lean install has no torch."""
-    if chosen_runtime() is Runtime.ONNX:
+                  weights_sha256: str, device: Device = Device.CPU) -> Networks:
+    """The networks of a model's weights, in the runtime this process uses, on `device` (CPU or
+    CUDA, resolved: runtime.device). Each runtime's module is imported here, when a photo is
+    first coded or decoded: listing an archive loads neither, and the lean install has no torch."""
+    cuda = cuda_runtime() if device is Device.CUDA else None
+    if device is Device.CUDA and cuda is None:
+        raise UsageError("no CUDA GPU can be used here; use --device cpu")
+    if cuda is CudaRuntime.ONNX or (cuda is None and chosen_runtime() is Runtime.ONNX):
         from imgarc.runtime.onnx_networks import OnnxNetworks
 
-        return OnnxNetworks(architecture, params, weights_sha256)
+        return OnnxNetworks(architecture, params, weights_sha256, cuda=cuda is CudaRuntime.ONNX)
     require(f"{RUNTIME_ENV}=torch", "torch", "compressai")
     from imgarc.runtime.torch_networks import TorchNetworks
 
-    return TorchNetworks(architecture, params, model_id)
+    return TorchNetworks(architecture, params, model_id, "cuda" if cuda is CudaRuntime.TORCH else "cpu")
 
 
 def torch_model_of(networks: Networks, architecture: Architecture, params: dict[str, np.ndarray], model_id: str):
@@ -66,4 +70,4 @@ def torch_model_of(networks: Networks, architecture: Architecture, params: dict[
     return TorchNetworks(architecture, params, model_id).model
 
 
-__all__ = ["Networks", "RUNTIME_ENV", "Runtime", "chosen_runtime", "load_networks", "torch_model_of", "usable_cores"]
+__all__ = ["Device", "Networks", "RUNTIME_ENV", "Runtime", "chosen_runtime", "load_networks", "torch_model_of", "usable_cores"]

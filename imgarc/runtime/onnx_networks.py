@@ -47,7 +47,11 @@ RELEASE_MEMORY = ort.RunOptions()
 RELEASE_MEMORY.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
 
-def make_session(model: bytes) -> ort.InferenceSession:
+CPU = ["CPUExecutionProvider"]
+CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]  # onnxruntime-gpu (runtime.device)
+
+
+def make_session(model: bytes, providers: list[str] = CPU) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
@@ -56,7 +60,7 @@ def make_session(model: bytes) -> ort.InferenceSession:
     # many sizes (and tiles at the edges) piled up. Without it, Kodak's extract peaked at
     # 1.3 GB instead of 1.6-1.9 GB, at the same speed (two photos decoding side by side).
     options.enable_mem_pattern = False
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, options, providers=providers)
 
 
 class OnnxNetworks(Networks):
@@ -65,16 +69,19 @@ class OnnxNetworks(Networks):
     network's session is made when it is first run: extract never runs g_a or h_a, and compress
     never runs g_s (a session takes tens of milliseconds to make)."""
 
-    def __init__(self, architecture: Architecture, params: dict[str, np.ndarray], weights_sha256: str) -> None:
+    def __init__(self, architecture: Architecture, params: dict[str, np.ndarray], weights_sha256: str,
+                 cuda: bool = False) -> None:
         key = f"{weights_sha256[:32]}-{_builder_digest()}"
+        providers = CUDA if cuda else CPU
         m = architecture.M
         self._analysis = _LazySession("g_a", key, lambda graphs: graphs.build_graph("g_a", graphs.G_A, params, 3),
-                                      (1, 3, 16, 16))
+                                      (1, 3, 16, 16), providers)
         self._hyper = _LazySession(
             "h_a", key, lambda graphs: graphs.build_graph("h_a", graphs.h_a_layers(architecture), params, m,
-                                                          absolute_input=architecture.scale_only), (1, m, 4, 4))
+                                                          absolute_input=architecture.scale_only), (1, m, 4, 4),
+            providers)
         self._synthesis = _LazySession("g_s", key, lambda graphs: graphs.build_graph("g_s", graphs.G_S, params, m),
-                                       (1, m, 1, 1))
+                                       (1, m, 1, 1), providers)
 
     def analysis(self, x: np.ndarray) -> np.ndarray:
         return self._analysis.run(x)
@@ -93,8 +100,9 @@ class OnnxNetworks(Networks):
 class _LazySession:
     """One network's session, made on first use (once, whichever decode thread gets there first)."""
 
-    def __init__(self, name: str, key: str, build: Callable, smallest_input: tuple[int, ...]) -> None:
-        self._args = (name, key, build)
+    def __init__(self, name: str, key: str, build: Callable, smallest_input: tuple[int, ...],
+                 providers: list[str] = CPU) -> None:
+        self._args = (name, key, build, providers)
         self._smallest_input = smallest_input
         self._session: ort.InferenceSession | None = None
         self._lock = threading.Lock()
@@ -112,12 +120,12 @@ class _LazySession:
             self.run(np.zeros(self._smallest_input, np.float32), RELEASE_MEMORY)
 
 
-def _cached_session(name: str, key: str, build: Callable) -> ort.InferenceSession:
+def _cached_session(name: str, key: str, build: Callable, providers: list[str]) -> ort.InferenceSession:
     """A session for graph `name` of the model `key`: from the cache, else built (and cached)."""
     path = graph_cache_dir() / f"{key}-{name}.onnx"
     if path.is_file():
         try:
-            return make_session(path.read_bytes())
+            return make_session(path.read_bytes(), providers)
         except (OSError, *BAD_GRAPH):
             pass  # unreadable or damaged: build it again
     # The builder imports `onnx`, which only a first run (per model and builder) needs.
@@ -128,4 +136,4 @@ def _cached_session(name: str, key: str, build: Callable) -> ort.InferenceSessio
         write_file_atomic(path, model)
     except (OSError, ImgarcError):
         pass  # a read-only home: build it each time
-    return make_session(model)
+    return make_session(model, providers)

@@ -19,7 +19,8 @@ def torch_state(params: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
 
 
 class TorchNetworks(Networks):
-    def __init__(self, architecture: Architecture, params: Mapping[str, np.ndarray], model_id: str) -> None:
+    def __init__(self, architecture: Architecture, params: Mapping[str, np.ndarray], model_id: str,
+                 device: str = "cpu") -> None:
         model = build_model(architecture)
         # nn.Module's loader, not CompressAI's: that one insists on its float-built table buffers.
         missing, unexpected = torch.nn.Module.load_state_dict(model, torch_state(params), strict=False)
@@ -27,21 +28,22 @@ class TorchNetworks(Networks):
         if missing or unexpected:
             raise ModelError(f"weights for model {model_id!r} do not fit its architecture "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-        self.model = model.eval()
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
         self.scale_only = architecture.scale_only
 
-    def analysis(self, x: np.ndarray) -> np.ndarray:
+    def _run(self, network: torch.nn.Module, x: np.ndarray) -> np.ndarray:
         with one_thread():
-            return self.model.g_a(torch.from_numpy(x)).numpy()
+            return network(torch.from_numpy(x).to(self.device)).cpu().numpy()
+
+    def analysis(self, x: np.ndarray) -> np.ndarray:
+        return self._run(self.model.g_a, x)
 
     def hyper_analysis(self, y: np.ndarray) -> np.ndarray:
-        with one_thread():
-            t = torch.from_numpy(y)
-            return self.model.h_a(t.abs() if self.scale_only else t).numpy()
+        return self._run(self.model.h_a, np.abs(y) if self.scale_only else y)
 
     def synthesis(self, y_hat: np.ndarray) -> np.ndarray:
-        with one_thread():
-            return self.model.g_s(torch.from_numpy(y_hat)).numpy()
+        return self._run(self.model.g_s, y_hat)
 
 
 @contextmanager

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import fnmatch
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from imgarc.api.compressor import Compressor, check_source_and_archive, walk_folder
 from imgarc.api.options import CompressOptions
 from imgarc.api.results import CompressSummary, LeftOut, Progress
 from imgarc.errors import UnreadableFileError, UsageError
-from imgarc.shards.backends import Backend, run_shards
+from imgarc.runtime.device import Device, resolve_device
+from imgarc.shards.backends import Backend, BackendKind, run_shards
 from imgarc.shards.job import ShardSpec, shard_files, shard_path
 from imgarc.shards.manifest import Manifest, read_manifest, write_manifest
 
@@ -38,6 +40,10 @@ def compress_sharded(src: Path, archive: Path, options: CompressOptions, files_p
         raise UnreadableFileError(f"{left_out[0].path}: {left_out[0].reason}; nothing was written (--strict)")
     if not files:
         raise UsageError(f"{src} has no files to archive")
+    # `auto` is resolved here, on the machine that runs the command, so every shard's spec (and
+    # name) says where it was coded; `cuda` for a Ray cluster is left for its actors to find.
+    if backend.kind is not BackendKind.RAY or options.device is Device.AUTO:
+        options = replace(options, device=resolve_device(options.device))
     if not options.keep_originals:
         _ = Compressor(options).codec  # a missing model is reported before any shard is written
     old = read_manifest(archive) if archive.exists() else None

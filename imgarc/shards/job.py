@@ -24,9 +24,6 @@ from imgarc.archive import KIND_IMAGE, ArchiveReader
 from imgarc.fileio import file_sha256
 from imgarc.shards.manifest import ShardRecord
 
-DEFAULT_SHARD_FILES = 256  # files per shard when a run asks for workers or Ray but no size
-
-
 @dataclass(frozen=True)
 class ShardSpec:
     """Everything a worker on any machine needs for one shard (plain, picklable values)."""
