@@ -30,6 +30,7 @@ from imgarc.cli.train import train
 from imgarc.cli.verify import verify
 from imgarc.errors import ImgarcError
 from imgarc.fileio import remove_live_temp_files
+from imgarc.blas_threads import one_blas_thread
 from imgarc.process_memory import return_large_blocks_to_system
 
 app = typer.Typer(
@@ -74,6 +75,7 @@ def main() -> None:
     # CompressAI still uses torch.jit.script, which torch now flags on every import: not the user's concern.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     return_large_blocks_to_system()
+    one_blas_thread()
     try:
         code = app(standalone_mode=False)
     except ImgarcError as e:

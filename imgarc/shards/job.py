@@ -21,6 +21,7 @@ from imgarc.api.compressor import Compressor
 from imgarc.api.options import CompressOptions
 from imgarc.api.results import CompressSummary, EntryKind, EntryResult
 from imgarc.archive import KIND_IMAGE, ArchiveReader
+from imgarc.blas_threads import one_blas_thread
 from imgarc.fileio import file_sha256
 from imgarc.shards.manifest import ShardRecord
 
@@ -95,3 +96,4 @@ def pin_worker(counter, cores: list[int], workers: int) -> None:
     share = [cores[n % len(cores)]] if workers >= len(cores) else cores[n % workers::workers]
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, share)
+    one_blas_thread()

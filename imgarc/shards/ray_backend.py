@@ -19,6 +19,7 @@ os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
 import numpy as np  # noqa: E402
 import ray  # noqa: E402
 
+from imgarc.blas_threads import one_blas_thread
 from imgarc.cores import usable_cores
 from imgarc.shards.job import ShardResult, ShardSpec, compress_shard
 
@@ -27,6 +28,9 @@ LOCAL = "local"
 
 class ShardActor:
     """A Ray Data actor: codes the shards of the batches it is given."""
+
+    def __init__(self) -> None:
+        one_blas_thread()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = [pickle.dumps(compress_shard(pickle.loads(spec))) for spec in batch["spec"]]
