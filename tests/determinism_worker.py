@@ -153,8 +153,8 @@ def encode(job: dict) -> dict:
             analysed_cache[key] = transform(self, rgb)
         return analysed_cache[key]
 
-    def capture_quantize(self, analysed, quality):
-        code = quantize(self, analysed, quality)
+    def capture_quantize(self, analysed, quality, select=None, consume=False):
+        code = quantize(self, analysed, quality, select)  # never consumed: memo_transform keeps it for reuse
         captured.append((self, code))
         return code
 

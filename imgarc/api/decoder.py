@@ -36,6 +36,8 @@ class EntryDecoder:
     """Decodes entries. Thread-safe: extract calls it from several decode threads at once.
     `device`: where g_s runs (resolved: runtime.device; the CPU unless asked)."""
 
+    device: Device = Device.CPU  # a class default too: subclasses that record or memoize keep it
+
     def __init__(self, device: Device = Device.CPU) -> None:
         self.device = device
 
