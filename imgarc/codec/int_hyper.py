@@ -15,11 +15,14 @@ layer the accumulator is floor-divided back to ACT_BITS (exact on integers) and 
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from imgarc.codec.quality import GAIN_BITS, QualityRow
+from imgarc.cores import usable_cores
 from imgarc.errors import ModelError
 
 ACT_BITS = 10
@@ -71,8 +74,34 @@ def _gemm_taps(x: np.ndarray, taps: list[tuple[int, int]], weights: np.ndarray, 
         cols = np.empty((len(taps), in_c, r1 - r0, ow), dtype=np.float64)
         for t, (dy, dx) in enumerate(taps):
             cols[t] = x[:, dy + stride * r0 : dy + stride * (r1 - 1) + 1 : stride, dx : dx + stride * (ow - 1) + 1 : stride]
-        out[:, r0:r1] = (weights @ cols.reshape(len(taps) * in_c, -1)).reshape(-1, r1 - r0, ow)
+        product = np.empty((weights.shape[0], (r1 - r0) * ow), dtype=np.float64)
+        _matmul_on_every_core(weights, cols.reshape(len(taps) * in_c, -1), product)
+        out[:, r0:r1] = product.reshape(-1, r1 - r0, ow)
     return out
+
+
+# numpy's BLAS runs on one thread in the command (imgarc.blas_threads); a product is cut by rows of
+# its weights into one part per core instead, on one shared pool, so photos coded side by side
+# queue their parts rather than oversubscribe the cores. Each output is the same dot product
+# either way (exact: integers below 2**53). A 12 MP extract: 13.8 s instead of 15.0 (Kodak folder: +2 %).
+_matmul_pool: ThreadPoolExecutor | None = None
+_matmul_pool_lock = threading.Lock()
+MIN_ROWS_PER_PART = 32
+
+
+def _matmul_on_every_core(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """out[...] = a @ b, the rows of `a` split over every usable core."""
+    global _matmul_pool
+    parts = min(usable_cores(), a.shape[0] // MIN_ROWS_PER_PART)
+    if parts <= 1:
+        np.matmul(a, b, out=out)
+        return
+    with _matmul_pool_lock:
+        if _matmul_pool is None:
+            _matmul_pool = ThreadPoolExecutor(max_workers=usable_cores(), thread_name_prefix="imgarc-matmul")
+    bounds = np.linspace(0, a.shape[0], parts + 1).astype(int)
+    for future in [_matmul_pool.submit(np.matmul, a[r0:r1], b, out=out[r0:r1]) for r0, r1 in zip(bounds, bounds[1:])]:
+        future.result()
 
 
 def tap_weights(weight: np.ndarray, taps: list[tuple[int, int]]) -> np.ndarray:
