@@ -80,28 +80,36 @@ def _gemm_taps(x: np.ndarray, taps: list[tuple[int, int]], weights: np.ndarray, 
     return out
 
 
-# numpy's BLAS runs on one thread in the command (imgarc.blas_threads); a product is cut by rows of
-# its weights into one part per core instead, on one shared pool, so photos coded side by side
-# queue their parts rather than oversubscribe the cores. Each output is the same dot product
-# either way (exact: integers below 2**53). A 12 MP extract: 13.8 s instead of 15.0 (Kodak folder: +2 %).
+# numpy's BLAS runs on one thread in the command (imgarc.blas_threads). A product that no other
+# thread is computing at the time (one photo's h_s) is cut by rows of its weights into one part
+# per core, on one shared pool; while photos are coded side by side, each runs whole (cutting
+# them too cost the Kodak folder 2 %). Each output is the same dot product either way (exact:
+# integers below 2**53). A 12 MP extract: 13.8 s instead of 15.0.
 _matmul_pool: ThreadPoolExecutor | None = None
-_matmul_pool_lock = threading.Lock()
+_matmul_lock = threading.Lock()
+_matmuls_running = 0
 MIN_ROWS_PER_PART = 32
 
 
 def _matmul_on_every_core(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """out[...] = a @ b, the rows of `a` split over every usable core."""
-    global _matmul_pool
-    parts = min(usable_cores(), a.shape[0] // MIN_ROWS_PER_PART)
-    if parts <= 1:
-        np.matmul(a, b, out=out)
-        return
-    with _matmul_pool_lock:
-        if _matmul_pool is None:
+    """out[...] = a @ b, the rows of `a` split over every usable core when no other product runs."""
+    global _matmul_pool, _matmuls_running
+    with _matmul_lock:
+        _matmuls_running += 1
+        parts = min(usable_cores(), a.shape[0] // MIN_ROWS_PER_PART) if _matmuls_running == 1 else 1
+        if parts > 1 and _matmul_pool is None:
             _matmul_pool = ThreadPoolExecutor(max_workers=usable_cores(), thread_name_prefix="imgarc-matmul")
-    bounds = np.linspace(0, a.shape[0], parts + 1).astype(int)
-    for future in [_matmul_pool.submit(np.matmul, a[r0:r1], b, out=out[r0:r1]) for r0, r1 in zip(bounds, bounds[1:])]:
-        future.result()
+    try:
+        if parts <= 1:
+            np.matmul(a, b, out=out)
+            return
+        assert _matmul_pool is not None
+        bounds = np.linspace(0, a.shape[0], parts + 1).astype(int)
+        for future in [_matmul_pool.submit(np.matmul, a[r0:r1], b, out=out[r0:r1]) for r0, r1 in zip(bounds, bounds[1:])]:
+            future.result()
+    finally:
+        with _matmul_lock:
+            _matmuls_running -= 1
 
 
 def tap_weights(weight: np.ndarray, taps: list[tuple[int, int]]) -> np.ndarray:
