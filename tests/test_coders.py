@@ -137,11 +137,15 @@ def test_digest_changes_with_any_entry(data):
     assert CdfTables(tables.cdfs, tables.lengths, offsets).digest() != tables.digest()
 
 
-def test_rans_counts_tables_in_chunks(data, monkeypatch):
-    """Tables are counted a chunk at a time (bounded memory): the stream and the round trip do
-    not depend on the chunk size, escapes in several groups included."""
+@pytest.mark.parametrize("sort_latents", [0, 1 << 30])
+def test_rans_groups_the_same_way_by_sorting_or_by_masks(data, monkeypatch, sort_latents):
+    """Tables are counted a chunk at a time and groups found by sorting (small photos) or by
+    masks (large ones): the stream and the round trip depend on neither, escapes in several
+    groups included."""
     symbols, indexes, tables = data
     whole = get_coder("rans").encode(symbols, indexes, tables)
     monkeypatch.setattr(rans, "COUNT_CHUNK", 7)
+    monkeypatch.setattr(rans, "SORT_LATENTS", sort_latents)
     assert get_coder("rans").encode(symbols, indexes, tables) == whole
     np.testing.assert_array_equal(get_coder("rans").decode(whole, indexes, tables), symbols)
+    np.testing.assert_array_equal(get_coder("rans").decode(whole, indexes.astype(np.uint8), tables), symbols)

@@ -22,7 +22,7 @@ import numpy as np
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BAND_ROWS = 256
-DEFLATE_LEVEL = 6  # Pillow's default
+DEFLATE_LEVEL = 5  # about as small as Pillow's default (level 6 with adaptive filters), twice as fast as 6
 AVERAGE_FILTER = 3
 IDAT_BYTES = 1 << 20  # the zlib stream is cut into IDAT chunks of this size
 
