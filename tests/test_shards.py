@@ -108,6 +108,9 @@ def test_not_a_manifest_and_update_are_one_line(folder, tmp_path, tiny_model):
         api.compress_sources(api.Compressor(OPTIONS), [folder], archive, api.SourceOptions(update=True))
     with pytest.raises(UsageError, match="already exists"):
         compress_sharded(folder, archive, OPTIONS, 3)
+    api.Compressor(OPTIONS).compress_folder(folder, archive, force=True)  # one archive over the shard set
+    assert sorted(p.name for p in archive.parent.iterdir()) == ["photos.iarc"]
+    assert read_manifest(archive) is None and len(api.list_archive(archive)) == 7
 
 
 def worker_pids(parent: int) -> list[int]:

@@ -27,6 +27,7 @@ from imgarc.errors import UnreadableFileError, UsageError
 from imgarc.ordered_pool import Task, in_order, pool_workers
 from imgarc.photo import NotCoded, Photo, pack_stored, photo_size, read_photo
 from imgarc.runtime.device import resolve_device
+from imgarc.shards.manifest import read_manifest, remove_shards
 
 KEEP_ORIGINALS_NOTE = "--keep-originals: kept byte-exact"
 WOULD_GROW_NOTE = "coding would not make it smaller: stored as it is"
@@ -238,7 +239,10 @@ class Compressor:
         if not files:
             raise UsageError(f"{src} has no files to archive")
         warnings += self.stale_temp_warnings(archive, force)
+        replaced = read_manifest(archive) if force else None
         summary = self.compress_files(files, archive, force, progress, strict)
+        if replaced is not None:  # a sharded archive of that name, replaced: its shards go too
+            remove_shards(archive, replaced)
         return replace(summary, warnings=warnings + summary.warnings, left_out=left_out + summary.left_out,
                        seconds=time.perf_counter() - started)
 

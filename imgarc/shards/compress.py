@@ -21,7 +21,7 @@ from imgarc.errors import UnreadableFileError, UsageError
 from imgarc.runtime.device import Device, resolve_device
 from imgarc.shards.backends import Backend, BackendKind, run_shards
 from imgarc.shards.job import ShardSpec, shard_files, shard_path
-from imgarc.shards.manifest import Manifest, read_manifest, write_manifest
+from imgarc.shards.manifest import Manifest, read_manifest, remove_shards, write_manifest
 
 
 def compress_sharded(src: Path, archive: Path, options: CompressOptions, files_per_shard: int,
@@ -67,10 +67,7 @@ def compress_sharded(src: Path, archive: Path, options: CompressOptions, files_p
     manifest = Manifest(tuple(records))
     write_manifest(archive, manifest, replace=force)
     if old is not None:  # the replaced archive's shards that the new one does not reuse
-        kept = {r.name for r in records}
-        for record in old.shards:
-            if record.name not in kept:
-                (archive.parent / record.name).unlink(missing_ok=True)
+        remove_shards(archive, old, frozenset(r.name for r in records))
     size = archive.stat().st_size + sum(r.size for r in records)
     return CompressSummary(archive, size, entries, warnings, time.perf_counter() - started,
                            seconds_model, seconds_coder, left_out)

@@ -80,3 +80,10 @@ def read_manifest(path: Path) -> Manifest | None:
 def write_manifest(path: Path, manifest: Manifest, replace: bool) -> None:
     """Publish the manifest atomically (temp name, fsync, rename): a reader sees the old one or the new one."""
     write_file_atomic(path, manifest.to_json(), replace=replace)
+
+
+def remove_shards(path: Path, manifest: Manifest, keep: frozenset[str] = frozenset()) -> None:
+    """Delete the shards a replaced manifest at `path` listed, except those named in `keep`."""
+    for record in manifest.shards:
+        if record.name not in keep:
+            (path.parent / record.name).unlink(missing_ok=True)
