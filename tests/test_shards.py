@@ -149,3 +149,11 @@ def test_killed_worker_then_the_same_command_finishes_the_archive(folder, tmp_pa
     assert finished.returncode == 0, finished.stderr
     assert archive.read_bytes() == reference.read_bytes()
     assert extracted(archive, tmp_path / "x1") == extracted(reference, tmp_path / "x2")
+
+
+@pytest.mark.parametrize("option", [["--shard-files", "0"], ["--workers", "0"]])
+def test_bad_shard_options_are_one_line(folder, tmp_path, option):
+    r = subprocess.run([sys.executable, "-m", "imgarc.cli", "compress", str(folder), str(tmp_path / "a.iarc"), *option],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "must be at least 1" in r.stderr and "Traceback" not in r.stderr
+    assert not any(tmp_path.glob("a*.iarc"))

@@ -90,7 +90,8 @@ def compress(
             raise UsageError("a sharded archive (--shard-files, --workers, --ray) is made from one SRC folder, "
                              "without --update or --checksum")
         with sigterm_as_interrupt(), progress_bar("compressing", progress) as bar:
-            s = shards.compress_sharded(sources[0], archive, options, shard_files or DEFAULT_SHARD_FILES, backend,
+            per_shard = DEFAULT_SHARD_FILES if shard_files is None else shard_files
+            s = shards.compress_sharded(sources[0], archive, options, per_shard, backend,
                                  force=force, strict=strict, progress=bar)
         _report_compress(s)
         _report_left_out(s, archive)
