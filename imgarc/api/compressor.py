@@ -251,6 +251,7 @@ class Compressor:
         """Archive `files` ((path, entry name), in archive order) into `archive`, published
         atomically (see compress_folder); a file that cannot be read is left out (`strict`: raise)."""
         started = time.perf_counter()
+        model_before, coder_before = self.timings.model, self.timings.coder  # a Compressor may code several archives
         if not self.options.keep_originals:
             _ = self.codec  # a missing model is reported before the archive is created
         results: list[EntryResult] = []
@@ -265,8 +266,8 @@ class Compressor:
                     warnings.append(entry.warning)
                 if progress:
                     progress(n + 1, len(files), name)
-        return CompressSummary(archive, archive.stat().st_size, results, warnings,
-                               time.perf_counter() - started, self.timings.model, self.timings.coder, left_out)
+        return CompressSummary(archive, archive.stat().st_size, results, warnings, time.perf_counter() - started,
+                               self.timings.model - model_before, self.timings.coder - coder_before, left_out)
 
     @staticmethod
     def stale_temp_warnings(archive: Path, remove: bool) -> list[str]:

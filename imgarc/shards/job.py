@@ -25,6 +25,7 @@ from imgarc.blas_threads import one_blas_thread
 from imgarc.fileio import file_sha256
 from imgarc.shards.manifest import ShardRecord
 
+
 @dataclass(frozen=True)
 class ShardSpec:
     """Everything a worker on any machine needs for one shard (plain, picklable values)."""
