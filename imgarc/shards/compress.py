@@ -20,7 +20,7 @@ from imgarc.api.results import CompressSummary, LeftOut, Progress
 from imgarc.errors import UnreadableFileError, UsageError
 from imgarc.runtime.device import Device, resolve_device
 from imgarc.shards.backends import Backend, BackendKind, run_shards
-from imgarc.shards.job import ShardSpec, shard_files, shard_path
+from imgarc.shards.job import ShardSpec, compressor_for, shard_files, shard_path
 from imgarc.shards.manifest import Manifest, read_manifest, remove_shards, write_manifest
 
 
@@ -45,7 +45,7 @@ def compress_sharded(src: Path, archive: Path, options: CompressOptions, files_p
     if backend.kind is not BackendKind.RAY or options.device is Device.AUTO:
         options = replace(options, device=resolve_device(options.device))
     if not options.keep_originals:
-        _ = Compressor(options).codec  # a missing model is reported before any shard is written
+        _ = compressor_for(options).codec  # a missing model is reported before any shard is written
     old = read_manifest(archive) if archive.exists() else None
     specs = [ShardSpec(k, tuple((str(p), n) for p, n in group), str(shard_path(archive, k, group, options)), options, strict)
              for k, group in enumerate(shard_files(files, files_per_shard))]
