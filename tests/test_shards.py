@@ -147,6 +147,7 @@ def test_killed_worker_then_the_same_command_finishes_the_archive(folder, tmp_pa
     assert not archive.exists()  # no manifest: no half archive under the name
     finished = subprocess.run(command, env=dict(os.environ), capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
+    assert "left by an earlier run that was killed" in finished.stderr  # the dead worker's temp file, named
     assert archive.read_bytes() == reference.read_bytes()
     assert extracted(archive, tmp_path / "x1") == extracted(reference, tmp_path / "x2")
 

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from imgarc.api.options import DEFAULT_QUALITY, CompressOptions
 from imgarc.api.results import CompressSummary, EntryKind, EntryResult, LeftOut, Progress, Timings
@@ -270,10 +270,11 @@ class Compressor:
                                self.timings.model - model_before, self.timings.coder - coder_before, left_out)
 
     @staticmethod
-    def stale_temp_warnings(archive: Path, remove: bool) -> list[str]:
-        """Temp files of earlier runs to this archive whose process is gone (a kill -9, a power cut)."""
+    def stale_temp_warnings(archive: Path, remove: bool, names: Callable[[str], bool] | None = None) -> list[str]:
+        """Temp files of earlier runs to this archive (`names`: to the files of the folder it
+        accepts) whose process is gone (a kill -9, a power cut)."""
         out = []
-        for stale in stale_temp_files(archive):
+        for stale in stale_temp_files(archive, names):
             if remove:
                 stale.unlink(missing_ok=True)
                 out.append(f"removed {stale}, left by an earlier run that was killed (--force)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
@@ -200,18 +200,21 @@ def temp_path_for(path: Path, pid: int | None = None) -> Path:
     return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid() if pid is None else pid}")
 
 
-def stale_temp_files(path: Path) -> list[Path]:
-    """Temp files of writers of `path` whose process no longer runs on this host (killed with
-    SIGKILL or by a power cut: nothing could remove them)."""
-    prefix = f".{path.name}{TEMP_MARK}"
+def stale_temp_files(path: Path, names: Callable[[str], bool] | None = None) -> list[Path]:
+    """Temp files of writers of `path` (with `names`: of any file in its folder whose name
+    `names` accepts, e.g. every shard of a sharded archive, in one listing of the folder) whose
+    process no longer runs on this host (killed with SIGKILL or by a power cut: nothing could
+    remove them)."""
     try:
-        candidates = sorted(p for p in path.parent.iterdir() if p.name.startswith(prefix))
+        entries = sorted(path.parent.iterdir())
     except OSError:
         return []
     stale = []
-    for p in candidates:
-        pid = p.name[len(prefix):]
-        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+    for p in entries:
+        target, mark, pid = p.name[1:].rpartition(TEMP_MARK)  # .NAME.imgarc-tmp-PID
+        if not (p.name.startswith(".") and mark and pid.isdigit()):
+            continue
+        if (names(target) if names else target == path.name) and int(pid) != os.getpid() and not _process_alive(int(pid)):
             stale.append(p)
     return stale
 

@@ -10,6 +10,7 @@ up where it stopped) and temp files (named on the next run, removed with --force
 from __future__ import annotations
 
 import fnmatch
+import glob
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -49,8 +50,8 @@ def compress_sharded(src: Path, archive: Path, options: CompressOptions, files_p
     old = read_manifest(archive) if archive.exists() else None
     specs = [ShardSpec(k, tuple((str(p), n) for p, n in group), str(shard_path(archive, k, group, options)), options, strict)
              for k, group in enumerate(shard_files(files, files_per_shard))]
-    for spec in specs:
-        warnings += Compressor.stale_temp_warnings(Path(spec.path), force)
+    # One listing of the folder for every shard's temp files (a million photos: ~4,000 shards).
+    warnings += Compressor.stale_temp_warnings(archive, force, lambda name: is_shard_name(name, archive))
     entries, records, done = [], [], 0
     seconds_model = seconds_coder = 0.0
     for result in run_shards(specs, backend):
@@ -73,7 +74,11 @@ def compress_sharded(src: Path, archive: Path, options: CompressOptions, files_p
                            seconds_model, seconds_coder, left_out)
 
 
+def is_shard_name(name: str, archive: Path) -> bool:
+    """Whether a file named `name` beside `archive` is one of its shards (of any run): job.shard_path's names."""
+    return fnmatch.fnmatchcase(name, f"{glob.escape(archive.name.removesuffix('.iarc'))}.[0-9]*-*.iarc")
+
+
 def _is_shard_of(path: Path, archive: Path) -> bool:
     """A shard of `archive` (of this run or an earlier one) when the archive lies inside SRC."""
-    stem = archive.name.removesuffix(".iarc")
-    return path.parent.resolve() == archive.parent.resolve() and fnmatch.fnmatchcase(path.name, f"{stem}.[0-9]*-*.iarc")
+    return path.parent.resolve() == archive.parent.resolve() and is_shard_name(path.name, archive)
