@@ -17,6 +17,7 @@ from imgarc.api.options import CompressOptions
 from imgarc.errors import ArchiveError, UsageError
 from imgarc.shards.backends import Backend, BackendKind
 from imgarc.shards.compress import compress_sharded
+from imgarc.shards import reader as shard_reader
 from imgarc.shards.manifest import read_manifest
 from tests.conftest import TINY_MODEL_ID, image_bytes, noise_rgb
 from tests.test_interrupted import slow_child_env, wait_for
@@ -158,3 +159,15 @@ def test_bad_shard_options_are_one_line(folder, tmp_path, option):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "must be at least 1" in r.stderr and "Traceback" not in r.stderr
     assert not any(tmp_path.glob("a*.iarc"))
+
+
+def test_few_shards_open_at_once(folder, tmp_path, tiny_model, monkeypatch):
+    """A reader keeps only MAX_OPEN_SHARDS shard files open (thousands of shards must not mean
+    thousands of open files), reopening one when it is read again."""
+    archive = sharded(folder, tmp_path / "s", per_shard=1)
+    monkeypatch.setattr(shard_reader, "MAX_OPEN_SHARDS", 2)
+    with api.open_archive(archive) as r:
+        paths = [r.header(i).path for i in range(len(r))] + [r.header(0).path]
+        assert len(r._open) == 2
+    assert paths[-1] == paths[0] and len(paths) == 8
+    assert len(extracted(archive, tmp_path / "x")) == 7

@@ -9,6 +9,7 @@ damaged entry does in one archive), so extract still writes every other shard's 
 from __future__ import annotations
 
 import bisect
+from collections import OrderedDict
 from itertools import accumulate
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +19,8 @@ from imgarc.errors import DamagedArchiveError
 from imgarc.fileio import file_sha256
 from imgarc.shards.manifest import Manifest, ShardRecord
 
+MAX_OPEN_SHARDS = 32
+
 
 class ShardedReader:
     """What ArchiveReader offers the commands (len, header, payload, entry_bytes, path), over shards."""
@@ -26,7 +29,7 @@ class ShardedReader:
         self.path = path
         self.manifest = manifest
         self._starts = [0, *accumulate(s.entries for s in manifest.shards)]
-        self._open: dict[int, ArchiveReader] = {}
+        self._open: OrderedDict[int, ArchiveReader] = OrderedDict()  # the most recently used last
 
     def shard_path(self, record: ShardRecord) -> Path:
         return self.path.parent / record.name
@@ -41,7 +44,11 @@ class ShardedReader:
         return self._reader(k), i - self._starts[k]
 
     def _reader(self, k: int) -> ArchiveReader:
-        if k not in self._open:
+        if k in self._open:
+            self._open.move_to_end(k)
+        else:
+            if len(self._open) >= MAX_OPEN_SHARDS:  # a million photos are ~4,000 shards: not 4,000 open files
+                self._open.popitem(last=False)[1].close()
             record = self.manifest.shards[k]
             path = self.shard_path(record)
             try:
