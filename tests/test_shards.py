@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from imgarc import api
+from imgarc.api import extractor
 from imgarc.api.options import CompressOptions
 from imgarc.errors import ArchiveError, UsageError
 from imgarc.shards.backends import Backend, BackendKind
@@ -171,3 +172,6 @@ def test_few_shards_open_at_once(folder, tmp_path, tiny_model, monkeypatch):
         assert len(r._open) == 2
     assert paths[-1] == paths[0] and len(paths) == 8
     assert len(extracted(archive, tmp_path / "x")) == 7
+    monkeypatch.setattr(extractor, "MAX_OPEN_SHARDS", 1)  # --salvage plans each shard, then reads payloads
+    salvaged = api.salvage_archive(archive, tmp_path / "y")
+    assert len(salvaged.entries) == 7 and not salvaged.damaged

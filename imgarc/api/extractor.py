@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from contextlib import ExitStack
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -21,14 +21,14 @@ from imgarc.api.members import MemberSelection
 from imgarc.api.results import (Damaged, EntryKind, EntryResult, ExtractSummary, Progress, SalvageSummary,
                                 Timings)
 from imgarc.archive import KIND_IMAGE, ArchiveReader, EntryHeader, disk_name, resolve_inside, safe_relative_path
-from imgarc.archive.salvage import FoundEntry, SalvageReader
+from imgarc.archive.salvage import FoundEntry, SalvagePlan, SalvageReader
 from imgarc.errors import (ArchiveError, DamagedArchiveError, DestinationError, ImageError, ImgarcError, LatentStreamError,
                            ModelError, OutOfSpaceError, UsageError)
 from imgarc.fileio import NO_SPACE, write_file_atomic
 from imgarc.ordered_pool import Task, in_order, pool_workers
 from imgarc.photo import check_extract_format, photo_output_path
 from imgarc.shards.manifest import read_manifest
-from imgarc.shards.reader import ShardedReader
+from imgarc.shards.reader import MAX_OPEN_SHARDS, ShardedReader
 
 # Per-entry problems that leave the other entries extractable.
 ENTRY_ERRORS = (ArchiveError, LatentStreamError, ImageError, ModelError, DestinationError)
@@ -131,30 +131,30 @@ class Extractor:
         started = time.perf_counter()
         manifest = read_manifest(archive)
         shards = [archive] if manifest is None else [archive.parent / record.name for record in manifest.shards]
-        found_entries: list[tuple[SalvageReader, FoundEntry]] = []
+        found_entries: list[tuple[Path, SalvagePlan, FoundEntry]] = []
         damaged: list[Damaged] = []
         warnings: list[str] = []
         index_rebuilt = False
-        with ExitStack() as stack:
-            for shard in shards:
-                try:
-                    reader = stack.enter_context(SalvageReader(shard))
-                except (ImgarcError, OSError) as e:
-                    if manifest is None:
-                        raise
-                    damaged.append(Damaged(shard.name, f"shard not salvaged: {getattr(e, 'strerror', None) or e}"))
-                    continue
-                plan = reader.plan
-                found_entries += [(reader, found) for found in plan.entries]
-                damaged += [Damaged(d.name, d.detail) for d in plan.damaged]
-                warnings += plan.warnings if manifest is None else [f"{shard.name}: {w}" for w in plan.warnings]
-                index_rebuilt |= plan.index_rebuilt
-            taken = {found.header.path for _, found in found_entries}
-            if members is not None:
-                chosen = members.select(enumerate(found.header for _, found in found_entries), str(archive))
-                found_entries = [found_entries[k] for k in chosen]
-            sources = [EntrySource(found.header.path, partial(lambda h: h, found.header), partial(reader.payload, found))
-                       for reader, found in found_entries]
+        for shard in shards:  # planned one at a time: thousands of shards are not thousands of open files
+            try:
+                with SalvageReader(shard) as reader:
+                    plan = reader.plan
+            except (ImgarcError, OSError) as e:
+                if manifest is None:
+                    raise
+                damaged.append(Damaged(shard.name, f"shard not salvaged: {getattr(e, 'strerror', None) or e}"))
+                continue
+            found_entries += [(shard, plan, found) for found in plan.entries]
+            damaged += [Damaged(d.name, d.detail) for d in plan.damaged]
+            warnings += plan.warnings if manifest is None else [f"{shard.name}: {w}" for w in plan.warnings]
+            index_rebuilt |= plan.index_rebuilt
+        taken = {found.header.path for _, _, found in found_entries}
+        if members is not None:
+            chosen = members.select(enumerate(found.header for _, _, found in found_entries), str(archive))
+            found_entries = [found_entries[k] for k in chosen]
+        with _SalvageReaders() as readers:
+            sources = [EntrySource(found.header.path, partial(lambda h: h, found.header),
+                                   partial(readers.payload, shard, plan, found)) for shard, plan, found in found_entries]
             results, failures, _ = self._extract(sources, taken)
         return SalvageSummary(results, damaged + failures, warnings, index_rebuilt, time.perf_counter() - started)
 
@@ -225,6 +225,28 @@ class Extractor:
         image = header.kind == KIND_IMAGE
         return EntryResult(out_path, EntryKind.PHOTO if image else EntryKind.STORED, len(data), header.payload_size,
                            header.width * header.height if image else 0)
+
+
+class _SalvageReaders:
+    """Payloads of planned files, at most MAX_OPEN_SHARDS of them open at once (least recently
+    used closed first; reopened with their plan, no new scan)."""
+
+    def __init__(self) -> None:
+        self._open: OrderedDict[Path, SalvageReader] = OrderedDict()
+
+    def payload(self, path: Path, plan: SalvagePlan, found: FoundEntry) -> bytes:
+        reader = self._open.pop(path, None) or SalvageReader(path, plan)
+        self._open[path] = reader
+        if len(self._open) > MAX_OPEN_SHARDS:
+            self._open.popitem(last=False)[1].close()
+        return reader.payload(found)
+
+    def __enter__(self) -> _SalvageReaders:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for reader in self._open.values():
+            reader.close()
 
 
 def extract_archive(archive: Path, dest: Path, force: bool = False, progress: Progress | None = None,

@@ -82,10 +82,11 @@ class SalvagePlan:
 class SalvageReader(ArchiveFile):
     """Context manager: plans the salvage of `path` on opening (`plan`), then reads payloads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, plan: SalvagePlan | None = None) -> None:
+        """`plan`: one made earlier for this file (reopening it to read payloads: no new scan)."""
         super().__init__(path)
         try:
-            self.plan = self._make_plan()
+            self.plan = plan if plan is not None else self._make_plan()
         except BaseException:
             self.close()
             raise
