@@ -69,7 +69,6 @@ class ImageCodec:
         self.tables = weights.tables
         self.tables_sha256 = weights.tables_sha256
         self.stride = weights.architecture.stride
-        self.device = device
         self.networks: Networks = load_networks(weights.architecture, weights.params, weights.model_id, weights_sha256,
                                                 device)
         self.medians = weights.params["entropy_bottleneck.quantiles"][:, 0, 1].astype(np.float32)
