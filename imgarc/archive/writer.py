@@ -206,7 +206,7 @@ def stale_temp_files(path: Path, names: Callable[[str], bool] | None = None) -> 
     process no longer runs on this host (killed with SIGKILL or by a power cut: nothing could
     remove them)."""
     try:
-        entries = sorted(path.parent.iterdir())
+        entries = list(path.parent.iterdir())
     except OSError:
         return []
     stale = []
@@ -216,7 +216,7 @@ def stale_temp_files(path: Path, names: Callable[[str], bool] | None = None) -> 
             continue
         if (names(target) if names else target == path.name) and int(pid) != os.getpid() and not _process_alive(int(pid)):
             stale.append(p)
-    return stale
+    return sorted(stale)  # only the few found are sorted, not the whole folder
 
 
 def _process_alive(pid: int) -> bool:
