@@ -230,14 +230,9 @@ class Compressor:
         file that appeared meanwhile unless `force`. Unreadable files are left out and listed in the
         summary's `left_out` (`strict`: raise UnreadableFileError instead, publishing nothing)."""
         started = time.perf_counter()
-        check_source_and_archive(src, archive, force)
         warnings: list[str] = []
         left_out: list[LeftOut] = []
-        files = walk_folder(src, archive, warnings, left_out)
-        if strict and left_out:
-            raise UnreadableFileError(f"{left_out[0].path}: {left_out[0].reason}; nothing was written (--strict)")
-        if not files:
-            raise UsageError(f"{src} has no files to archive")
+        files = files_to_archive(src, archive, force, strict, warnings, left_out)
         warnings += self.stale_temp_warnings(archive, force)
         replaced = read_manifest(archive) if force else None
         summary = self.compress_files(files, archive, force, progress, strict)
@@ -283,8 +278,11 @@ class Compressor:
         return out
 
 
-def check_source_and_archive(src: Path, archive: Path, force: bool) -> None:
-    """One clear line for a source that is not a folder or an archive name that cannot be used."""
+def files_to_archive(src: Path, archive: Path, force: bool, strict: bool, warnings: list[str],
+                     left_out: list[LeftOut], skip: Callable[[Path], bool] = lambda path: False) -> list[tuple[Path, str]]:
+    """walk_folder(src) for a compress into `archive`, less the files `skip` names, after one
+    clear line for a source that is not a folder or an archive name that cannot be used; with
+    `strict`, an unreadable file stops it (nothing written); no file at all is one line too."""
     if not src.exists():
         raise UsageError(f"{src} does not exist")
     if not src.is_dir():
@@ -293,6 +291,12 @@ def check_source_and_archive(src: Path, archive: Path, force: bool) -> None:
         raise UsageError(f"{archive} already exists; use --force to replace it, or --update to add to it")
     if archive.is_dir():
         raise UsageError(f"{archive} is a folder; give a file name for the archive")
+    files = [(path, name) for path, name in walk_folder(src, archive, warnings, left_out) if not skip(path)]
+    if strict and left_out:
+        raise UnreadableFileError(f"{left_out[0].path}: {left_out[0].reason}; nothing was written (--strict)")
+    if not files:
+        raise UsageError(f"{src} has no files to archive")
+    return files
 
 
 def compress_folder(src: Path, archive: Path, quality: int = DEFAULT_QUALITY, coder_name: str = DEFAULT_CODER,

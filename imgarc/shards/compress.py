@@ -15,10 +15,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from imgarc.api.compressor import Compressor, check_source_and_archive, walk_folder
+from imgarc.api.compressor import Compressor, files_to_archive
 from imgarc.api.options import CompressOptions
 from imgarc.api.results import CompressSummary, LeftOut, Progress
-from imgarc.errors import UnreadableFileError, UsageError
+from imgarc.errors import UsageError
 from imgarc.runtime.device import Device, resolve_device
 from imgarc.shards.backends import Backend, BackendKind, run_shards
 from imgarc.shards.job import ShardSpec, compressor_for, shard_files, shard_path
@@ -33,14 +33,11 @@ def compress_sharded(src: Path, archive: Path, options: CompressOptions, files_p
     started = time.perf_counter()
     if files_per_shard < 1:
         raise UsageError(f"--shard-files must be at least 1, not {files_per_shard}")
-    check_source_and_archive(src, archive, force)
     warnings: list[str] = []
     left_out: list[LeftOut] = []
-    files = [(path, name) for path, name in walk_folder(src, archive, warnings, left_out) if not _is_shard_of(path, archive)]
-    if strict and left_out:
-        raise UnreadableFileError(f"{left_out[0].path}: {left_out[0].reason}; nothing was written (--strict)")
-    if not files:
-        raise UsageError(f"{src} has no files to archive")
+    folder = archive.parent.resolve()  # shards of this archive, when it lies inside SRC, are not archived
+    files = files_to_archive(src, archive, force, strict, warnings, left_out,
+                             lambda path: is_shard_name(path.name, archive) and path.parent.resolve() == folder)
     # `auto` is resolved here, on the machine that runs the command, so every shard's spec (and
     # name) says where it was coded; `cuda` for a Ray cluster is left for its actors to find.
     if backend.kind is not BackendKind.RAY or options.device is Device.AUTO:
@@ -78,7 +75,3 @@ def is_shard_name(name: str, archive: Path) -> bool:
     """Whether a file named `name` beside `archive` is one of its shards (of any run): job.shard_path's names."""
     return fnmatch.fnmatchcase(name, f"{glob.escape(archive.name.removesuffix('.iarc'))}.[0-9]*-*.iarc")
 
-
-def _is_shard_of(path: Path, archive: Path) -> bool:
-    """A shard of `archive` (of this run or an earlier one) when the archive lies inside SRC."""
-    return path.parent.resolve() == archive.parent.resolve() and is_shard_name(path.name, archive)
