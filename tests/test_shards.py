@@ -154,7 +154,7 @@ def test_killed_worker_then_the_same_command_finishes_the_archive(folder, tmp_pa
     assert extracted(archive, tmp_path / "x1") == extracted(reference, tmp_path / "x2")
 
 
-@pytest.mark.parametrize("option", [["--shard-files", "0"], ["--workers", "0"]])
+@pytest.mark.parametrize("option", [["--shard-files", "0"], ["--workers", "0"], ["--ray", "local", "--workers", "0"]])
 def test_bad_shard_options_are_one_line(folder, tmp_path, option):
     r = subprocess.run([sys.executable, "-m", "imgarc.cli", "compress", str(folder), str(tmp_path / "a.iarc"), *option],
                        capture_output=True, text=True, timeout=120)

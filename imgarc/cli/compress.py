@@ -112,7 +112,7 @@ def compress(
 
 def _backend(workers: int | None, ray: str | None) -> shards.Backend:
     if ray is not None:
-        return shards.Backend(shards.BackendKind.RAY, workers or 2, ray)
+        return shards.Backend(shards.BackendKind.RAY, 2 if workers is None else workers, ray)
     if workers is not None:
         return shards.Backend(shards.BackendKind.PROCESSES, workers)
     return shards.Backend()
