@@ -99,3 +99,23 @@ def test_usage_mistakes_give_no_traceback(tmp_path):
         r = run(args)
         assert r.returncode != 0, args
         assert "Traceback" not in r.stderr + r.stdout, args
+
+
+def test_output_is_flushed_and_a_failed_write_is_an_error(tmp_path):
+    """The command ends without the interpreter's teardown (cli.app.run): what it printed still
+    arrives, a full disk under its output is one line and exit 1, a reader that went away
+    (`imgarc list | head`) gets no traceback."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "notes.txt").write_text("hello\n" * 100)
+    archive = tmp_path / "a.iarc"
+    assert run(["compress", str(tmp_path / "src"), str(archive), "--no-progress"]).returncode == 0
+    listed = run(["list", str(archive), "--json"])
+    assert listed.returncode == 0 and '"notes.txt"' in listed.stdout and listed.stdout.rstrip().endswith("}")
+    with open("/dev/full", "w") as full:
+        r = subprocess.run(IMGARC + ["list", str(archive)], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    r.stdout = ""
+    assert_one_clean_error(r, "disk is full")
+    reader_gone = subprocess.Popen(IMGARC + ["list", str(archive)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reader_gone.stdout.close()
+    _, err = reader_gone.communicate(timeout=60)
+    assert "Traceback" not in err and "internal error" not in err

@@ -83,6 +83,7 @@ class EntryDecoder:
     def pixels(self, header: EntryHeader, payload: bytes, timings: Timings | None = None) -> np.ndarray:
         """A coded photo's decoded RGB pixels, uint8 [H, W, 3]."""
         timings = timings if timings is not None else Timings()
+        self.codec_for(header).networks.prepare_synthesis()
         decoded = self.latents(header, payload, timings)
         codec = decoded.codec
         t0 = time.perf_counter()

@@ -1,5 +1,5 @@
 """The `imgarc` command line (see imgarc/cli/app.py)."""
 
-from imgarc.cli.app import app, main
+from imgarc.cli.app import app, main, run
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run"]

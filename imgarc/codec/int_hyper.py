@@ -46,17 +46,38 @@ class IntLayer:
     pad_after: int
     leaky: bool  # LeakyReLU after the layer
     relu: bool = False  # ReLU after the layer (CompressAI ScaleHyperprior's h_s)
-    # The weights of each tap set as one float64 matrix (`tap_weights`), built on first use: on
-    # small photos building them took most of h_s's time (latent classification, 150x150 px).
+    # The weights of each tap set as one float64 matrix (`tap_weights`), built once: on small
+    # photos building them took most of h_s's time (latent classification, 150x150 px).
     _tap_matrices: dict[tuple[tuple[int, int], ...], np.ndarray] = field(default_factory=dict, init=False,
                                                                         repr=False, compare=False)
 
+    def tap_sets(self) -> list[list[tuple[int, int]]]:
+        """The taps conv_exact multiplies together: all k×k, or for a transposed convolution
+        those of each output phase (a, b), in phase order."""
+        k = self.weight.shape[-1]
+        if self.upsample == 1:
+            return [[(i, j) for i in range(k) for j in range(k)]]
+        return [_phase_taps(k, self.upsample, self.pad_before, a, b) for a in range(self.upsample) for b in range(self.upsample)]
+
     def tap_matrix(self, taps: list[tuple[int, int]]) -> np.ndarray:
         key = tuple(taps)
-        matrix = self._tap_matrices.get(key)
-        if matrix is None:  # two threads may both build it: the same values, either one is kept
-            matrix = self._tap_matrices[key] = tap_weights(self.weight, taps)
+        with _TAP_MATRICES_LOCK:  # a thread that needs one another is building waits for it
+            matrix = self._tap_matrices.get(key)
+            if matrix is None:
+                matrix = self._tap_matrices[key] = tap_weights(self.weight, taps)
         return matrix
+
+
+_TAP_MATRICES_LOCK = threading.Lock()
+
+
+def _phase_taps(k: int, s: int, pad_before: int, a: int, b: int) -> list[tuple[int, int]]:
+    """The taps of a k×k transposed convolution of stride s that meet non-zero inputs at output
+    phase (a, b): output row s·m + a reads upsampled row s·m + a + i - pad_before, which is an
+    input row when a + i - pad_before ≡ 0 (mod s)."""
+    rows = [i for i in range(k) if (a + i - pad_before) % s == 0]
+    cols = [j for j in range(k) if (b + j - pad_before) % s == 0]
+    return [(i, j) for i in rows for j in cols]
 
 
 BAND_VALUES = 1 << 22  # float64 values per im2col band (32 MiB): bounds memory on 40 MP photos
@@ -114,7 +135,9 @@ def _matmul_on_every_core(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None
 
 def tap_weights(weight: np.ndarray, taps: list[tuple[int, int]]) -> np.ndarray:
     """weight [out, in, k, k] -> [out, len(taps)·in] float64, tap-major (what `_gemm_taps` multiplies)."""
-    return np.concatenate([weight[:, :, i, j] for i, j in taps], axis=1).astype(np.float64)
+    rows, cols = zip(*taps)
+    picked = weight[:, :, list(rows), list(cols)]  # [out, in, taps]
+    return np.ascontiguousarray(picked.transpose(0, 2, 1), dtype=np.float64).reshape(weight.shape[0], -1)
 
 
 def conv_exact(x: np.ndarray, layer: IntLayer) -> np.ndarray:
@@ -139,19 +162,15 @@ def conv_exact(x: np.ndarray, layer: IntLayer) -> np.ndarray:
         # Output size of the zero-upsampled, padded input convolved with a k×k kernel (stride 1).
         oh = (h - 1) * s + 1 + pb + layer.pad_after - k + 1
         ow = (w - 1) * s + 1 + pb + layer.pad_after - k + 1
-        # Output row s·m + a reads upsampled row s·m + a + i - pb: non-zero only when a + i - pb ≡ 0
-        # (mod s), and then it is input row m + (a + i - pb) // s. Pad x so every such read is in range.
+        # Output row s·m + a reads input row m + (a + i - pb) // s through tap i (_phase_taps). Pad x
+        # so every such read is in range.
         margin = k + 1
         xp = np.pad(x, ((0, 0), (margin, margin + k), (margin, margin + k)))
         acc = np.empty((out_c, oh, ow), dtype=np.float64)
-        for a in range(s):
-            rows = [i for i in range(k) if (a + i - pb) % s == 0]
-            for b in range(s):
-                cols = [j for j in range(k) if (b + j - pb) % s == 0]
-                mh, mw = len(range(a, oh, s)), len(range(b, ow, s))
-                if not mh or not mw:
-                    continue
-                taps = [(i, j) for i in rows for j in cols]
+        for phase, taps in enumerate(layer.tap_sets()):
+            a, b = divmod(phase, s)
+            mh, mw = len(range(a, oh, s)), len(range(b, ow, s))
+            if mh and mw:
                 reads = [((a + i - pb) // s + margin, (b + j - pb) // s + margin) for i, j in taps]
                 acc[:, a::s, b::s] = _gemm_taps(xp, reads, layer.tap_matrix(taps), mh, mw, 1)
     acc += layer.bias.astype(np.float64)[:, None, None]
@@ -164,6 +183,13 @@ class IntHyperSynthesis:
     z_median_fixed: np.ndarray  # int64 [N]: ẑ = symbol + median, at ACT_BITS
     scale_thresholds: np.ndarray  # int64 [K-1]: table k covers scales in [T[k-1], T[k])
     scale_only: bool = False  # h_s predicts scales only (ScaleHyperprior): every mean is 0
+
+    def prepare(self) -> None:
+        """Build every layer's tap matrices now (ImageCodec does it on a thread of its own while
+        the rest of the model loads), not in the first photo's h_s."""
+        for layer in self.layers:
+            for taps in layer.tap_sets():
+                layer.tap_matrix(taps)
 
     def run(self, z_symbols: np.ndarray, gains: QualityRow | None = None) -> tuple[np.ndarray, np.ndarray]:
         """z symbols int [N, h, w] -> (table indexes int32 [M, 4h, 4w], means int64 at ACT_BITS).

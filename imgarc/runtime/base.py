@@ -29,5 +29,9 @@ class Networks(ABC):
     def synthesis(self, y_hat: np.ndarray) -> np.ndarray:
         """g_s: ŷ [1, M, h, w] -> pixels (unclamped) [1, 3, 16h, 16w]."""
 
+    def prepare_synthesis(self) -> None:
+        """Start making g_s ready (a runtime that builds it on first use) in the background, so
+        that it is ready when ŷ is: a decode calls this before its entropy decoding and h_s."""
+
     def release_memory(self) -> None:
         """Hand back memory the runtime keeps between calls (after a large photo's networks)."""

@@ -92,6 +92,9 @@ class OnnxNetworks(Networks):
     def synthesis(self, y_hat: np.ndarray) -> np.ndarray:
         return self._synthesis.run(y_hat)
 
+    def prepare_synthesis(self) -> None:
+        self._synthesis.prepare()
+
     def release_memory(self) -> None:
         for session in (self._analysis, self._hyper, self._synthesis):
             session.release_memory()
@@ -108,11 +111,27 @@ class _LazySession:
         self._lock = threading.Lock()
 
     def run(self, x: np.ndarray, options: ort.RunOptions | None = None) -> np.ndarray:
+        return self._made().run(None, {"x": np.ascontiguousarray(x, np.float32)}, options)[0]
+
+    def prepare(self) -> None:
+        """Make the session on a thread of its own, unless it is made or being made. Reading the
+        graph and optimizing it (~0.1 s for g_s) then overlaps the work before its first run
+        (a lone photo's entropy decoding and h_s); that run waits for it."""
+        if self._session is None and not self._lock.locked():
+            threading.Thread(target=self._make_quietly, name="imgarc-prepare", daemon=True).start()
+
+    def _make_quietly(self) -> None:
+        try:
+            self._made()
+        except Exception:  # noqa: BLE001 - the first run makes it again and reports why it cannot
+            pass
+
+    def _made(self) -> ort.InferenceSession:
         if self._session is None:
             with self._lock:
                 if self._session is None:
                     self._session = _cached_session(*self._args)
-        return self._session.run(None, {"x": np.ascontiguousarray(x, np.float32)}, options)[0]
+        return self._session
 
     def release_memory(self) -> None:
         """Shrink the session's arena (chunks that runs on other threads hold stay), if it has one."""
