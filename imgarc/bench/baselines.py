@@ -12,7 +12,6 @@ import importlib
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 
@@ -61,6 +60,9 @@ class PillowCodec:
     def version(self) -> str:
         """The encoder's version, for the report."""
         import PIL
+        # Here, not at the top: every command imports this module (its qualities are the bench's
+        # option defaults), and importlib.metadata costs ~0.02 s of each start.
+        from importlib.metadata import PackageNotFoundError, version
 
         if self.package is None:
             return f"Pillow {PIL.__version__}"
