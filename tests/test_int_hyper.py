@@ -8,7 +8,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from imgarc.codec.int_hyper import ACT_BITS, IntLayer, conv_exact
+from imgarc.codec.int_hyper import (ACT_BITS, ACT_LIMIT, LEAKY_NUM, LEAKY_SHIFT, LOOKUP_LIMIT, WEIGHT_BITS, IntHyperSynthesis,
+                                    IntLayer, conv_exact)
 from imgarc.codec.weights import load_weights
 from imgarc.errors import ModelError
 
@@ -76,6 +77,48 @@ def test_same_integers_on_repeated_runs(tiny_model_dir):
     a = weights.tables.hyper.run(z)
     b = weights.tables.hyper.run(z.copy())
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def _reference_run(hyper: IntHyperSynthesis, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """h_s as its definition reads (no gains): each layer's sum floor-divided, LeakyReLU's
+    negative side floor(x·655/2^16), clamped; the table by binary search over the thresholds."""
+    x = (z.astype(np.int64) * (1 << ACT_BITS) + hyper.z_median_fixed[:, None, None]).astype(np.float64)
+    for layer in hyper.layers:
+        x = np.floor(conv_exact(x, layer) / (1 << WEIGHT_BITS))
+        if layer.leaky:
+            x = np.where(x >= 0, x, np.floor(x * LEAKY_NUM / (1 << LEAKY_SHIFT)))
+        elif layer.relu:
+            x = np.maximum(x, 0)
+        x = np.clip(x, -ACT_LIMIT, ACT_LIMIT)
+    out = x.astype(np.int64)
+    m = out.shape[0] // 2
+    return np.searchsorted(hyper.scale_thresholds, out[:m], side="right"), out[m:]
+
+
+def test_h_s_is_its_definition(tiny_model_dir):
+    """The in-place activations and the table lookup give the definition's integers exactly,
+    from typical hyper-latents to ones that clamp."""
+    hyper = load_weights(tiny_model_dir / "tiny-test.npz")[0].tables.hyper
+    rng = np.random.default_rng(3)
+    for spread in (3, 40, 3000):
+        z = rng.integers(-spread, spread + 1, (8, 3, 4))
+        indexes, means = hyper.run(z)
+        ref_indexes, ref_means = _reference_run(hyper, z)
+        np.testing.assert_array_equal(indexes, ref_indexes)
+        np.testing.assert_array_equal(means, ref_means)
+
+
+@pytest.mark.parametrize("thresholds", [[116, 122, 128, 900, 63914], [-5, 0, 7], [3, LOOKUP_LIMIT + 10]])
+def test_table_indexes_are_the_binary_search(thresholds):
+    """Read from a lookup table (or searched, for thresholds too far apart for one): the same
+    table as a binary search for every scale, on and around each threshold and far outside."""
+    t = np.array(thresholds, np.int64)
+    hyper = IntHyperSynthesis((), np.zeros(1, np.int64), t)
+    near = (t[:, None] + np.arange(-2, 3)).ravel()
+    scales = np.concatenate([near, [-(1 << 40), -1, 0, 1, 1 << 40], np.arange(-50, 1000)]).reshape(1, 1, -1)
+    indexes = hyper.table_indexes(scales)
+    assert indexes.dtype == np.int32
+    np.testing.assert_array_equal(indexes, np.searchsorted(t, scales, side="right"))
 
 
 def _rewrite_npz_entry(src, dst, key, change):
