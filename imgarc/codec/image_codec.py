@@ -6,12 +6,12 @@ bytes. Only pixels depend on float math (g_s); which table codes which symbol ne
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from imgarc.background import ahead_of_need
 from imgarc.codec.int_hyper import ACT_BITS
 from imgarc.codec.padding import padded_size
 from imgarc.codec.quality import QualityRow
@@ -71,7 +71,7 @@ class ImageCodec:
         self.tables_sha256 = weights.tables_sha256
         self.stride = weights.architecture.stride
         # Every use of a codec runs h_s: its tap matrices are built meanwhile (~0.04 s of a lone photo).
-        threading.Thread(target=self.tables.hyper.prepare, name="imgarc-prepare", daemon=True).start()
+        ahead_of_need(self.tables.hyper.prepare)
         self.networks: Networks = load_networks(weights.architecture, weights.params, weights.model_id, weights_sha256,
                                                 device)
         self.medians = weights.params["entropy_bottleneck.quantiles"][:, 0, 1].astype(np.float32)

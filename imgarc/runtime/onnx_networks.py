@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from imgarc.background import ahead_of_need
 from imgarc.codec.architecture import Architecture
 from imgarc.runtime.base import Networks
 
@@ -82,13 +83,7 @@ class _LazySession:
         ONNX Runtime, reading the graph and optimizing it (~0.1 s for g_s) then overlap the work
         before its first run (a lone photo's entropy decoding and h_s); that run waits for it."""
         if self._session is None and not self._lock.locked():
-            threading.Thread(target=self._make_quietly, name="imgarc-prepare", daemon=True).start()
-
-    def _make_quietly(self) -> None:
-        try:
-            self._made()
-        except Exception:  # noqa: BLE001 - the first run makes it again and reports why it cannot
-            pass
+            ahead_of_need(self._made)
 
     def _made(self) -> ort.InferenceSession:
         if self._session is None:
