@@ -21,7 +21,7 @@ from imgarc.codec.image_codec import to_pixels
 from imgarc.codec.registry import default_model_id, load_codec
 from common import load_rgb
 from imgarc.runtime import onnx_graphs
-from imgarc.runtime.onnx_sessions import make_session
+from imgarc.runtime.onnx_networks import make_session
 from imgarc.runtime.torch_networks import TorchNetworks
 
 

@@ -94,8 +94,7 @@ def test_onnx_networks_match_torch_within_float_rounding(tiny_model):
 def test_built_graphs_are_cached_and_a_damaged_one_is_rebuilt(tiny_model, tmp_path, monkeypatch):
     from imgarc.codec.registry import find_model
     from imgarc.codec.weights import load_weights
-    from imgarc.runtime.onnx_networks import OnnxNetworks
-    from imgarc.runtime.onnx_sessions import graph_cache_dir
+    from imgarc.runtime.onnx_networks import OnnxNetworks, graph_cache_dir
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     weights, sha = load_weights(find_model(tiny_model).path)

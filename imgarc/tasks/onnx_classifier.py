@@ -70,7 +70,7 @@ class Classifier:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        options.enable_mem_pattern = False  # inputs of many sizes (see runtime/onnx_sessions.py)
+        options.enable_mem_pattern = False  # inputs of many sizes (see runtime/onnx_networks.py)
         self._session = ort.InferenceSession(build_classifier_graph(spec, arrays), options,
                                              providers=["CPUExecutionProvider"])
 
