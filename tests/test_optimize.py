@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from imgarc.codec.architecture import MEAN_SCALE, Architecture, build_model
+from imgarc.codec.architecture import MEAN_SCALE, Architecture, build_model, macs_per_pixel
 from imgarc.codec.weights import load_weights
-from imgarc.optimize.prune import Kept, choose_channels, macs_per_pixel, prune_model, pruned_state, widths_for
+from imgarc.optimize.prune import Kept, choose_channels, prune_model, pruned_state, widths_for
 from tests.conftest import image_bytes, noise_rgb
 from tests.test_variable_rate import VR_MODEL_ID, export_tiny_vr_model
 
@@ -106,6 +106,16 @@ def test_optimize_prunes_fine_tunes_resumes_and_exports_a_working_variant(tmp_pa
 
     with Image.open(tmp_path / "x" / "p.png") as im:
         assert np.asarray(im).shape == rgb.shape
+
+    listed = run(["models", "--no-zoo", "--measure"], env)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    facts = lines[next(n for n, line in enumerate(lines) if line.startswith("tiny-vr-pruned")) + 1]
+    with np.load(out / "tiny-vr-pruned.npz") as z:
+        parameters = sum(z[k].size for k in z.files if k.startswith("param/"))
+    macs = macs_per_pixel(weights.architecture)
+    assert f"{parameters:,} parameters" in facts and f"g_s {macs['g_s']:,.0f}" in facts
+    assert f"parent: {VR_MODEL_ID}" in facts and " ms/MP here" in facts
 
 
 @pytest.mark.parametrize("args, message", [

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import math
+import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from imgarc.codec.registry import ModelRecord, default_model_id, list_models
+import numpy as np
+
+from imgarc.codec.architecture import macs_per_pixel
+from imgarc.codec.registry import ModelRecord, default_model_id, list_models, load_codec
+from imgarc.codec.weights import load_weights
 from imgarc.codec.zoo import REFUSED, conversion_dir, parse_zoo_id, torch_hub_dir
 from imgarc.codec.zoo_convert import ZooEntry, list_zoo, load_zoo_codec
 
@@ -15,6 +23,29 @@ class InstalledModel:
     record: ModelRecord
     is_default: bool
     tune_default: str | None  # "msssim": what `--tune msssim` picks (None: not a --tune choice)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a model costs, from its weights file: `imgarc models` prints it."""
+
+    weights_bytes: int
+    parameters: int  # in the float networks (g_a, h_a, h_s, entropy bottleneck, gains)
+    macs_per_pixel: dict[str, float]  # g_a, h_a, h_s (the integer one), g_s
+    parent: str | None  # the model a variant (imgarc optimize) was made from
+
+
+@dataclass(frozen=True)
+class ModelSpeed:
+    """One photo coded and decoded here, all cores, as the command runs it (median of runs)."""
+
+    encode_ms_per_mp: float  # g_a, h_a, quantization, the integer h_s
+    decode_ms_per_mp: float  # the integer h_s, g_s, pixels
+
+
+# The photo timed: 0.79 MP, over 576 px a side, so g_a and g_s run in tiles on every core as
+# they do for any photo that size; smooth shapes and some noise, not flat (flat costs nothing).
+SPEED_PHOTO_SIZE = (768, 1024)
 
 
 @dataclass(frozen=True)
@@ -41,3 +72,48 @@ def download_zoo_model(model_id: str) -> tuple[str, str]:
     """Fetch and convert a CompressAI zoo model now (so it works offline): (canonical id, file sha256)."""
     canonical = parse_zoo_id(model_id).model_id
     return canonical, load_zoo_codec(canonical).weights_sha256
+
+
+def model_facts(record: ModelRecord) -> ModelFacts:
+    weights, _ = load_weights(record.path, record.sha256)
+    parameters = sum(math.prod(weights.params.shape(name)) for name in weights.params)
+    parent = weights.meta.get("parent")
+    return ModelFacts(record.path.stat().st_size, parameters, macs_per_pixel(weights.architecture),
+                      str(parent) if parent else None)
+
+
+def measure_speed(model_id: str, runs: int = 3) -> ModelSpeed:
+    """Time coding and decoding a synthetic photo (SPEED_PHOTO_SIZE) with `model_id` here,
+    after one untimed round that makes the sessions and buffers; medians of `runs`."""
+    codec = load_codec(model_id)
+    height, width = SPEED_PHOTO_SIZE
+    rgb = speed_test_photo(height, width)
+    quality = 75 if codec.variable_rate else None
+    code = codec.analyse(rgb, quality)
+
+    def decode() -> None:
+        codec.y_indexes_and_means(code.z_symbols, code.gains)
+        codec.synthesize(code, height, width)
+
+    decode()
+    megapixels = height * width / 1e6
+    return ModelSpeed(_median_seconds(lambda: codec.analyse(rgb, quality), runs) * 1000 / megapixels,
+                      _median_seconds(decode, runs) * 1000 / megapixels)
+
+
+def speed_test_photo(height: int, width: int) -> np.ndarray:
+    """RGB uint8: gradients, waves and a little noise (the same pixels every time)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32) / max(height, width)
+    waves = [np.sin(2 * np.pi * (f * x + g * y)) for f, g in ((3, 1), (1, 7), (11, 5))]
+    noise = np.random.default_rng(0).normal(0, 0.04, (height, width, 3)).astype(np.float32)
+    rgb = np.stack([0.5 + 0.3 * waves[c] + 0.2 * (x if c == 0 else y) for c in range(3)], axis=-1) + noise
+    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def _median_seconds(work: Callable[[], object], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

@@ -9,6 +9,7 @@ import typer
 
 from imgarc.cli.console import console
 from imgarc.cli.train import BATCH, CHECKPOINT_MINUTES, DATA, DEVICE, EXPORT_DIR, print_status
+from imgarc.codec.architecture import macs_per_pixel
 from imgarc.codec.registry import assets_dir, default_model_id, find_model
 from imgarc.errors import UsageError
 from imgarc.extras import require
@@ -49,7 +50,7 @@ def optimize(
     the parent (rate + distortion + matching the parent's outputs); resumable like `imgarc train`."""
     # torch loads only when this command runs, so the other commands and `--help` never pay for it.
     require("imgarc optimize", "torch", "compressai", "pytorch_msssim")
-    from imgarc.optimize.prune import macs_per_pixel, widths_for
+    from imgarc.optimize.prune import widths_for
     from imgarc.optimize.run import child_config, parent_architecture, start_pruned_run
     from imgarc.train.publish import publish_checkpoint
     from imgarc.train.trainer import parse_lambdas, train as run_training

@@ -100,6 +100,15 @@ class LazyParams(Mapping[str, np.ndarray]):
                 self._read[name] = self._npz[self.PREFIX + name]
             return self._read[name]
 
+    def shape(self, name: str) -> tuple[int, ...]:
+        """A parameter's shape, read from its header alone (nothing decompressed but that)."""
+        if name not in self._names:
+            raise KeyError(name)
+        with self._lock, self._npz.zip.open(f"{self.PREFIX}{name}.npy") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            return tuple(read_header(f)[0])
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
 

@@ -117,15 +117,3 @@ def prune_model(model: nn.Module, arch: Architecture, widths: tuple[int, ...], c
     child = build_model(child_arch)
     child.load_state_dict(pruned_state(model.state_dict(), kept), strict=False)  # CompressAI rebuilds its table buffers
     return child, child_arch
-
-
-def macs_per_pixel(arch: Architecture) -> dict[str, float]:
-    """Multiply-adds per image pixel of each network (5x5 convolutions, GDN's 1x1 ones; h_s as
-    the integer network runs it, a quarter of a transposed convolution's taps per output)."""
-    a0, a1, a2, s0, s1, s2 = arch.inner_widths
-    n, m = arch.N, arch.M
-    g_a = (3 * a0 * 25 + a0 * a0) / 4 + (a0 * a1 * 25 + a1 * a1) / 16 + (a1 * a2 * 25 + a2 * a2) / 64 + a2 * m * 25 / 256
-    g_s = (m * s0 * 25 / 4 + s0 * s0) / 64 + (s0 * s1 * 25 / 4 + s1 * s1) / 16 + (s1 * s2 * 25 / 4 + s2 * s2) / 4 + s2 * 3 * 25 / 4
-    h_a = (m * n * 9 + n * n * 25 / 4 + n * n * 25 / 16) / 256
-    h_s = (n * m * 25 / 4 / 1024 + m * (m * 3 // 2) * 25 / 4 / 256 + (m * 3 // 2) * 2 * m * 9 / 256)
-    return {"g_a": g_a, "h_a": h_a, "h_s": h_s, "g_s": g_s}
