@@ -20,7 +20,7 @@ def _grid(codec: str) -> str:
 
 
 def bench(
-    dataset: str = typer.Argument(..., help="'kodak', 'clic', or a folder of images."),
+    dataset: str = typer.Argument(..., metavar="DATASET", help="'kodak', 'clic', or a folder of images."),
     data: Optional[Path] = typer.Option(None, "--data", help="Folder holding kodak/ and clic/ (e.g. ../shared/datasets); "
                                         "else $IMGARC_DATA, else ~/.cache/imgarc/datasets (downloaded there if missing)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for results.json, results.csv, report.md and the PNG plots (default: runs/bench/DATASET)."),

@@ -19,7 +19,7 @@ from imgarc.errors import UsageError
 
 
 def classify(
-    archive: Path = typer.Argument(..., help="Archive to read."),
+    archive: Path = typer.Argument(..., metavar="ARCHIVE", help="Archive to read."),
     members: Optional[List[str]] = typer.Argument(None, metavar="MEMBER|GLOB", show_default=False,
                                                   help="Only these entries (as for extract); each must be a coded photo."),
     task: Path = typer.Option(..., "--task", "-t", help="Task file written by `imgarc learn`."),

@@ -14,8 +14,8 @@ from imgarc.runtime.device import Device, resolve_device
 
 
 def extract(
-    archive: Path = typer.Argument(..., help="Archive to read."),
-    dest: Path = typer.Argument(..., help="Folder to extract into (created if missing; must be empty unless --force)."),
+    archive: Path = typer.Argument(..., metavar="ARCHIVE", help="Archive to read."),
+    dest: Path = typer.Argument(..., metavar="DEST", help="Folder to extract into (created if missing; must be empty unless --force)."),
     members: Optional[List[str]] = typer.Argument(None, metavar="MEMBER|GLOB", show_default=False,
                                                   help="Extract only these entries: paths as `imgarc list` prints them, "
                                                        "a folder (everything under it), or globs ('*' and '?' within a "

@@ -17,7 +17,7 @@ from imgarc.errors import ArchiveError, UsageError
 
 
 def latents(
-    archive: Path = typer.Argument(..., help="Archive to read."),
+    archive: Path = typer.Argument(..., metavar="ARCHIVE", help="Archive to read."),
     members: Optional[List[str]] = typer.Argument(None, metavar="MEMBER|GLOB", show_default=False,
                                                   help="Only these entries (as for extract); each must be a coded photo."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write every photo's latents to this .npz file "

@@ -48,7 +48,7 @@ def _cell(value: Any) -> Any:
 
 
 def list_(
-    archive: Path = typer.Argument(..., help="Archive to list."),
+    archive: Path = typer.Argument(..., metavar="ARCHIVE", help="Archive to list."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document: every entry with every header field "
                                  "a script needs (schema: docs/CLI.md)."),
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV: a header row, then one row per entry (the keys of --json)."),

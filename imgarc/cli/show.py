@@ -16,8 +16,8 @@ from imgarc.errors import UsageError
 
 
 def show(
-    archive: Path = typer.Argument(..., help="Archive to read."),
-    member: str = typer.Argument(..., help="The entry: its path as `imgarc list` prints it, or a glob that matches "
+    archive: Path = typer.Argument(..., metavar="ARCHIVE", help="Archive to read."),
+    member: str = typer.Argument(..., metavar="MEMBER", help="The entry: its path as `imgarc list` prints it, or a glob that matches "
                                  "only it."),
     to_stdout: bool = typer.Option(False, "--stdout", help="Write the decoded file's bytes to standard output instead "
                                    "(pipe them into a viewer or redirect them to a file; refused on a terminal). "

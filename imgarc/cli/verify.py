@@ -13,7 +13,7 @@ from imgarc.errors import ArchiveError
 
 
 def verify(
-    archive: Path = typer.Argument(..., help="Archive to check."),
+    archive: Path = typer.Argument(..., metavar="ARCHIVE", help="Archive to check."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON document (schema: docs/CLI.md); "
                                  "the exit status is the same."),
