@@ -117,13 +117,20 @@ class ImageCodec:
         indexes = np.empty((m, 4 * zh, 4 * zw), np.min_scalar_type(len(self.tables.y.lengths) - 1))
         means = np.empty((m, 4 * zh, 4 * zw), np.float32)
 
+        def store(rows: slice, cols: slice, part_indexes: np.ndarray, part_means: np.ndarray) -> None:
+            indexes[:, rows, cols] = part_indexes
+            np.divide(part_means, 1 << ACT_BITS, out=means[:, rows, cols], casting="same_kind")
+
+        if HYPER_SYNTHESIS_TILES.fits_whole(zh, zw):
+            store(slice(None), slice(None), *self.tables.hyper.run(z_symbols, gains))
+            return indexes, means
+
         def hyper_synthesis(z: np.ndarray) -> np.ndarray:  # both outputs as one int64 array, to be cut into tiles
             return np.concatenate(self.tables.hyper.run(z[0], gains))[None]
 
         for rows, cols, part in tiles_of(hyper_synthesis, lambda rows, cols: z_symbols[None, :, rows, cols],
                                          (zh, zw), HYPER_SYNTHESIS_TILES):
-            indexes[:, rows, cols] = part[0, :m]
-            means[:, rows, cols] = part[0, m:] / (1 << ACT_BITS)
+            store(rows, cols, part[0, :m], part[0, m:])
         return indexes, means
 
     def transform(self, rgb: np.ndarray) -> AnalysedImage:
