@@ -34,7 +34,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 from common import first_files, load_rgb, machine_line
 
-from imgarc.bench.bdrate import bd_rate, ms_ssim_db
+from imgarc.bench.bdrate import BDRateError, bd_rate, ms_ssim_db
 from imgarc.bench.metrics import ms_ssim, psnr
 from imgarc.codec.registry import default_model_id, load_codec
 from imgarc.coders import get_coder
@@ -121,12 +121,18 @@ def rate_distortion(codec, graph: bytes, photos: list[Path], qualities: list[int
             for q, r in sums.items()}
 
 
-def bd_rates(curve: dict, reference: dict) -> dict[str, float]:
-    qs = sorted(curve)
-    rates, ref_rates = [curve[q]["bpp"] for q in qs], [reference[q]["bpp"] for q in qs]
-    return {"psnr": bd_rate(rates, [curve[q]["psnr"] for q in qs], ref_rates, [reference[q]["psnr"] for q in qs]),
-            "ms_ssim": bd_rate(rates, [ms_ssim_db(curve[q]["ms_ssim"]) for q in qs],
-                               ref_rates, [ms_ssim_db(reference[q]["ms_ssim"]) for q in qs])}
+def bd_rates(curve: dict, reference: dict) -> dict[str, float | None]:
+    """BD-rate (%) of `curve` against `reference` in PSNR and in MS-SSIM (dB), each curve over its
+    own quality points; None where the two do not overlap."""
+    a, b = [curve[q] for q in sorted(curve)], [reference[q] for q in sorted(reference)]
+    out: dict[str, float | None] = {}
+    for metric, to_db in (("psnr", float), ("ms_ssim", ms_ssim_db)):
+        try:
+            out[metric] = bd_rate([p["bpp"] for p in a], [to_db(p[metric]) for p in a],
+                                  [p["bpp"] for p in b], [to_db(p[metric]) for p in b])
+        except BDRateError:
+            out[metric] = None
+    return out
 
 
 def main() -> None:
