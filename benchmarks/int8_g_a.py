@@ -147,7 +147,7 @@ def main() -> None:
     model_id = default_model_id()
     codec = load_codec(model_id)
     photos = first_files(KODAK, "*.png")
-    calibration = sorted(p for p in TRAIN.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:args.calibration]
+    calibration = calibration_photos(args.calibration)
     model = float_graph(codec.weights.params)
     weights = {node.input[1] for node in model.graph.node if node.op_type == "Conv"}
     shapes = {i.name: list(i.dims) for i in model.graph.initializer if i.name in weights}
@@ -167,10 +167,7 @@ def main() -> None:
         r["bd_rate_vs_float"] = bd_rates(r["curve"], reference["curve"])
     document = {"model": model_id, "machine": machine_line(), "qualities": qualities, "calibration_photos": len(calibration),
                 "photos": len(photos), "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(args.out.with_suffix(".json"), json.dumps(document, indent=2).encode())
-    write_file_atomic(args.out.with_suffix(".md"), report(document).encode())
-    print(report(document))
+    write_results(args.out, document, report(document))
 
 
 def report(d: dict) -> str:
@@ -182,12 +179,31 @@ def report(d: dict) -> str:
     for name, r in d["results"].items():
         bd = r["bd_rate_vs_float"]
         out.write(f"| {name} | {r['g_a_ms']:.1f} | {r['speedup']:.2f}x | {bd['psnr']:+.2f} % | {bd['ms_ssim']:+.2f} % |\n")
-    out.write("\n| g_a | " + " | ".join(f"q{q} bpp / PSNR / MS-SSIM" for q in d["qualities"]) + " |\n")
-    out.write("|---|" + "---|" * len(d["qualities"]) + "\n")
-    for name, r in d["results"].items():
-        cells = [f"{c['bpp']:.4f} / {c['psnr']:.2f} / {c['ms_ssim']:.4f}" for c in (r["curve"][q] for q in d["qualities"])]
-        out.write(f"| {name} | " + " | ".join(cells) + " |\n")
+    out.write("\n" + curve_table("g_a", {name: r["curve"] for name, r in d["results"].items()}, d["qualities"], 4))
     return out.getvalue()
+
+
+def calibration_photos(count: int) -> list[Path]:
+    """The first `count` training photos by path: whose crops calibrate int8 ranges (never Kodak)."""
+    return sorted(p for p in TRAIN.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:count]
+
+
+def curve_table(label: str, curves: dict[str, dict], qualities: list[int], bpp_digits: int) -> str:
+    """A markdown table: one row per curve, bpp / PSNR / MS-SSIM at each quality."""
+    lines = [f"| {label} | " + " | ".join(f"q{q} bpp / PSNR / MS-SSIM" for q in qualities) + " |",
+             "|---|" + "---|" * len(qualities)]
+    for name, curve in curves.items():
+        cells = [f"{c['bpp']:.{bpp_digits}f} / {c['psnr']:.2f} / {c['ms_ssim']:.4f}" for c in (curve[q] for q in qualities)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out: Path, document: dict, markdown: str) -> None:
+    """OUT.json (every number) and OUT.md (the report), and the report on stdout."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_file_atomic(out.with_suffix(".json"), json.dumps(document, indent=2).encode())
+    write_file_atomic(out.with_suffix(".md"), markdown.encode())
+    print(markdown)
 
 
 if __name__ == "__main__":

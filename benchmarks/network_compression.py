@@ -26,12 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from common import first_files, load_rgb, machine_line
-from int8_g_a import KODAK, TIMED_PHOTO, TRAIN, bd_rates, float_graph, g_a_ms, quantized, rate_distortion
+from int8_g_a import (KODAK, TIMED_PHOTO, bd_rates, calibration_photos, curve_table, float_graph, g_a_ms, quantized,
+                      rate_distortion, write_results)
 
-from imgarc.codec.architecture import macs_per_pixel
+from imgarc.api.models import model_facts
 from imgarc.codec.registry import default_model_id, find_model, load_codec
-from imgarc.codec.weights import load_weights
-from imgarc.fileio import write_file_atomic
 from imgarc.train.publish import publish_checkpoint
 
 BENCH_RESULTS = Path("benchmarks/results/bench_kodak/results.json")
@@ -90,21 +89,19 @@ def main() -> None:
     variant_ids = export_variants(args.variant, models_dir, parent)
     os.environ["IMGARC_MODEL_PATH"] = str(models_dir)
     photos = first_files(KODAK, "*.png")
-    calibration = sorted(p for p in TRAIN.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:args.calibration]
+    calibration = calibration_photos(args.calibration)
     x = np.ascontiguousarray(load_rgb(KODAK / TIMED_PHOTO).transpose(2, 0, 1)[None], np.float32) / np.float32(255)
     rows: dict[str, dict] = {}
     for model_id in [parent, *variant_ids]:
-        record = find_model(model_id)
-        weights, _ = load_weights(record.path, record.sha256)
-        macs = macs_per_pixel(weights.architecture)
+        facts = model_facts(find_model(model_id))
         codec = load_codec(model_id)
         model = float_graph(codec.weights.params)
         last = [n.name for n in model.graph.node if n.op_type == "Conv"][-1]
         synthesis_ms = g_s_ms(codec)
         for g_a, graph in (("float", model.SerializeToString()), ("int8", quantized(model, [last], calibration, args.work))):
             name = f"{model_id} ({g_a} g_a)"
-            rows[name] = {"model": model_id, "g_a": g_a, "weights_mb": record.path.stat().st_size / 1e6,
-                          "parameters": sum(int(np.prod(weights.params.shape(p))) for p in weights.params),
+            macs = facts.macs_per_pixel
+            rows[name] = {"model": model_id, "g_a": g_a, "weights_mb": facts.weights_bytes / 1e6, "parameters": facts.parameters,
                           "macs_per_pixel": macs["g_a"] + macs["h_a"] + macs["g_s"], "g_a_ms": g_a_ms(graph, x),
                           "g_s_ms": synthesis_ms, "curve": rate_distortion(codec, graph, photos, qualities)}
             print(name, {k: v for k, v in rows[name].items() if k != "curve"}, flush=True)
@@ -116,10 +113,7 @@ def main() -> None:
         r["bd_rate"] = {"parent": bd_rates(r["curve"], reference["curve"]), **{c: bd_rates(r["curve"], classical[c]) for c in CLASSICAL}}
     document = {"parent": parent, "machine": machine_line(), "qualities": qualities, "photos": len(photos),
                 "calibration_photos": len(calibration), "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(args.out.with_suffix(".json"), json.dumps(document, indent=2).encode())
-    write_file_atomic(args.out.with_suffix(".md"), report(document).encode())
-    print(report(document))
+    write_results(args.out, document, report(document))
 
 
 def report(d: dict) -> str:
@@ -138,11 +132,7 @@ def report(d: dict) -> str:
         out.write(f"| {name} | {r['weights_mb']:.1f} | {r['parameters']:,} | {r['macs_per_pixel']:,.0f} | "
                   f"{r['g_a_ms']:.0f} ({r['g_a_ratio']:.2f}) | {r['g_s_ms']:.0f} ({r['g_s_ratio']:.2f}) | "
                   f"{pair(r['bd_rate']['parent'])} | {pair(r['bd_rate']['webp'])} | {pair(r['bd_rate']['avif'])} |\n")
-    out.write("\n| model | " + " | ".join(f"q{q} bpp / PSNR / MS-SSIM" for q in d["qualities"]) + " |\n")
-    out.write("|---|" + "---|" * len(d["qualities"]) + "\n")
-    for name, r in d["rows"].items():
-        cells = [f"{c['bpp']:.3f} / {c['psnr']:.2f} / {c['ms_ssim']:.4f}" for c in (r["curve"][q] for q in d["qualities"])]
-        out.write(f"| {name} | " + " | ".join(cells) + " |\n")
+    out.write("\n" + curve_table("model", {name: r["curve"] for name, r in d["rows"].items()}, d["qualities"], 3))
     return out.getvalue()
 
 
