@@ -48,7 +48,7 @@ def assets_dir() -> Path:
     return here.parent / "assets"
 
 
-def _catalog_dirs() -> list[Path]:
+def catalog_dirs() -> list[Path]:
     extra = [Path(p) for p in os.environ.get("IMGARC_MODEL_PATH", "").split(os.pathsep) if p]
     return extra + [assets_dir()]
 
@@ -73,7 +73,7 @@ def _read_catalog(folder: Path) -> tuple[dict, list[ModelRecord]]:
 
 def list_models() -> list[ModelRecord]:
     seen: dict[str, ModelRecord] = {}
-    for folder in _catalog_dirs():
+    for folder in catalog_dirs():
         for r in _read_catalog(folder)[1]:
             seen.setdefault(r.model_id, r)
     return list(seen.values())
@@ -82,7 +82,7 @@ def list_models() -> list[ModelRecord]:
 def default_model_id(tune: str = "default") -> str | None:
     """The catalog's default model, or with `tune`, its preferred model of that tune (None if unset).
     The first catalog on IMGARC_MODEL_PATH that sets it wins over the shipped one."""
-    for folder in _catalog_dirs():
+    for folder in catalog_dirs():
         chosen = _read_catalog(folder)[0].get(tune)
         if chosen:
             return chosen

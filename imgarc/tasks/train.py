@@ -70,6 +70,16 @@ class _ConvBN(nn.Module):
         y = self.bn(self.conv(x))
         return F.relu(y + x if self.spec.residual else y)
 
+    def unfold(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        """Hold a folded (weight, bias) as this layer: batch norm becomes exactly the identity
+        plus `bias` in eval mode (running σ² = 1 − eps), so `folded()` gives them back."""
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.from_numpy(weight))
+            self.bn.weight.fill_(1.0)
+            self.bn.bias.copy_(torch.from_numpy(bias))
+            self.bn.running_mean.zero_()
+            self.bn.running_var.fill_(1.0 - self.bn.eps)
+
     def folded(self) -> tuple[np.ndarray, np.ndarray]:
         """(weight, bias) of the convolution with batch norm folded in (eval-mode statistics)."""
         bn = self.bn
@@ -112,6 +122,21 @@ class TorchClassifier(nn.Module):
         for layer in self.trunk:
             y = layer(y)
         return self.fc(self.dropout(y.mean(dim=(2, 3))))
+
+    @staticmethod
+    def from_arrays(spec: NetSpec, arrays: dict[str, np.ndarray], dropout: float = 0.0) -> TorchClassifier:
+        """A trained classifier (a task's folded arrays) to train further, in eval mode: keep batch
+        norm so (the identity its weights were folded into); dropout may train."""
+        model = TorchClassifier(spec, dropout)
+        for i, layers in enumerate(model.stems):
+            for j, layer in enumerate(layers):
+                layer.unfold(arrays[f"stem{i}.{j}.weight"], arrays[f"stem{i}.{j}.bias"])
+        for j, layer in enumerate(model.trunk):
+            layer.unfold(arrays[f"trunk.{j}.weight"], arrays[f"trunk.{j}.bias"])
+        with torch.no_grad():
+            model.fc.weight.copy_(torch.from_numpy(arrays["fc.weight"]))
+            model.fc.bias.copy_(torch.from_numpy(arrays["fc.bias"]))
+        return model.eval()
 
     def arrays(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}

@@ -30,11 +30,17 @@ def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: 
     if parent:
         meta["parent"] = parent
         meta["distill"] = cfg.get("distill")
+    return publish_model(model, arch, model_id, out_dir, quality, description, meta, make_default, half)
+
+
+def publish_model(model, arch: Architecture, model_id: str, out_dir: Path, quality: int, description: str, meta: dict,
+                  make_default: bool = False, half: bool = True) -> str:
+    """Export a torch model as `<out_dir>/<model_id>.npz` and list it in out_dir/models.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     filename = f"{model_id}.npz"
     sha = export_model(model, arch, model_id, out_dir / filename, meta, half=half)
     # A mixed model is filed under the metric with the larger share of its distortion.
-    tune = "msssim" if meta["distortion"] == "msssim" or meta.get("msssim_share", 0) > 0.5 else "psnr"
+    tune = "msssim" if meta.get("distortion") == "msssim" or meta.get("msssim_share", 0) > 0.5 else "psnr"
     register_model(out_dir, model_id, filename, sha, quality, description, make_default, arch.rate_points > 1, tune)
     return sha
 
