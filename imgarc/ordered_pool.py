@@ -18,7 +18,8 @@ import threading
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterable, Iterator, TypeVar
+from functools import partial
+from typing import Callable, Generic, Iterable, Iterator, NoReturn, TypeVar
 
 from imgarc.cores import usable_cores
 
@@ -45,6 +46,15 @@ class Task(Generic[K, T]):
     key: K  # what the caller needs back with the result (a name, a header)
     run: Callable[[], T]
     activations: int = 0  # a photo's padded pixels × its g_s width; 0 for everything else
+
+
+def failed(key: K, error: BaseException) -> Task[K, NoReturn]:
+    """A task that raises `error`: an entry that could not even be read, reported in its turn."""
+    return Task(key, partial(_raise, error))
+
+
+def _raise(error: BaseException) -> NoReturn:
+    raise error
 
 
 def in_order(tasks: Iterable[Task[K, T]], workers: int, activation_budget: int = ACTIVATION_BUDGET) -> Iterator[tuple[K, Future[T]]]:

@@ -288,3 +288,13 @@ def test_a_damaged_photo_is_named_and_the_others_still_come(archive, tiny_model)
     assert [d.name for d in reader.damaged] == ["nested/b.jpg"] and "checksum" in reader.damaged[0].detail
     report = classify_archive(archive, random_task(tiny_model))
     assert len(report.predictions) == 2 and [d.name for d in report.damaged] == ["nested/b.jpg"]
+
+
+def test_latents_decoded_side_by_side_are_those_decoded_one_at_a_time(archive, tiny_model):
+    one = list(api.ArchiveLatents(archive, workers=1))
+    for workers in (2, 3):
+        side_by_side = list(api.ArchiveLatents(archive, workers=workers))
+        assert [p.path for p in side_by_side] == [p.path for p in one]  # archive order
+        for a, b in zip(one, side_by_side):
+            for key in api.latents.NPZ_ARRAYS:
+                np.testing.assert_array_equal(getattr(a, key), getattr(b, key))

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator, NoReturn
+from typing import Callable, Iterator
 
 from imgarc.api.decoder import EntryDecoder
 from imgarc.api.members import MemberSelection
@@ -25,7 +25,7 @@ from imgarc.archive.salvage import FoundEntry, SalvagePlan, SalvageReader
 from imgarc.errors import (ArchiveError, DamagedArchiveError, DestinationError, ImageError, ImgarcError, LatentStreamError,
                            ModelError, OutOfSpaceError, UsageError)
 from imgarc.fileio import NO_SPACE, write_file_atomic
-from imgarc.ordered_pool import Task, in_order, pool_workers
+from imgarc.ordered_pool import Task, failed, in_order, pool_workers
 from imgarc.photo import check_extract_format, photo_output_path
 from imgarc.shards.manifest import read_manifest
 from imgarc.shards.reader import MAX_OPEN_SHARDS, ShardedReader
@@ -61,10 +61,6 @@ class _Decoded:
     header: EntryHeader
     data: bytes  # the bytes of the file it extracts to
     timings: Timings = field(default_factory=Timings)
-
-
-def _raise(error: Exception) -> NoReturn:
-    raise error
 
 
 def extracted_path(header: EntryHeader, image_format: str, taken: set[str]) -> str:
@@ -207,7 +203,7 @@ class Extractor:
                 codec = self.decoder.codec_for(header)  # loads the model here, once
                 activations = codec.synthesis_footprint(header.padded_height or 0, header.padded_width or 0)
         except ENTRY_ERRORS as e:
-            return Task(name, partial(_raise, e))
+            return failed(name, e)
         return Task(header.path, partial(self._decode, header, payload), activations)
 
     def _decode(self, header: EntryHeader, payload: bytes) -> _Decoded:

@@ -17,6 +17,7 @@ import os
 import time
 import zipfile
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
@@ -31,9 +32,13 @@ from imgarc.codec.image_codec import ImageCodec, LatentCode
 from imgarc.codec.int_hyper import ACT_BITS
 from imgarc.errors import ImgarcError, UsageError
 from imgarc.fileio import NO_SPACE, forget_temp_file, new_temp_file, publish
+from imgarc.ordered_pool import Task, failed, in_order, pool_workers
 
 LATENTS_FORMAT = "imgarc-latents"
 LATENTS_VERSION = 1
+# A decoded photo's latents in the pools' budget unit (~9 bytes): ŷ, σ̂, μ̂, the symbols and the table
+# indexes, 4 bytes each per latent, M latents per 16x16 pixels: ~20/256 bytes per pixel and channel.
+LATENT_PIXELS_PER_UNIT = 115
 Y_DOWNSCALE = 16  # g_a's four stride-2 layers: y is 1/16 of the (padded) photo (ImageCodec.latent_shapes)
 
 
@@ -148,7 +153,7 @@ def not_a_photo_reason(header: EntryHeader) -> str:
 class ArchiveLatents:
     """The coded photos of an archive (or of the entries `members` selects), one at a time.
 
-    Iterating decodes each photo's latents in archive order. Entries that are not coded photos
+    Iterating decodes the photos' latents side by side and yields them in archive order. Entries that are not coded photos
     are listed in `skipped`, or with `strict` (and whenever `members` names entries) raise
     NotAPhotoError before anything is decoded. Damaged entries are listed in `damaged` and the
     others still come. `timings` adds up entropy decoding and the integer h_s.
@@ -159,6 +164,7 @@ class ArchiveLatents:
     strict: bool = False
     decoder: EntryDecoder = field(default_factory=EntryDecoder)
     progress: Progress | None = None
+    workers: int = field(default_factory=pool_workers)  # photos decoded side by side (imgarc.ordered_pool)
     skipped: list[SkippedEntry] = field(default_factory=list)
     damaged: list[Damaged] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
@@ -200,10 +206,12 @@ class ArchiveLatents:
         started = time.perf_counter()
         chosen = self.plan()
         with open_archive(self.archive) as reader:
-            for n, (i, header) in enumerate(chosen):
+            tasks = (self._task(reader, i, header) for i, header in chosen)
+            for n, (header, decoded) in enumerate(in_order(tasks, self.workers)):
                 photo = None
                 try:
-                    photo = photo_latents(self.decoder, i, header, reader.payload(i), self.timings)
+                    photo, timings = decoded.result()
+                    self.timings.add(timings)
                 except ENTRY_ERRORS as e:
                     self.damaged.append(Damaged(header.path, str(e)))
                 if self.progress:
@@ -211,6 +219,21 @@ class ArchiveLatents:
                 if photo is not None:
                     yield photo
         self.seconds = time.perf_counter() - started
+
+    def _task(self, reader, index: int, header: EntryHeader) -> Task[EntryHeader, tuple[PhotoLatents, Timings]]:
+        """Read an entry's payload and load its model here; its decoding runs on the pool. A
+        damaged entry becomes a task that raises, reported in archive order."""
+        try:
+            payload = reader.payload(index)
+            codec = self.decoder.codec_for(header)
+            footprint = header.padded_height * header.padded_width * codec.architecture.M // LATENT_PIXELS_PER_UNIT
+        except ENTRY_ERRORS as e:
+            return failed(header, e)
+        return Task(header, partial(self._decode, index, header, payload), footprint)
+
+    def _decode(self, index: int, header: EntryHeader, payload: bytes) -> tuple[PhotoLatents, Timings]:
+        timings = Timings()
+        return photo_latents(self.decoder, index, header, payload, timings), timings
 
 
 # Per-photo arrays in a latents .npz, each stored as `<name>/<k>` for the k-th photo.

@@ -42,6 +42,7 @@ from imgarc.tasks.features import DIHEDRAL
 from imgarc.tasks.taskfile import Task
 from imgarc.tasks.train import TorchClassifier, TrainConfig
 from imgarc.train.trainer import MSSSIM_MIN_CROP, distortion_term
+from imgarc.train.trainer import TrainConfig as CodecTraining
 
 MAX_CROP = 256  # larger photos train on random crops of this side (the classifier pools over the grid)
 HELD_LIMIT = 4 << 30  # bytes of training photos held in memory
@@ -120,7 +121,7 @@ class JointObjective(nn.Module):
         self.register_buffer("norm_mean", torch.from_numpy(task.arrays["norm.mean"])[None, :, None, None])
         self.register_buffer("norm_scale", torch.from_numpy(task.arrays["norm.scale"])[None, :, None, None])
         lambdas = [float(v) for v in parent.meta.get("lambdas", ())]
-        self.lambdas = lambdas or [float(parent.meta.get("lambda", 0.0130))]
+        self.lambdas = lambdas or [float(parent.meta.get("lambda", CodecTraining.lmbda))]
         self.distortion = str(parent.meta.get("distortion", "mse"))
         self.msssim_share = float(parent.meta.get("msssim_share", 0.5))
         self.stride = arch.stride  # ImageCodec pads photos to multiples of it

@@ -13,6 +13,7 @@ again with it and scored, and the task returned is made for that model.
 from __future__ import annotations
 
 import datetime
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -59,6 +60,9 @@ class JointOptions:
         if self.export_dir.resolve() not in [d.resolve() for d in catalog_dirs()]:
             raise UsageError(f"{self.export_dir} is not a model folder imgarc reads: add it to IMGARC_MODEL_PATH "
                              f"or leave out --export-dir")
+        if not os.access(self.export_dir, os.W_OK):  # found now, not after the fine-tuning
+            raise UsageError(f"cannot write the --joint model into {self.export_dir}: give --export-dir a folder of "
+                             f"yours and add it to IMGARC_MODEL_PATH")
         self.config.check()
 
 
