@@ -12,8 +12,8 @@ the plain model and its classifier, per quality (q25, q50, q75, q95):
   bpp / PSNR / MS-SSIM on Kodak, with BD-rates of the variant against the plain model: what the
   variant costs on photos that are not the task's.
 
-    python benchmarks/joint_task.py [--plain-minutes 5] [--joint-minutes 40] [--gamma 1]
-        [--work runs/joint] [--cache runs/latent_cache] [--out benchmarks/results/joint_task]
+    python benchmarks/joint_task.py [--plain-minutes 5] [--joint-minutes 40] [--gamma 1] [--lr 1e-4]
+        [--variant ID] [--work runs/joint] [--cache runs/latent_cache] [--out benchmarks/results/joint_task]
 
 The variant goes to WORK/models (put it on IMGARC_MODEL_PATH to use it); an existing variant and
 its task in WORK are reused (`--retrain` makes them again).
@@ -38,7 +38,6 @@ from imgarc.tasks.joint import JointConfig
 from imgarc.tasks.learn import JointOptions, LearnOptions, learn
 
 QUALITIES = (25, 50, 75, 95)
-VARIANT = "msh128-mixed-vr1-aid30"
 
 
 def log(message: str) -> None:
@@ -54,10 +53,10 @@ def train(args, parent: str) -> dict:
     if args.retrain and models.exists():
         for f in models.iterdir():
             f.unlink()
+    config = JointConfig(seconds=args.joint_minutes * 60, gamma=args.gamma, lr=args.lr, seed=args.seed)
     options = LearnOptions(model_id=parent, qualities=QUALITIES, seconds=args.plain_minutes * 60, heldout_dir=args.data / "val",
                            cache=args.cache, workers=2, seed=args.seed,
-                           joint=JointOptions(VARIANT, models, JointConfig(seconds=args.joint_minutes * 60, gamma=args.gamma,
-                                                                           seed=args.seed)))
+                           joint=JointOptions(args.variant, models, config))
     report = learn(args.data / "train", options, joint_log=lambda e: log(
         f"joint step {e.step} {e.seconds / 60:.1f} min {e.bpp:.3f} bpp {e.psnr:.2f} dB task {e.task_loss:.3f} acc {e.accuracy:.1%}"))
     assert report.plain is not None and report.joint is not None
@@ -66,8 +65,8 @@ def train(args, parent: str) -> dict:
         "plain": {str(q): a.as_json() for q, a in report.plain.items()},
         "joint": {str(q): a.as_json() for q, a in report.heldout.items()},
         "plain_training": {"steps": report.training.steps, "seconds": round(report.training.wall_seconds)},
-        "joint_training": {"steps": report.joint.steps, "seconds": round(report.joint.seconds), "gamma": args.gamma,
-                           "batch": JointConfig().batch, "lr": JointConfig().lr, "classifier_lr": JointConfig().classifier_lr},
+        "joint_training": {"steps": report.joint.steps, "seconds": round(report.joint.seconds), "gamma": config.gamma,
+                           "batch": config.batch, "lr": config.lr, "classifier_lr": config.classifier_lr},
         "train_photos": report.train_images, "heldout_photos": report.heldout_images,
     }
     record_path.write_text(json.dumps(record, indent=2))
@@ -88,9 +87,16 @@ def main() -> None:
     parser.add_argument("--plain-minutes", type=float, default=5.0)
     parser.add_argument("--joint-minutes", type=float, default=40.0)
     parser.add_argument("--gamma", type=float, default=1.0)
+    parser.add_argument("--lr", type=float, default=JointConfig.lr, help="the encoder's learning rate")
+    parser.add_argument("--variant", default="msh128-mixed-vr1-aid30", help="the jointly fine-tuned model's id")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retrain", action="store_true")
+    parser.add_argument("--report", action="store_true", help="only write OUT.md again from OUT.json")
     args = parser.parse_args()
+    if args.report:
+        document = json.loads(args.out.with_suffix(".json").read_text())
+        write_results(args.out, document, report(document))
+        return
     (args.work / "models").mkdir(parents=True, exist_ok=True)
     # The variant's catalog must be readable before learn exports into it.
     os.environ["IMGARC_MODEL_PATH"] = os.pathsep.join(filter(None, [str(args.work / "models"), os.environ.get("IMGARC_MODEL_PATH")]))
@@ -104,7 +110,7 @@ def main() -> None:
     aid = {k: codec_rate_distortion(load_codec(m), held, list(QUALITIES), with_ms_ssim=False) for k, m in models.items()}
     kodak_curves = {k: codec_rate_distortion(load_codec(m), kodak, list(QUALITIES)) for k, m in models.items()}
     document = {
-        "machine": machine_line(), "parent": parent, "variant": task.model_id, "variant_sha256": task.weights_sha256,
+        "machine": machine_line(), "command": " ".join(["python", "benchmarks/joint_task.py", *sys.argv[1:]]), "parent": parent, "variant": task.model_id, "variant_sha256": task.weights_sha256,
         **record,
         "aid30_val": {k: {str(q): v for q, v in c.items()} for k, c in aid.items()},
         "kodak": {k: {str(q): v for q, v in c.items()} for k, c in kodak_curves.items()},
@@ -120,7 +126,7 @@ def report(d: dict) -> str:
     lines = [
         "# Joint fine-tuning of the encoder with a task (aid30)", "",
         f"Machine: {d['machine']}. Parent: `{d['parent']}`; variant `{d['variant']}` (its g_a and h_a fine-tuned; "
-        "decoder, coding tables and gains the parent's). Command: `python benchmarks/joint_task.py` (defaults).", "",
+        f"decoder, coding tables and gains the parent's). Command: `{d['command']}`.", "",
         f"Plain classifier: {pt['steps']} steps in {pt['seconds']} s on the parent's cached latents of "
         f"{d['train_photos']} training photos × 8 flips/rotations. Joint: from it, {jt['steps']} steps "
         f"(batch {jt['batch']}) in {jt['seconds']} s, γ {jt['gamma']:g}, encoder lr {jt['lr']:g}, classifier lr "

@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from imgarc import api  # noqa: E402
-from imgarc.codec.registry import find_model, load_codec  # noqa: E402
+from imgarc.codec.registry import default_model_id, find_model, load_codec  # noqa: E402
 from imgarc.codec.weights import load_weights  # noqa: E402
 from imgarc.errors import UsageError  # noqa: E402
 from imgarc.photo import read_photo  # noqa: E402
@@ -54,6 +54,7 @@ def test_joint_variant_decodes_with_its_parents_decoder_and_its_task_classifies_
     record = find_model("tiny-joint")
     assert task.model_id == "tiny-joint" and task.weights_sha256 == record.sha256
     assert task.trained["joint"]["parent"] == TINY_MODEL_ID and task.trained["joint"]["steps"] == report.joint.steps
+    assert default_model_id() == TINY_MODEL_ID  # a variant never becomes the default by being exported
 
     parent, _ = load_weights(find_model(TINY_MODEL_ID).path)
     variant, _ = load_weights(record.path)

@@ -57,6 +57,6 @@ def register_model(folder: Path, model_id: str, filename: str, sha256: str, qual
         record["tune"] = tune
     doc["models"].append(record)
     doc["models"].sort(key=lambda m: m["quality"])
-    if make_default or not doc["default"]:
+    if make_default:  # never implicitly: a catalog first on IMGARC_MODEL_PATH would take over every command
         doc["default"] = model_id
     write_file_atomic(path, (json.dumps(doc, indent=2) + "\n").encode())
