@@ -190,7 +190,7 @@ def learn(labeled_dir: Path, options: LearnOptions, progress: Callable[[Stage], 
 
 
 def _joint_stage(report: LearnReport, options: LearnOptions, joint: JointOptions, paths: list[Path], labels: np.ndarray,
-                 held_set: LabeledSet, stage, progress: Callable[[Stage], None] | None,
+                 held_set: LabeledSet, stage: Callable[[str], Progress | None], progress: Callable[[Stage], None] | None,
                  log: Callable[[JointLog], None] | None) -> None:
     """Fine-tune the encoder and the report's classifier together, export the variant, and make
     the report's task, scores and record the variant's."""
