@@ -23,7 +23,7 @@ from imgarc.photo import read_photo  # noqa: E402
 from imgarc.tasks import classify_archive, read_task  # noqa: E402
 from imgarc.tasks.dataset import scan_labeled  # noqa: E402
 from imgarc.tasks.features import code_features  # noqa: E402
-from imgarc.tasks.joint import JointConfig, JointObjective  # noqa: E402
+from imgarc.tasks.joint import MAX_CROP, JointConfig, JointObjective, training_batch  # noqa: E402
 from imgarc.tasks.learn import JointOptions, LearnOptions, learn  # noqa: E402
 from tests.conftest import TINY_MODEL_ID  # noqa: E402
 from tests.test_tasks import labeled_folder, random_task  # noqa: E402
@@ -133,3 +133,14 @@ def test_learn_joint_on_the_command_line(tmp_path, variants, tiny_model_dir):
 
     one_clean_error(run(common + ["--joint", "other", "--export-dir", tmp_path, "--force"], env), "IMGARC_MODEL_PATH")
     one_clean_error(run(common + ["--joint", "tiny-cli-joint", "--export-dir", variants, "--force"], env), "already installed")
+
+
+def test_training_crops_follow_the_batchs_smallest_photo():
+    rng = np.random.default_rng(0)
+    photos = [rng.integers(0, 256, (300, 500, 3), dtype=np.uint8), rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)]
+    assert training_batch(photos, np.array([0, 1]), rng).shape == (2, 3, 40, 40)
+    alone = training_batch(photos, np.array([0]), rng)
+    assert alone.shape == (1, 3, MAX_CROP, MAX_CROP) and 0 <= float(alone.min()) and float(alone.max()) <= 1
+    # Every crop is some flip/rotation of a window of its photo.
+    window = training_batch([photos[1][:40, :40]], np.array([0]), rng)[0].permute(1, 2, 0).mul(255).round().byte().numpy()
+    assert any(np.array_equal(window, np.rot90(m, t)) for t in range(4) for m in (photos[1][:40, :40], photos[1][:40, :40][:, ::-1]))

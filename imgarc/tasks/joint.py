@@ -195,12 +195,10 @@ def load_photos(paths: list[Path]) -> list[np.ndarray | None]:
     return out
 
 
-def crop_side(photos: list[np.ndarray]) -> int:
-    """The square side training crops have: the smallest photo side, at most MAX_CROP."""
-    return min(MAX_CROP, min(min(p.shape[:2]) for p in photos))
-
-
-def _batch(photos: list[np.ndarray], picks: np.ndarray, side: int, rng: np.random.Generator) -> torch.Tensor:
+def training_batch(photos: list[np.ndarray], picks: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+    """Square crops [B, 3, side, side] in [0, 1] under random flips/rotations; the side is the
+    batch's smallest photo side, at most MAX_CROP (one thumbnail shrinks its batch only)."""
+    side = min(MAX_CROP, min(min(photos[i].shape[:2]) for i in picks))
     out = []
     for i in picks:
         p = photos[i]
@@ -229,7 +227,7 @@ def joint_finetune(parent: WeightsFile, task: Task, photos: list[np.ndarray], la
                                     "weight_decay": config.weight_decay}])
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     labels_t = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    side, n = crop_side(photos), len(photos)
+    n = len(photos)
     batch = min(config.batch, n)
     result = JointResult(objective.codec, {}, 0, 0.0)
     sums = np.zeros(4)  # bpp, MSE, task loss, correct predictions
@@ -244,10 +242,10 @@ def joint_finetune(parent: WeightsFile, task: Task, photos: list[np.ndarray], la
             order, pos = rng.permutation(n), 0
         picks = order[pos:pos + batch]
         pos += batch
-        x = _batch(photos, picks, side, rng)
+        x = training_batch(photos, picks, rng)
         quality = int(config.qualities[rng.integers(0, len(config.qualities))])
         terms = objective(x, quality)
-        bpp = terms.bits / (x.shape[0] * side * side)
+        bpp = terms.bits / x[:, 0].numel()
         task_loss = F.cross_entropy(terms.logits, labels_t[picks])
         loss = bpp + objective.lmbda(quality) * terms.distortion + config.gamma * task_loss
         optimizer.zero_grad(set_to_none=True)
