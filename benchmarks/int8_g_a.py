@@ -127,12 +127,16 @@ def codec_rate_distortion(codec, photos: list[Path], qualities: list[int], with_
             for q, r in sums.items()}
 
 
-def bd_rates(curve: dict, reference: dict) -> dict[str, float | None]:
-    """BD-rate (%) of `curve` against `reference` in PSNR and in MS-SSIM (dB), each curve over its
-    own quality points; None where the two do not overlap."""
+METRICS_IN_DB = {"psnr": float, "ms_ssim": ms_ssim_db}
+
+
+def bd_rates(curve: dict, reference: dict, metrics: tuple[str, ...] = ("psnr", "ms_ssim")) -> dict[str, float | None]:
+    """BD-rate (%) of `curve` against `reference` in each of `metrics` (PSNR, MS-SSIM in dB), each
+    curve over its own quality points; None where the two do not overlap."""
     a, b = [curve[q] for q in sorted(curve)], [reference[q] for q in sorted(reference)]
     out: dict[str, float | None] = {}
-    for metric, to_db in (("psnr", float), ("ms_ssim", ms_ssim_db)):
+    for metric in metrics:
+        to_db = METRICS_IN_DB[metric]
         try:
             out[metric] = bd_rate([p["bpp"] for p in a], [to_db(p[metric]) for p in a],
                                   [p["bpp"] for p in b], [to_db(p[metric]) for p in b])

@@ -83,8 +83,9 @@ def learn(
     options = LearnOptions(model_id=model, qualities=parse_qualities(qualities), augment=augment, seconds=minutes * 60,
                            holdout=holdout, heldout_dir=val, cache=None if no_cache else (cache or default_cache_dir()),
                            workers=workers, threads=threads or usable_cores(), seed=seed)
+    folder = export_dir or assets_dir()
     if joint is not None:
-        options.joint = JointOptions(joint, export_dir or assets_dir(),
+        options.joint = JointOptions(joint, folder,
                                      JointConfig(seconds=joint_minutes * 60, gamma=gamma, threads=options.threads, seed=seed))
     screen = console()
 
@@ -119,6 +120,6 @@ def learn(
         screen.print(f"held out, quality {q}: top-1 {a.top1:.1%}  top-5 {a.top5:.1%}  ({a.count} photos){before}")
     if report.joint is not None:
         screen.print(escape(f"model {report.task.model_id}: {report.joint.steps} joint steps in {report.joint.seconds / 60:.1f} "
-                            f"min, exported to {options.joint.export_dir if options.joint else ''}"))
+                            f"min, exported to {folder}"))
     screen.print(escape(f"{out}: {len(report.task.classes)} classes, model {report.task.model_id}, "
                         f"top-1 {report.overall.top1:.1%} on held-out photos"))

@@ -32,6 +32,14 @@ def initial_gains(lambdas: list[float], reference_lambda: float) -> torch.Tensor
     return torch.tensor([math.sqrt(lm / reference_lambda) for lm in lambdas], dtype=torch.float32)
 
 
+def between_points(rate_position: float, rate_points: int) -> tuple[int, float]:
+    """(lower trained point, fraction t of the way to the next) of a position clamped to
+    [0, rate_points - 1]: what is interpolated geometrically between trained points."""
+    pos = min(max(float(rate_position), 0.0), rate_points - 1.0)
+    lo = min(int(math.floor(pos)), rate_points - 2) if rate_points > 1 else 0
+    return lo, pos - lo
+
+
 class GainedMeanScaleHyperprior(MeanScaleHyperprior):
     def __init__(self, N: int, M: int, rate_points: int):
         super().__init__(N=N, M=M)
@@ -55,9 +63,7 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         Geometric interpolation between the neighbouring trained points; abs() keeps every
         gain positive whatever the optimizer does.
         """
-        pos = min(max(float(rate_position), 0.0), self.rate_points - 1.0)
-        lo = min(int(math.floor(pos)), self.rate_points - 2) if self.rate_points > 1 else 0
-        t = pos - lo
+        lo, t = between_points(rate_position, self.rate_points)
         out = []
         for name in GAIN_NAMES:
             g = getattr(self, name).abs().clamp_min(1e-4)

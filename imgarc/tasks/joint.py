@@ -31,7 +31,7 @@ from torch import nn
 
 from imgarc.api.latents import Y_DOWNSCALE
 from imgarc.codec.export import SCALE_MAX, SCALE_MIN
-from imgarc.codec.gained import GainedMeanScaleHyperprior
+from imgarc.codec.gained import GainedMeanScaleHyperprior, between_points
 from imgarc.codec.padding import padded_size
 from imgarc.codec.quality import rate_position
 from imgarc.codec.weights import WeightsFile
@@ -136,11 +136,9 @@ class JointObjective(nn.Module):
 
     def lmbda(self, quality: int) -> float:
         """The parent's λ at `quality`: geometric between its trained points, as the gains are."""
-        if len(self.lambdas) == 1:
-            return self.lambdas[0]
-        pos = rate_position(quality, len(self.lambdas))
-        lo = min(int(pos), len(self.lambdas) - 2)
-        t = pos - lo
+        lo, t = between_points(rate_position(quality, len(self.lambdas)), len(self.lambdas))
+        if t == 0.0:
+            return self.lambdas[lo]
         return math.exp((1 - t) * math.log(self.lambdas[lo]) + t * math.log(self.lambdas[lo + 1]))
 
     def forward(self, x: torch.Tensor, quality: int) -> JointTerms:
