@@ -115,3 +115,27 @@ def test_built_graphs_are_cached_and_a_damaged_one_is_rebuilt(tiny_model, tmp_pa
     np.testing.assert_array_equal(again.analysis(x), first)
     np.testing.assert_array_equal(again.hyper_analysis(first), y)
     assert all(p.read_bytes() != b"damaged" for p in graph_cache_dir().iterdir() if "g_s" not in p.name)  # rebuilt
+
+
+@pytest.mark.parametrize("c_out", [3, 16])  # one merged convolution below a block, four phases from a block up
+def test_transposed_convolution_graph_is_the_definition(c_out):
+    import torch
+    from onnx import TensorProto, helper
+
+    from imgarc.runtime.onnx_graphs import OPSET, NetworkGraphBuilder
+    from imgarc.runtime.onnx_networks import make_session
+
+    rng = np.random.default_rng(c_out)
+    weight, bias = rng.normal(0, 0.1, (8, c_out, 5, 5)).astype(np.float32), rng.normal(0, 1, c_out).astype(np.float32)
+    x = rng.normal(0, 1, (1, 8, 5, 7)).astype(np.float32)
+    g = NetworkGraphBuilder("g_s", {})
+    y = g.transposed_conv("x", weight, bias)
+    graph = helper.make_graph(g.nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, "h", "w"])],
+                              [helper.make_tensor_value_info(y, TensorProto.FLOAT, [1, c_out, None, None])], g.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    assert sum(n.op_type == "Conv" for n in model.graph.node) == (1 if c_out == 3 else 4)
+    ours = make_session(model.SerializeToString()).run(None, {"x": x})[0]
+    ref = torch.nn.functional.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(bias),
+                                               stride=2, padding=2, output_padding=1).numpy()
+    assert ours.shape == ref.shape == (1, c_out, 10, 14)
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
