@@ -1,4 +1,5 @@
-"""`imgarc optimize`: a smaller, faster variant of a model (pruned, fine-tuned from it; needs torch)."""
+"""`imgarc optimize`: a smaller, faster variant of a model (pruned, or with an int8 g_a; fine-tuned
+from it; needs torch)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ def optimize(
                                "multiples of 8). Multiply-adds fall about as keep²."),
     widths: Optional[str] = typer.Option(None, "--widths", help="Exact inner widths instead of --keep: g_a's three, then g_s's, "
                                          "comma-separated."),
+    int8: bool = typer.Option(False, "--int8", help="Instead of pruning: an int8 g_a (every convolution but the last; "
+                              "quantization-aware fine-tuning of g_a alone). Only compress gets faster; the variant's "
+                              "archives decode with the parent's decoder."),
     data: Path = DATA,
     run_dir: Path = typer.Option(Path("runs/optimize"), "--run-dir", help="The run's folder: the pruned child's checkpoint and "
                                  "the log. A run that has a checkpoint resumes from it (the pruning is done once)."),
@@ -46,30 +50,39 @@ def optimize(
     export: Optional[str] = typer.Option(None, "--export", help="After fine-tuning, export the variant's weights under this model id."),
     export_dir: Optional[Path] = EXPORT_DIR,
 ) -> None:
-    """Prune a model's g_a and g_s to fewer channels, then fine-tune the result with distillation from
-    the parent (rate + distortion + matching the parent's outputs); resumable like `imgarc train`."""
+    """Prune a model's g_a and g_s to fewer channels (or, with --int8, quantize its g_a), then fine-tune
+    the result with distillation from the parent (rate + distortion + matching the parent's
+    outputs); resumable like `imgarc train`."""
     # torch loads only when this command runs, so the other commands and `--help` never pay for it.
     require("imgarc optimize", "torch", "compressai", "pytorch_msssim")
     from imgarc.optimize.prune import widths_for
-    from imgarc.optimize.run import child_config, parent_architecture, start_pruned_run
+    from imgarc.optimize.run import child_config, int8_config, parent_architecture, start_pruned_run
     from imgarc.train.publish import publish_checkpoint
     from imgarc.train.trainer import parse_lambdas, train as run_training
 
     parent_id = parent or default_model_id()
     parent_arch = parent_architecture(parent_id)
-    chosen = parse_widths(widths) if widths else widths_for(parent_arch, keep)
-    config = child_config(parent_id, data, run_dir, chosen, parse_lambdas(lambdas), distill=distill, batch=batch, crop=crop, lr=lr, lr_final=lr / 4,
-                          minutes=minutes, checkpoint_minutes=checkpoint_minutes, device=device)
+    training = dict(distill=distill, batch=batch, crop=crop, lr=lr, lr_final=lr / 4, minutes=minutes,
+                    checkpoint_minutes=checkpoint_minutes, device=device)
     out = console()
-    before, after = macs_per_pixel(parent_arch), macs_per_pixel(config.architecture)
-    out.print(f"{parent_id} -> inner widths {','.join(map(str, chosen))}: g_a+h_a+g_s {sum(before.values()) - before['h_s']:,.0f} -> "
-              f"{sum(after.values()) - after['h_s']:,.0f} multiply-adds per pixel")
-    start_pruned_run(config)
+    if int8:
+        if widths:
+            raise UsageError("--int8 keeps the parent's widths: give --widths (or --keep) to a separate run")
+        config = int8_config(parent_id, data, run_dir, parse_lambdas(lambdas), **training)
+        description = f"{parent_id} with an int8 g_a, quantization-aware fine-tuned with distillation"
+        out.print(f"{parent_id} -> int8 g_a (all convolutions but the last); g_a alone trains")
+    else:
+        chosen = parse_widths(widths) if widths else widths_for(parent_arch, keep)
+        config = child_config(parent_id, data, run_dir, chosen, parse_lambdas(lambdas), **training)
+        description = f"{parent_id} pruned to inner widths {','.join(map(str, chosen))}, fine-tuned with distillation"
+        before, after = macs_per_pixel(parent_arch), macs_per_pixel(config.architecture)
+        out.print(f"{parent_id} -> inner widths {','.join(map(str, chosen))}: g_a+h_a+g_s {sum(before.values()) - before['h_s']:,.0f} -> "
+                  f"{sum(after.values()) - after['h_s']:,.0f} multiply-adds per pixel")
+        start_pruned_run(config)
     checkpoint = run_training(config, resume=True, log=print_status)
     out.print(f"checkpoint: {checkpoint}")
     if export:
         folder = export_dir or assets_dir()
-        sha = publish_checkpoint(checkpoint, export, folder, find_model(parent_id).quality,
-                                 f"{parent_id} pruned to inner widths {','.join(map(str, chosen))}, fine-tuned with distillation",
+        sha = publish_checkpoint(checkpoint, export, folder, find_model(parent_id).quality, description,
                                  make_default=False, parent=parent_id)
         out.print(f"exported {export} to {folder} (sha256 {sha})")

@@ -73,7 +73,7 @@ class ImageCodec:
         # Every use of a codec runs h_s: its tap matrices are built meanwhile (~0.04 s of a lone photo).
         ahead_of_need(self.tables.hyper.prepare)
         self.networks: Networks = load_networks(weights.architecture, weights.params, weights.model_id, weights_sha256,
-                                                device)
+                                                device, weights.int8_ranges)
         self.medians = weights.params["entropy_bottleneck.quantiles"][:, 0, 1].astype(np.float32)
         self._torch_model = None
 

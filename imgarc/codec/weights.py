@@ -9,7 +9,8 @@ never rebuilt at load time.
 Keys: `meta` (UTF-8 JSON as uint8), `param/<state-dict name>` (fp16 or fp32),
 `hs/<layer>/weight|bias` (int64), `hs/z_median_fixed`, `hs/scale_thresholds`,
 `tables/<z|y>/cdfs|lengths|offsets` (int32), and for variable-rate models
-`gains/<gain|inv_gain|hyper_gain|hyper_inv_gain>` (int64 [100, C], see quality.py).
+`gains/<gain|inv_gain|hyper_gain|hyper_inv_gain>` (int64 [100, C], see quality.py), and for
+models with an int8 g_a its activation ranges `int8/g_a.<layer>.<point>` (see int8.py).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import threading
 import zipfile
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from imgarc.codec.architecture import Architecture
+from imgarc.codec.int8 import Int8Ranges, load_arrays as load_int8_ranges, save_arrays as save_int8_ranges
 from imgarc.codec.int_hyper import IntHyperSynthesis, IntLayer
 from imgarc.codec.quality import QualityGains
 from imgarc.coders.tables import CdfTables
@@ -73,6 +75,9 @@ class WeightsFile:
     tables: CodingTables
     meta: dict  # free-form provenance: lambda, steps, training data
     tables_sha256: str = ""  # the tables' digest (hex); computed when not given
+    # An int8 g_a's activation ranges (empty: g_a runs in float). Encoder-side only: not part of
+    # the tables' digest, as nothing a decoder computes depends on them.
+    int8_ranges: Int8Ranges = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.tables_sha256:
@@ -146,6 +151,7 @@ def save_weights(w: WeightsFile, path: Path) -> str:
     arrays.update(_hyper_arrays(w.tables.hyper))
     if w.tables.quality is not None:
         arrays.update({f"gains/{k}": v for k, v in w.tables.quality.arrays().items()})
+    arrays.update(save_int8_ranges(w.int8_ranges))
     for name, t in (("z", w.tables.z), ("y", w.tables.y)):
         arrays.update({f"tables/{name}/cdfs": t.cdfs, f"tables/{name}/lengths": t.lengths, f"tables/{name}/offsets": t.offsets})
     buf = io.BytesIO()
@@ -230,4 +236,4 @@ def load_weights(path: Path, known_sha256: str | None = None) -> tuple[WeightsFi
     params = LazyParams(data, names)
     provenance = {k: v for k, v in meta.items() if k not in ("format", "format_version", "model_id", "architecture", "hyper_layout",
                                                              "hyper_scale_only", "tables_sha256")}
-    return WeightsFile(model_id, arch, params, tables, provenance, recorded), sha256
+    return WeightsFile(model_id, arch, params, tables, provenance, recorded, load_int8_ranges(arrays)), sha256

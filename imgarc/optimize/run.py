@@ -1,13 +1,19 @@
-"""`imgarc optimize`: prune a model, then fine-tune the pruned child with distillation from it.
+"""`imgarc optimize`: prune a model, or give it an int8 g_a, and fine-tune the result with
+distillation from it.
 
 The run lives in one folder, like `imgarc train`'s: the pruned child is written there as the
 first checkpoint (step 0), then the trainer runs from it, so an interrupted or time-budgeted
 run resumes where it stopped (the pruning is done once). The child trains on the parent's own
 objective (its λs, distortion and MS-SSIM share, read from the parent's weights file).
+
+An int8 variant (`int8_config`) is not pruned: it starts from the parent's weights, and only
+its g_a trains, through its int8 grid (quantization-aware training), so its decoder, coding
+tables and integer h_s stay the parent's and the parent decodes its archives.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -45,6 +51,13 @@ def child_config(parent_id: str, data: Path, run_dir: Path, widths: tuple[int, .
                        lmbda=float(meta.get("lambda", lambdas[len(lambdas) // 2] if lambdas else 0.025)), lambdas=lambdas,
                        distortion=str(meta.get("distortion", "mse")), msssim_share=float(meta.get("msssim_share", 0.5)),
                        teacher=parent.path, **training)
+
+
+def int8_config(parent_id: str, data: Path, run_dir: Path, lambdas: tuple[float, ...] = (), **training) -> TrainConfig:
+    """The trainer's settings for quantization-aware training of an int8 g_a for `parent_id`."""
+    widths = parent_architecture(parent_id).widths
+    config = child_config(parent_id, data, run_dir, widths, lambdas, **training)
+    return dataclasses.replace(config, init_weights=config.teacher, train_only=("g_a",), int8_analysis=True)
 
 
 def start_pruned_run(config: TrainConfig) -> Path:

@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from imgarc.codec.architecture import Architecture
+from imgarc.codec.int8 import Int8Ranges
 from imgarc.cores import usable_cores
 from imgarc.errors import UsageError
 from imgarc.extras import installed, require
@@ -43,21 +44,22 @@ def chosen_runtime() -> Runtime:
 
 
 def load_networks(architecture: Architecture, params: dict[str, np.ndarray], model_id: str,
-                  weights_sha256: str, device: Device = Device.CPU) -> Networks:
+                  weights_sha256: str, device: Device = Device.CPU, int8_ranges: Int8Ranges | None = None) -> Networks:
     """The networks of a model's weights, in the runtime this process uses, on `device` (CPU or
-    CUDA, resolved: runtime.device). Each runtime's module is imported here, when a photo is
-    first coded or decoded: listing an archive loads neither, and the lean install has no torch."""
+    CUDA, resolved: runtime.device); `int8_ranges`: the model's int8 g_a (imgarc.codec.int8).
+    Each runtime's module is imported here, when a photo is first coded or decoded: listing an
+    archive loads neither, and the lean install has no torch."""
     cuda = cuda_runtime() if device is Device.CUDA else None
     if device is Device.CUDA and cuda is None:
         raise UsageError("no CUDA GPU can be used here; use --device cpu")
     if cuda is CudaRuntime.ONNX or (cuda is None and chosen_runtime() is Runtime.ONNX):
         from imgarc.runtime.onnx_networks import OnnxNetworks
 
-        return OnnxNetworks(architecture, params, weights_sha256, cuda=cuda is CudaRuntime.ONNX)
+        return OnnxNetworks(architecture, params, weights_sha256, cuda=cuda is CudaRuntime.ONNX, int8_ranges=int8_ranges)
     require(f"{RUNTIME_ENV}=torch", "torch", "compressai")
     from imgarc.runtime.torch_networks import TorchNetworks
 
-    return TorchNetworks(architecture, params, model_id, "cuda" if cuda is CudaRuntime.TORCH else "cpu")
+    return TorchNetworks(architecture, params, model_id, "cuda" if cuda is CudaRuntime.TORCH else "cpu", int8_ranges)
 
 
 def torch_model_of(networks: Networks, architecture: Architecture, params: dict[str, np.ndarray], model_id: str):

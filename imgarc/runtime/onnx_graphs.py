@@ -9,6 +9,8 @@ the torch module (`g_a.0.weight`, `g_a.1.beta`, ...):
 - GDN / inverse GDN: x · rsqrt(conv1x1(x², γ, β)) / x · sqrt(...), with CompressAI's
   reparametrized β, γ = max(p, bound)² − pedestal, computed here once in float32;
 - LeakyReLU(0.01) / ReLU between the hyper-analysis convolutions.
+A model with an int8 g_a (imgarc.codec.int8) gets its quantized layers as ONNX Runtime's QDQ
+pattern (`NetworkGraphBuilder.int8_conv`), which ONNX Runtime runs with int8 kernels.
 So the graph is read off the architecture; nothing is shipped beside the weights file.
 """
 
@@ -21,6 +23,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from imgarc.codec.architecture import Architecture
+from imgarc.codec.int8 import CONV_POINTS, GDN_POINTS, ActivationRange, Int8Ranges, int8_weights, layer_ranges
 from imgarc.errors import ModelError
 
 OPSET = 17
@@ -28,6 +31,7 @@ LEAKY_SLOPE = 0.01  # torch.nn.LeakyReLU's default, what CompressAI's h_a uses
 # ONNX Runtime's blocked (NCHWc) convolutions compute output channels in blocks of 8 or 16: a
 # convolution with fewer leaves most of its block idle (`merged_phase_convolution`).
 NCHWC_BLOCK = 16
+BIAS_LIMIT = 2**30  # an int8 convolution's int32 bias stays within this (headroom for rounding)
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ class GraphNodes:
 
     def const(self, array: np.ndarray, dtype=np.float32) -> str:
         name = f"c{len(self.initializers)}"
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype), name))
+        self.initializers.append(numpy_helper.from_array(np.array(array, dtype, order="C"), name))  # 0-d stays 0-d
         return name
 
     def node(self, op: str, inputs: list[str], **attrs) -> str:
@@ -73,12 +77,14 @@ class GraphNodes:
 
 
 class NetworkGraphBuilder(GraphNodes):
-    """The nodes of one network (`prefix`: g_a, h_a or g_s) from its weights, layer by layer."""
+    """The nodes of one network (`prefix`: g_a, h_a or g_s) from its weights, layer by layer;
+    the layers `ranges` quantizes (imgarc.codec.int8) in int8."""
 
-    def __init__(self, prefix: str, params: dict[str, np.ndarray]) -> None:
+    def __init__(self, prefix: str, params: dict[str, np.ndarray], ranges: Int8Ranges | None = None) -> None:
         super().__init__()
         self.prefix = prefix
         self.params = params
+        self.ranges = ranges or {}
 
     def param(self, name: str) -> np.ndarray:
         key = f"{self.prefix}.{name}"
@@ -89,17 +95,25 @@ class NetworkGraphBuilder(GraphNodes):
     def layer(self, x: str, layer: Layer) -> str:
         p = str(layer.index)
         if layer.kind == "conv":
-            w, b = self.const(self.param(f"{p}.weight")), self.const(self.param(f"{p}.bias"))
             k = layer.kernel
-            return self.node("Conv", [x, w, b], kernel_shape=[k, k], strides=[layer.stride] * 2, pads=[k // 2] * 4)
+            shape = {"kernel_shape": [k, k], "strides": [layer.stride] * 2, "pads": [k // 2] * 4}
+            weight, bias = self.param(f"{p}.weight"), self.param(f"{p}.bias")
+            quantized = layer_ranges(self.ranges, self.prefix, layer.index, CONV_POINTS)
+            if quantized:
+                return self.int8_conv(x, weight, bias, *quantized, **shape)
+            return self.node("Conv", [x, self.const(weight), self.const(bias)], **shape)
         if layer.kind == "deconv":
             return self.transposed_conv(x, self.param(f"{p}.weight"), self.param(f"{p}.bias"))
         if layer.kind in ("gdn", "igdn"):
             beta = self.reparametrized(f"{p}.beta")
             gamma = self.reparametrized(f"{p}.gamma")
             c = beta.shape[0]
-            norm = self.node("Conv", [self.node("Mul", [x, x]), self.const(gamma.reshape(c, c, 1, 1)), self.const(beta)],
-                             kernel_shape=[1, 1])
+            square = self.node("Mul", [x, x])
+            quantized = layer_ranges(self.ranges, self.prefix, layer.index, GDN_POINTS)
+            if quantized:
+                norm = self.int8_conv(square, gamma.reshape(c, c, 1, 1), beta, *quantized, kernel_shape=[1, 1])
+            else:
+                norm = self.node("Conv", [square, self.const(gamma.reshape(c, c, 1, 1)), self.const(beta)], kernel_shape=[1, 1])
             root = self.node("Sqrt", [norm])
             return self.node("Mul", [x, root]) if layer.kind == "igdn" else self.node("Div", [x, root])
         if layer.kind == "leaky":
@@ -107,6 +121,25 @@ class NetworkGraphBuilder(GraphNodes):
         if layer.kind == "relu":
             return self.node("Relu", [x])
         raise ModelError(f"unknown layer kind {layer.kind!r}")
+
+    def quantized(self, x: str, grid: ActivationRange) -> str:
+        """x through its uint8 grid: QuantizeLinear, then DequantizeLinear."""
+        scale, zero = self.const(np.float32(grid.scale)), self.const(np.uint8(grid.zero_point), np.uint8)
+        return self.node("DequantizeLinear", [self.node("QuantizeLinear", [x, scale, zero]), scale, zero])
+
+    def int8_conv(self, x: str, weight: np.ndarray, bias: np.ndarray, grid_in: ActivationRange, grid_out: ActivationRange,
+                  **attrs) -> str:
+        """A convolution as ONNX Runtime's QDQ pattern, which it fuses into one int8 convolution
+        (QLinearConv): uint8 input and output on their grids, int8 weights per output channel,
+        the bias as int32 on the input's scale times each channel's weight scale."""
+        q, weight_scale = int8_weights(weight, np.abs(bias) / (grid_in.scale * BIAS_LIMIT))
+        bias_scale = (np.float32(grid_in.scale) * weight_scale).astype(np.float32)
+        q_bias = np.round(bias / bias_scale).astype(np.int32)
+        w = self.node("DequantizeLinear", [self.const(q, np.int8), self.const(weight_scale),
+                                           self.const(np.zeros(len(q), np.int8), np.int8)], axis=0)
+        b = self.node("DequantizeLinear", [self.const(q_bias, np.int32), self.const(bias_scale),
+                                           self.const(np.zeros(len(q), np.int32), np.int32)], axis=0)
+        return self.quantized(self.node("Conv", [self.quantized(x, grid_in), w, b], **attrs), grid_out)
 
     def transposed_conv(self, x: str, weight: np.ndarray, bias: np.ndarray) -> str:
         """A 5x5 stride-2 transposed convolution, as four phase convolutions (`phase_convolutions`)
@@ -175,9 +208,11 @@ def merged_phase_convolution(transposed: np.ndarray) -> np.ndarray:
 
 
 def build_graph(prefix: str, layers: tuple[Layer, ...], params: dict[str, np.ndarray], channels_in: int,
-                absolute_input: bool = False, builder: type[NetworkGraphBuilder] = NetworkGraphBuilder) -> bytes:
-    """The serialized ONNX model of one network: input x [1, C, h, w] -> output y."""
-    g = builder(prefix, params)
+                absolute_input: bool = False, builder: type[NetworkGraphBuilder] = NetworkGraphBuilder,
+                ranges: Int8Ranges | None = None) -> bytes:
+    """The serialized ONNX model of one network: input x [1, C, h, w] -> output y (`ranges`: its
+    int8 layers' activation grids)."""
+    g = builder(prefix, params, ranges)
     x = "x"
     if absolute_input:  # ScaleHyperprior's h_a reads |y|
         x = g.node("Abs", [x])

@@ -20,6 +20,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, Inva
 
 from imgarc.background import ahead_of_need
 from imgarc.codec.architecture import Architecture
+from imgarc.codec.int8 import Int8Ranges
 from imgarc.errors import ImgarcError
 from imgarc.fileio import write_file_atomic
 from imgarc.runtime.base import Networks
@@ -71,11 +72,15 @@ class OnnxNetworks(Networks):
     never runs g_s (a session takes tens of milliseconds to make)."""
 
     def __init__(self, architecture: Architecture, params: dict[str, np.ndarray], weights_sha256: str,
-                 cuda: bool = False) -> None:
+                 cuda: bool = False, int8_ranges: Int8Ranges | None = None) -> None:
         key = f"{weights_sha256[:32]}-{_builder_digest()}"
         providers = CUDA if cuda else CPU
         m = architecture.M
-        self._analysis = _LazySession("g_a", key, lambda graphs: graphs.build_graph("g_a", graphs.G_A, params, 3),
+        # An int8 g_a pays on CPUs (int8 kernels); a GPU runs the float one. Its graph has its own
+        # name in the cache: the same weights file gives either.
+        ranges = None if cuda else int8_ranges
+        self._analysis = _LazySession("g_a-int8" if ranges else "g_a", key,
+                                      lambda graphs: graphs.build_graph("g_a", graphs.G_A, params, 3, ranges=ranges),
                                       (1, 3, 16, 16), providers)
         self._hyper = _LazySession(
             "h_a", key, lambda graphs: graphs.build_graph("h_a", graphs.h_a_layers(architecture), params, m,

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 
 from imgarc.codec.architecture import COMPRESSAI_TABLE_BUFFERS, Architecture, build_model
+from imgarc.codec.fake_quant import Int8Analysis
+from imgarc.codec.int8 import Int8Ranges
 from imgarc.errors import ModelError
 from imgarc.runtime.base import Networks
 
@@ -20,7 +22,7 @@ def torch_state(params: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
 
 class TorchNetworks(Networks):
     def __init__(self, architecture: Architecture, params: Mapping[str, np.ndarray], model_id: str,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", int8_ranges: Int8Ranges | None = None) -> None:
         model = build_model(architecture)
         # nn.Module's loader, not CompressAI's: that one insists on its float-built table buffers.
         missing, unexpected = torch.nn.Module.load_state_dict(model, torch_state(params), strict=False)
@@ -29,6 +31,8 @@ class TorchNetworks(Networks):
             raise ModelError(f"weights for model {model_id!r} do not fit its architecture "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         self.device = torch.device(device)
+        if int8_ranges and self.device.type == "cpu":  # as ONNX Runtime runs it: int8 on CPUs only
+            model.g_a = Int8Analysis(model.g_a, int8_ranges)
         self.model = model.eval().to(self.device)
         self.scale_only = architecture.scale_only
 

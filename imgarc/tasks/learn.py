@@ -32,12 +32,12 @@ from imgarc.tasks.dataset import LabeledSet, scan_labeled, split_holdout
 from imgarc.tasks.errors import LabeledFolderError
 from imgarc.tasks.evaluate import Accuracy, accuracy, predict
 from imgarc.tasks.features import DIHEDRAL, FEATURES
-from imgarc.tasks.joint import JointConfig, JointLog, JointResult, joint_finetune, load_photos
+from imgarc.tasks.joint import ENCODER, JointConfig, JointLog, JointResult, joint_finetune, load_photos
 from imgarc.tasks.latent_data import EncodedSet, Progress, encode_photos, heldout_pairs, training_pairs
 from imgarc.tasks.network import latent_net
 from imgarc.tasks.taskfile import LATENT_CLASSIFIER, Task
 from imgarc.tasks.train import TrainConfig, TrainLog, TrainResult, train_classifier
-from imgarc.train.publish import publish_model
+from imgarc.train.publish import publish_encoder_variant
 
 DEFAULT_QUALITIES = (25, 50, 75, 95)
 
@@ -211,8 +211,8 @@ def _joint_stage(report: LearnReport, options: LearnOptions, joint: JointOptions
     meta = {**weights.meta, "parent": parent.model_id, "joint_task": record}
     description = (f"{parent.model_id}'s encoder fine-tuned with a {len(plain.classes)}-class task "
                    f"(γ {config.gamma:g}); decodes with {parent.model_id}'s decoder")
-    sha = publish_model(result.model, weights.architecture, joint.model_id, joint.export_dir, parent.quality,
-                        description, meta)
+    sha = publish_encoder_variant(weights, result.model, ENCODER, joint.model_id, joint.export_dir, parent.quality,
+                                  description, meta)
     held = _encode(held_set, lambda p, sha: heldout_pairs(config.qualities), joint.model_id, options,
                    stage("encoding held-out photos with the variant"))
     task = Task(LATENT_CLASSIFIER, FEATURES, list(plain.classes), plain.network, result.arrays, joint.model_id, sha)

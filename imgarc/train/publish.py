@@ -5,16 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from dataclasses import replace
+
 from imgarc.codec.architecture import Architecture, build_model
-from imgarc.codec.export import export_model
+from imgarc.codec.export import export_model, float_params
+from imgarc.codec.int8 import Int8Ranges, load_arrays
 from imgarc.codec.registry import CATALOG_NAME
+from imgarc.codec.weights import WeightsFile, load_weights, save_weights
 from imgarc.fileio import write_file_atomic
 
 
 def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: int,
                        description: str, make_default: bool, half: bool = True, parent: str | None = None) -> str:
     """Export `checkpoint` as `<out_dir>/<model_id>.npz` and list it in out_dir/models.json
-    (`parent`: the model a variant was made from, recorded in its weights file)."""
+    (`parent`: the model a variant was made from, recorded in its weights file). A run that
+    trained only some networks of the weights it started from (an int8 g_a) exports those
+    networks into a copy of that file (`publish_encoder_variant`)."""
     import torch
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -30,19 +36,45 @@ def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: 
     if parent:
         meta["parent"] = parent
         meta["distill"] = cfg.get("distill")
-    return publish_model(model, arch, model_id, out_dir, quality, description, meta, make_default, half)
+    int8_ranges = load_arrays(state.get("int8_ranges", {}))
+    if cfg.get("train_only") and cfg.get("init_weights"):
+        start, _ = load_weights(Path(cfg["init_weights"]))
+        return publish_encoder_variant(start, model, tuple(cfg["train_only"]), model_id, out_dir, quality, description,
+                                       {**start.meta, **meta}, int8_ranges)
+    return publish_model(model, arch, model_id, out_dir, quality, description, meta, make_default, half, int8_ranges)
 
 
 def publish_model(model, arch: Architecture, model_id: str, out_dir: Path, quality: int, description: str, meta: dict,
-                  make_default: bool = False, half: bool = True) -> str:
-    """Export a torch model as `<out_dir>/<model_id>.npz` and list it in out_dir/models.json."""
+                  make_default: bool = False, half: bool = True, int8_ranges: Int8Ranges | None = None) -> str:
+    """Export a torch model as `<out_dir>/<model_id>.npz` (`int8_ranges`: its int8 g_a's grids)
+    and list it in out_dir/models.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     filename = f"{model_id}.npz"
-    sha = export_model(model, arch, model_id, out_dir / filename, meta, half=half)
-    # A mixed model is filed under the metric with the larger share of its distortion.
-    tune = "msssim" if meta.get("distortion") == "msssim" or meta.get("msssim_share", 0) > 0.5 else "psnr"
-    register_model(out_dir, model_id, filename, sha, quality, description, make_default, arch.rate_points > 1, tune)
+    sha = export_model(model, arch, model_id, out_dir / filename, meta, half=half, int8_ranges=int8_ranges)
+    register_model(out_dir, model_id, filename, sha, quality, description, make_default, arch.rate_points > 1, tune_of(meta))
     return sha
+
+
+def publish_encoder_variant(parent: WeightsFile, model, encoder: tuple[str, ...], model_id: str, out_dir: Path, quality: int,
+                            description: str, meta: dict, int8_ranges: Int8Ranges | None = None) -> str:
+    """Export a variant of `parent` whose `encoder` networks (g_a, h_a) are `model`'s and whose
+    every other array is the parent's own (coding tables, integer h_s, gains: copied, never
+    rebuilt, so the parent's decoder decodes the variant's archives to the same pixels) as
+    `<out_dir>/<model_id>.npz`, listed in out_dir/models.json."""
+    trained = float_params(model, half=True)
+    params = {k: trained[k] if k.split(".", 1)[0] in encoder else v for k, v in parent.params.items()}
+    variant = replace(parent, model_id=model_id, params=params, meta=meta, int8_ranges=int8_ranges or {})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    filename = f"{model_id}.npz"
+    sha = save_weights(variant, out_dir / filename)
+    register_model(out_dir, model_id, filename, sha, quality, description, False, parent.architecture.rate_points > 1,
+                   tune_of(meta))
+    return sha
+
+
+def tune_of(meta: dict) -> str:
+    """A mixed model is filed under the metric with the larger share of its distortion."""
+    return "msssim" if meta.get("distortion") == "msssim" or meta.get("msssim_share", 0) > 0.5 else "psnr"
 
 
 def register_model(folder: Path, model_id: str, filename: str, sha256: str, quality: int,

@@ -20,7 +20,9 @@ import torch
 from pytorch_msssim import ms_ssim
 
 from imgarc.codec.architecture import MEAN_SCALE, Architecture, build_model
+from imgarc.codec.fake_quant import Int8Analysis, calibrate, quantizable_points
 from imgarc.codec.gained import GAIN_NAMES, initial_gains
+from imgarc.codec.int8 import load_arrays, save_arrays
 from imgarc.codec.weights import load_weights
 from imgarc.errors import ModelError, TrainingError, UsageError
 from imgarc.runtime.torch_networks import TorchNetworks, torch_state
@@ -28,6 +30,7 @@ from imgarc.train.crops import CropSampler, load_photos, prefetched
 
 
 CHECKPOINT_NAME = "checkpoint.pt"
+CALIBRATION_CROPS = 16  # crops an int8 g_a's grids are measured on (int8_analysis)
 
 
 DISTORTIONS = ("mse", "msssim", "mixed")
@@ -65,6 +68,12 @@ class TrainConfig:
     # weight `distill` (see `distillation_term`). The parent must have the same M and rate points.
     teacher: Path | None = None
     distill: float = 1.0
+    # Networks that train (g_a, h_a, g_s, h_s, entropy_bottleneck, ...); empty: all of them.
+    # Anything else keeps the weights the run started from.
+    train_only: tuple[str, ...] = ()
+    # Quantization-aware training of an int8 g_a (imgarc.codec.fake_quant): its grids are
+    # calibrated on the first crops, kept in the checkpoint, and exported with the weights.
+    int8_analysis: bool = False
 
     def record(self) -> dict:
         """The settings as a checkpoint stores them (paths as strings)."""
@@ -212,18 +221,22 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
     ckpt_path = config.run_dir / CHECKPOINT_NAME
 
     model = build_model(config.architecture).to(device)
-    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
-    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    for name, p in model.named_parameters():
+        p.requires_grad_(not config.train_only or name.split(".", 1)[0] in config.train_only)
+    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles") and p.requires_grad]
+    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
     opt = torch.optim.Adam(main_params, lr=config.lr)
-    aux_opt = torch.optim.Adam(aux_params, lr=config.aux_lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=config.aux_lr) if aux_params else None
     step, spent = 0, 0.0
+    state: dict = {}
     variable_rate = config.architecture.rate_points > 1
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         if "opt" in state:  # a weights-only checkpoint (see `slim_checkpoint`) restarts the optimizers
             opt.load_state_dict(state["opt"])
-            aux_opt.load_state_dict(state["aux_opt"])
+            if aux_opt is not None:
+                aux_opt.load_state_dict(state["aux_opt"])
         step, spent = state["step"], state["seconds"]
     elif config.init_weights is not None:
         _load_exported(model, config.init_weights, config.lambdas)
@@ -234,6 +247,15 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
     teacher = load_teacher(config.teacher, device) if config.teacher is not None else None
 
     photos = load_photos(config.data, config.crop)
+    int8_ranges = {}
+    if config.int8_analysis:
+        if "int8_ranges" in state:
+            int8_ranges = load_arrays(state["int8_ranges"])
+        else:
+            crops = CropSampler(photos, config.crop, seed=config.seed).batch(CALIBRATION_CROPS)
+            batches = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float().div_(255).split(4)
+            int8_ranges = calibrate(model.g_a, batches, quantizable_points(model.g_a))
+        model.g_a = Int8Analysis(model.g_a, int8_ranges)  # the same parameters, trained through the grid
     sampler = CropSampler(photos, config.crop, seed=config.seed + step)
     batches = prefetched(lambda: sampler.batch(config.batch))
     budget = spent + config.minutes * 60.0
@@ -251,10 +273,11 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
             {
                 "model": model.state_dict(),
                 "opt": opt.state_dict(),
-                "aux_opt": aux_opt.state_dict(),
+                "aux_opt": aux_opt.state_dict() if aux_opt is not None else {},
                 "step": step,
                 "seconds": time.monotonic() - start,
                 "config": config.record(),
+                **({"int8_ranges": save_arrays(int8_ranges)} if int8_ranges else {}),
             },
             ckpt_path,
         )
@@ -284,10 +307,14 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
         opt.step()
-        aux = model.aux_loss()
-        aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
-        aux_opt.step()
+        if aux_opt is not None:
+            aux = model.aux_loss()
+            aux_opt.zero_grad(set_to_none=True)
+            aux.backward()
+            aux_opt.step()
+        else:  # the entropy models do not train: their loss is only logged
+            with torch.no_grad():
+                aux = model.aux_loss()
         step += 1
         for k, v in (("loss", loss), ("bpp", bpp), ("mse", mse), ("aux", aux)):
             sums[k] = sums[k] + v.detach()

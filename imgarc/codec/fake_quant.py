@@ -1,0 +1,102 @@
+"""An int8 g_a in torch (needs torch): the grid of imgarc.codec.int8, simulated in float.
+
+`Int8Analysis` is g_a's own nn.Sequential (same layers, same state-dict names) whose forward
+rounds each quantized tensor to its uint8 grid and each quantized convolution's weights to int8
+per output channel, as ONNX Runtime's int8 kernels compute them (up to the order of the sums):
+what quantization-aware training trains through (gradients pass the rounding straight through
+and stop outside a grid's range) and what the torch runtime runs for such a model. `calibrate`
+measures the grids in the first place: each point's range over some photos, in float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from compressai.layers import GDN
+from torch import nn
+
+from imgarc.codec.int8 import (ACTIVATION_LEVELS, CONV_POINTS, GDN_POINTS, WEIGHT_LIMIT, ActivationRange, Int8Ranges,
+                               layer_ranges, point_name)
+
+NETWORK = "g_a"
+
+
+def fake_quantized(x: torch.Tensor, grid: ActivationRange) -> torch.Tensor:
+    return torch.fake_quantize_per_tensor_affine(x, grid.scale, grid.zero_point, 0, ACTIVATION_LEVELS)
+
+
+def fake_int8_weights(w: torch.Tensor) -> torch.Tensor:
+    """Weights rounded to int8 per output channel (imgarc.codec.int8.int8_weights); the scale
+    follows the weights but takes no gradient."""
+    peak = w.detach().abs().flatten(1).amax(1)
+    scale = torch.where(peak > 0, peak / WEIGHT_LIMIT, torch.ones_like(peak)).float()
+    zero = torch.zeros(len(scale), dtype=torch.int32, device=w.device)
+    return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -WEIGHT_LIMIT, WEIGHT_LIMIT)
+
+
+class Int8Analysis(nn.Sequential):
+    """g_a's layers with the int8 grids of `ranges` (layers without ranges run in float)."""
+
+    def __init__(self, layers: Iterable[nn.Module], ranges: Int8Ranges) -> None:
+        super().__init__(*layers)
+        self.ranges = dict(ranges)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        for i, layer in enumerate(self):
+            if isinstance(layer, nn.Conv2d) and (grids := layer_ranges(self.ranges, NETWORK, i, CONV_POINTS)):
+                x = fake_quantized(x, grids[0])
+                x = F.conv2d(x, fake_int8_weights(layer.weight), layer.bias, layer.stride, layer.padding)
+                x = fake_quantized(x, grids[1])
+            elif isinstance(layer, GDN) and (grids := layer_ranges(self.ranges, NETWORK, i, GDN_POINTS)):
+                c = x.shape[1]
+                gamma = layer.gamma_reparam(layer.gamma).reshape(c, c, 1, 1)
+                norm = F.conv2d(fake_quantized(x * x, grids[0]), fake_int8_weights(gamma), layer.beta_reparam(layer.beta))
+                x = x * torch.rsqrt(fake_quantized(norm, grids[1]))
+            else:
+                x = layer(x)
+        return x
+
+
+def quantizable_points(g_a: nn.Sequential, keep_last_float: bool = True) -> list[str]:
+    """The points of every convolution and GDN of g_a (but the last convolution, the one that
+    writes y, with `keep_last_float`: measured, int8 there costs most of int8's rate)."""
+    convs = [i for i, layer in enumerate(g_a) if isinstance(layer, nn.Conv2d)]
+    points = []
+    for i, layer in enumerate(g_a):
+        if isinstance(layer, nn.Conv2d) and not (keep_last_float and i == convs[-1]):
+            points += [point_name(NETWORK, i, p) for p in CONV_POINTS]
+        elif isinstance(layer, GDN):
+            points += [point_name(NETWORK, i, p) for p in GDN_POINTS]
+    return points
+
+
+@torch.no_grad()
+def calibrate(g_a: nn.Sequential, batches: Iterable[torch.Tensor], points: list[str]) -> dict[str, ActivationRange]:
+    """Each point's grid from its smallest and largest value over `batches` of photos [B, 3, H, W]
+    in [0, 1], run through the float g_a (ONNX Runtime's MinMax calibration)."""
+    low: dict[str, float] = {}
+    high: dict[str, float] = {}
+
+    def seen(name: str, t: torch.Tensor) -> None:
+        if name in points:
+            low[name] = min(low.get(name, 0.0), float(t.min()))
+            high[name] = max(high.get(name, 0.0), float(t.max()))
+
+    for x in batches:
+        for i, layer in enumerate(g_a):
+            if isinstance(layer, nn.Conv2d):
+                seen(point_name(NETWORK, i, "in"), x)
+                x = layer(x)
+                seen(point_name(NETWORK, i, "out"), x)
+            elif isinstance(layer, GDN):
+                c = x.shape[1]
+                square = x * x
+                seen(point_name(NETWORK, i, "square"), square)
+                norm = F.conv2d(square, layer.gamma_reparam(layer.gamma).reshape(c, c, 1, 1), layer.beta_reparam(layer.beta))
+                seen(point_name(NETWORK, i, "norm"), norm)
+                x = x * torch.rsqrt(norm)
+            else:
+                x = layer(x)
+    return {name: ActivationRange.from_bounds(low[name], high[name]) for name in points}

@@ -1,0 +1,140 @@
+"""int8 g_a (imgarc.codec.int8, fake_quant, the QDQ graph) and `imgarc optimize --int8`, on tiny random models."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from imgarc.codec.fake_quant import Int8Analysis, calibrate, quantizable_points
+from imgarc.codec.int8 import ActivationRange, int8_weights
+from imgarc.codec.registry import find_model, load_codec
+from imgarc.codec.weights import load_weights, save_weights
+from imgarc.errors import ModelError
+from imgarc.runtime import onnx_graphs
+from imgarc.runtime.onnx_networks import OnnxNetworks
+from imgarc.runtime.torch_networks import TorchNetworks
+from tests.conftest import image_bytes, noise_rgb
+from tests.test_optimize import run
+from tests.test_variable_rate import VR_MODEL_ID, export_tiny_vr_model
+
+
+def test_activation_grid_holds_zero_and_covers_its_bounds():
+    grid = ActivationRange.from_bounds(-0.7, 2.3)
+    assert grid.scale == pytest.approx(3.0 / 255) and grid.zero_point == round(0.7 / grid.scale)
+    assert ActivationRange.from_bounds(0.5, 2.0) == ActivationRange(2.0 / 255, 0)  # 0 is always on the grid
+    assert ActivationRange.from_array(grid.as_array(), "p") == grid
+    for bad in ([0.0, 3], [0.1, 300], [0.1, 2.5], [np.nan, 1], [0.1]):
+        with pytest.raises(ModelError):
+            ActivationRange.from_array(np.array(bad, np.float64), "p")
+
+
+def test_int8_weights_are_per_channel_and_within_half_a_step():
+    w = np.random.default_rng(0).normal(0, 1, (4, 3, 5, 5)).astype(np.float32)
+    w[2] *= 1e-3
+    q, scale = int8_weights(w)
+    assert q.dtype == np.int8 and np.abs(q).max() == 127 and (np.abs(q).reshape(4, -1).max(1) == 127).all()
+    assert np.all(np.abs(q * scale[:, None, None, None] - w) <= scale[:, None, None, None] / 2 + 1e-9)
+    _, floored = int8_weights(w, smallest_scale=0.01)
+    assert floored[2] == np.float32(0.01) and floored[0] == scale[0]
+
+
+@pytest.fixture
+def tiny_vr(tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    export_tiny_vr_model(models)
+    monkeypatch.setenv("IMGARC_MODEL_PATH", str(models))
+    weights, sha = load_weights(find_model(VR_MODEL_ID).path)
+    return weights, sha
+
+
+def calibrated(weights) -> dict:
+    g_a = TorchNetworks(weights.architecture, weights.params, weights.model_id).model.g_a
+    x = torch.from_numpy(noise_rgb(64, 64, 3).transpose(2, 0, 1)[None].astype(np.float32) / 255)
+    return calibrate(g_a, [x], quantizable_points(g_a))
+
+
+def test_the_int8_graph_runs_int8_kernels_and_matches_torch_fake_quantization(tiny_vr, tmp_path):
+    weights, _ = tiny_vr
+    ranges = calibrated(weights)
+    convs = [i for i, layer in enumerate(onnx_graphs.G_A) if layer.kind == "conv"]
+    assert f"g_a.{convs[-1]}.in" not in ranges and f"g_a.{convs[0]}.in" in ranges  # all but the last convolution
+    graph = onnx_graphs.build_graph("g_a", onnx_graphs.G_A, weights.params, 3, ranges=ranges)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert ops.count("QLinearConv") == 6  # three 5x5 and three GDN convolutions fused into int8 kernels
+
+    x = noise_rgb(96, 128, 5).transpose(2, 0, 1)[None].astype(np.float32) / 255
+    int8_y = session.run(None, {"x": x})[0]
+    torch_nets = TorchNetworks(weights.architecture, weights.params, weights.model_id, int8_ranges=ranges)
+    assert isinstance(torch_nets.model.g_a, Int8Analysis)
+    float_y = TorchNetworks(weights.architecture, weights.params, weights.model_id).analysis(x)
+    fake_y = torch_nets.analysis(x)
+    np.testing.assert_allclose(int8_y, fake_y, atol=0.05)  # the same grid; only the sums' order differs
+    assert np.abs(int8_y - float_y).max() > 10 * np.abs(int8_y - fake_y).mean()  # and it is not float
+
+
+def test_weights_file_keeps_int8_ranges_and_refuses_an_incomplete_layer(tiny_vr, tmp_path):
+    weights, _ = tiny_vr
+    ranges = calibrated(weights)
+    path = tmp_path / "v.npz"
+    save_weights(replace(weights, model_id="v", int8_ranges=ranges), path)
+    loaded, sha = load_weights(path)
+    assert loaded.int8_ranges == ranges and loaded.tables_sha256 == weights.tables_sha256
+    nets = OnnxNetworks(loaded.architecture, loaded.params, sha, int8_ranges=loaded.int8_ranges)
+    with pytest.raises(ModelError, match="incomplete"):
+        broken = {k: v for k, v in ranges.items() if k != "g_a.1.norm"}
+        OnnxNetworks(loaded.architecture, loaded.params, "0" * 64, int8_ranges=broken).analysis(np.zeros((1, 3, 32, 32), np.float32))
+    assert nets.analysis(np.zeros((1, 3, 32, 32), np.float32)).shape[1] == weights.architecture.M
+
+
+def test_optimize_int8_trains_g_a_alone_and_the_parent_decodes_its_archives(tmp_path, monkeypatch):
+    models, data, run_dir, out = tmp_path / "models", tmp_path / "data", tmp_path / "run", tmp_path / "variants"
+    export_tiny_vr_model(models)
+    data.mkdir()
+    for k in range(3):
+        (data / f"t{k}.png").write_bytes(image_bytes(noise_rgb(96, 96, k), "PNG"))
+    env = dict(os.environ, IMGARC_MODEL_PATH=f"{out}:{models}")
+    done = run(["optimize", "--parent", VR_MODEL_ID, "--int8", "--data", str(data), "--run-dir", str(run_dir), "--crop", "64",
+                "--batch", "2", "--minutes", "0.05", "--lambdas", "0.005,0.02,0.08", "--lr", "1e-3",
+                "--export", "tiny-vr-int8", "--export-dir", str(out)], env)
+    assert done.returncode == 0, done.stderr
+    assert "int8 g_a" in done.stdout
+    monkeypatch.setenv("IMGARC_MODEL_PATH", env["IMGARC_MODEL_PATH"])
+    parent, _ = load_weights(find_model(VR_MODEL_ID).path)
+    variant, _ = load_weights(out / "tiny-vr-int8.npz")
+    assert variant.meta["parent"] == VR_MODEL_ID and variant.int8_ranges
+    assert variant.tables_sha256 == parent.tables_sha256 and variant.architecture == parent.architecture
+    changed = {k.split(".")[0] for k in parent.params if not np.array_equal(parent.params[k], variant.params[k])}
+    assert changed == {"g_a"}  # trained through its grid; everything else is the parent's
+
+    # An archive made with the variant; the parent's decoder gives its pixels exactly.
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "p.png").write_bytes(image_bytes(noise_rgb(80, 112, 7), "PNG"))
+    archive = tmp_path / "a.iarc"
+    assert run(["compress", str(photos), str(archive), "--model", "tiny-vr-int8", "--no-progress"], env).returncode == 0
+    assert run(["extract", str(archive), str(tmp_path / "x"), "--no-progress"], env).returncode == 0
+    rgb = noise_rgb(80, 112, 7)
+    code = load_codec("tiny-vr-int8").analyse(rgb, 70)
+    assert np.array_equal(load_codec(VR_MODEL_ID).synthesize(code, 80, 112), load_codec("tiny-vr-int8").synthesize(code, 80, 112))
+    x = rgb[:64, :64].transpose(2, 0, 1)[None].astype(np.float32) / 255
+    y_parent, y_variant = load_codec(VR_MODEL_ID).networks.analysis(x), load_codec("tiny-vr-int8").networks.analysis(x)
+    assert np.abs(y_parent - y_variant).max() > 1e-3  # the variant's g_a is its own (int8, trained)
+
+
+def test_int8_refuses_widths(tmp_path):
+    models = tmp_path / "models"
+    export_tiny_vr_model(models)
+    env = dict(os.environ, IMGARC_MODEL_PATH=str(models))
+    done = run(["optimize", "--parent", VR_MODEL_ID, "--int8", "--widths", "8,8,8,8,8,8", "--run-dir", str(tmp_path / "r"),
+                "--lambdas", "0.005,0.02,0.08"], env)
+    assert done.returncode == 2 and "--int8 keeps the parent's widths" in done.stderr and "Traceback" not in done.stderr
