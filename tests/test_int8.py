@@ -123,6 +123,9 @@ def test_optimize_int8_trains_g_a_alone_and_the_parent_decodes_its_archives(tmp_
     archive = tmp_path / "a.iarc"
     assert run(["compress", str(photos), str(archive), "--model", "tiny-vr-int8", "--no-progress"], env).returncode == 0
     assert run(["extract", str(archive), str(tmp_path / "x"), "--no-progress"], env).returncode == 0
+    listed = run(["models", "--no-zoo"], env).stdout.splitlines()
+    facts = listed[next(n for n, line in enumerate(listed) if line.startswith("tiny-vr-int8")) + 1]
+    assert "g_a " in facts and " (int8), h_a" in facts and f"parent: {VR_MODEL_ID}" in facts
     rgb = noise_rgb(80, 112, 7)
     code = load_codec("tiny-vr-int8").analyse(rgb, 70)
     assert np.array_equal(load_codec(VR_MODEL_ID).synthesize(code, 80, 112), load_codec("tiny-vr-int8").synthesize(code, 80, 112))

@@ -33,6 +33,7 @@ class ModelFacts:
     parameters: int  # in the float networks (g_a, h_a, h_s, entropy bottleneck, gains)
     macs_per_pixel: dict[str, float]  # g_a, h_a, h_s (the integer one), g_s
     parent: str | None  # the model a variant (imgarc optimize) was made from
+    int8_g_a: bool = False  # g_a runs in int8 (imgarc optimize --int8)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def model_facts(record: ModelRecord) -> ModelFacts:
     parameters = sum(math.prod(weights.params.shape(name)) for name in weights.params)
     parent = weights.meta.get("parent")
     return ModelFacts(record.path.stat().st_size, parameters, macs_per_pixel(weights.architecture),
-                      str(parent) if parent else None)
+                      str(parent) if parent else None, bool(weights.int8_ranges))
 
 
 def measure_speed(model_id: str, runs: int = 3) -> ModelSpeed:

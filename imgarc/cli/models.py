@@ -53,7 +53,8 @@ def models(
 
 
 def facts_line(facts: api.ModelFacts, speed: api.ModelSpeed | None) -> str:
-    macs = ", ".join(f"{net} {facts.macs_per_pixel[net]:,.0f}" for net in ("g_a", "h_a", "h_s", "g_s"))
+    macs = ", ".join(f"{net} {facts.macs_per_pixel[net]:,.0f}{' (int8)' if net == 'g_a' and facts.int8_g_a else ''}"
+                     for net in ("g_a", "h_a", "h_s", "g_s"))
     timed = (f"encode {speed.encode_ms_per_mp:,.0f} ms/MP, decode {speed.decode_ms_per_mp:,.0f} ms/MP here"
              if speed else "speed: imgarc models --measure")
     return (f"{facts.weights_bytes / 1e6:.1f} MB weights, {facts.parameters:,} parameters, multiply-adds per pixel: "
