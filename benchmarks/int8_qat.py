@@ -1,12 +1,14 @@
-"""imgarc's int8 g_a (issue 22): untrained vs quantization-aware trained, against the float parent.
+"""imgarc's int8 g_a (issue 22): its grids calibrated, searched or trained, against the float parent.
 
 Every row runs g_a as `imgarc compress` does, from a weights file's graph (imgarc.runtime.
 onnx_graphs; int8 layers as QDQ, which ONNX Runtime fuses into int8 kernels):
 
 - float: the parent as shipped;
-- int8, calibrated: the parent's own weights on the int8 grid of every convolution but the last,
+- int8, MinMax: the parent's own weights on the int8 grid of every convolution but the last,
   its activation ranges measured on --calibration training crops (imgarc.codec.fake_quant.
-  calibrate), no training: post-training quantization;
+  calibrate), no training: post-training quantization as ONNX Runtime's tools do it;
+- int8, searched: the same, each range then narrowed to where y comes closest to the float
+  g_a's (fake_quant.calibrated_ranges, what `imgarc optimize --int8` starts from);
 - each --variant ID=WEIGHTS: a model made by `imgarc optimize --int8` (the same grid, g_a
   fine-tuned through it), run with the parent's h_a, h_s and g_s: its decoder and tables are
   the parent's.
@@ -32,7 +34,7 @@ from common import first_files, load_rgb, machine_line
 from int8_g_a import (KODAK, TIMED_PHOTO, _as_input, bd_rates, calibration_photos, curve_table, g_a_ms, rate_distortion,
                       write_results)
 
-from imgarc.codec.fake_quant import calibrate, quantizable_points
+from imgarc.codec.fake_quant import calibrate, calibrated_ranges, quantizable_points
 from imgarc.codec.registry import default_model_id, load_codec
 from imgarc.codec.weights import load_weights
 from imgarc.runtime import onnx_graphs
@@ -57,11 +59,12 @@ def main() -> None:
     photos = first_files(KODAK, "*.png")
     x = _as_input(load_rgb(KODAK / TIMED_PHOTO))
 
-    g_a = TorchNetworks(codec.architecture, params, model_id).model.g_a
-    crops = [torch.from_numpy(_as_input(load_rgb(p)[:256, :256])) for p in calibration_photos(args.calibration)]
-    ranges = calibrate(g_a, crops, quantizable_points(g_a))
+    model = TorchNetworks(codec.architecture, params, model_id).model
+    crops = torch.cat([torch.from_numpy(_as_input(load_rgb(p)[:256, :256])) for p in calibration_photos(args.calibration)])
+    minmax = calibrate(model.g_a, crops.split(4), quantizable_points(model.g_a))
     rows: dict[str, dict] = {}
-    for name, graph in (("float", g_a_graph(params, None)), ("int8, calibrated", g_a_graph(params, ranges))):
+    for name, graph in (("float", g_a_graph(params, None)), ("int8, MinMax", g_a_graph(params, minmax)),
+                        ("int8, searched", g_a_graph(params, calibrated_ranges(model, crops)))):
         rows[name] = {"g_a_ms": g_a_ms(graph, x), "curve": rate_distortion(codec, graph, photos, qualities)}
         print(name, round(rows[name]["g_a_ms"], 1), "ms", flush=True)
     for spec in args.variant:
@@ -85,9 +88,9 @@ def main() -> None:
 
 def report(d: dict) -> str:
     out = io.StringIO()
-    out.write(f"# int8 g_a: calibrated vs quantization-aware trained\n\nCommand: `{d['command']}`  \n"
+    out.write(f"# int8 g_a: calibrated, searched, quantization-aware trained\n\nCommand: `{d['command']}`  \n"
               f"Machine: {d['machine']}  \nParent `{d['model']}`; Kodak ({d['photos']} photos) at --quality "
-              f"{', '.join(map(str, d['qualities']))}; untrained grid calibrated on {d['calibration_photos']} training crops; "
+              f"{', '.join(map(str, d['qualities']))}; untrained grids calibrated on {d['calibration_photos']} training crops; "
               "every int8 row: all convolutions but the last.\n\n")
     out.write("| g_a | ms (kodim05, 1 thread) | speed-up | BD-rate vs float, PSNR | MS-SSIM |\n|---|---|---|---|---|\n")
     for name, r in d["results"].items():

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from imgarc.codec.fake_quant import Int8Analysis, calibrate, quantizable_points
+from imgarc.codec.fake_quant import Int8Analysis, calibrate, calibrated_ranges, quantizable_points
 from imgarc.codec.int8 import ActivationRange, int8_weights
 from imgarc.codec.registry import find_model, load_codec
 from imgarc.codec.weights import load_weights, save_weights
@@ -28,6 +28,10 @@ def test_activation_grid_holds_zero_and_covers_its_bounds():
     assert grid.scale == pytest.approx(3.0 / 255) and grid.zero_point == round(0.7 / grid.scale)
     assert ActivationRange.from_bounds(0.5, 2.0) == ActivationRange(2.0 / 255, 0)  # 0 is always on the grid
     assert ActivationRange.from_array(grid.as_array(), "p") == grid
+    low, high = grid.bounds()
+    assert low <= -0.7 + grid.scale / 2 and high >= 2.3 - grid.scale / 2
+    narrow = grid.narrowed(0.5)
+    assert narrow.scale == pytest.approx(grid.scale / 2, rel=0.01) and narrow.zero_point == grid.zero_point
     for bad in ([0.0, 3], [0.1, 300], [0.1, 2.5], [np.nan, 1], [0.1]):
         with pytest.raises(ModelError):
             ActivationRange.from_array(np.array(bad, np.float64), "p")
@@ -80,6 +84,20 @@ def test_the_int8_graph_runs_int8_kernels_and_matches_torch_fake_quantization(ti
     fake_y = torch_nets.analysis(x)
     np.testing.assert_allclose(int8_y, fake_y, atol=0.05)  # the same grid; only the sums' order differs
     assert np.abs(int8_y - float_y).max() > 10 * np.abs(int8_y - fake_y).mean()  # and it is not float
+
+
+def test_searched_grids_bring_y_closer_to_the_float_g_a(tiny_vr):
+    weights, _ = tiny_vr
+    model = TorchNetworks(weights.architecture, weights.params, weights.model_id).model
+    crops = torch.from_numpy(np.stack([noise_rgb(64, 64, k) for k in range(8)]).transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    minmax = calibrate(model.g_a, crops.split(4), quantizable_points(model.g_a))
+    searched = calibrated_ranges(model, crops)
+    assert searched.keys() == minmax.keys() and searched != minmax
+    with torch.no_grad():
+        reference = model.g_a(crops)
+        error = {name: float(((Int8Analysis(model.g_a, r)(crops) - reference) ** 2).mean())
+                 for name, r in (("minmax", minmax), ("searched", searched))}
+    assert error["searched"] < error["minmax"]
 
 
 def test_weights_file_keeps_int8_ranges_and_refuses_an_incomplete_layer(tiny_vr, tmp_path):

@@ -47,6 +47,15 @@ class ActivationRange:
         scale = (high - low) / ACTIVATION_LEVELS if high > low else 1.0
         return cls(scale, int(np.clip(round(-low / scale), 0, ACTIVATION_LEVELS)))
 
+    def bounds(self) -> tuple[float, float]:
+        """The smallest and largest value the grid holds."""
+        return -self.zero_point * self.scale, (ACTIVATION_LEVELS - self.zero_point) * self.scale
+
+    def narrowed(self, factor: float) -> ActivationRange:
+        """The grid over `factor` times these bounds: finer steps, values past them clipped."""
+        low, high = self.bounds()
+        return ActivationRange.from_bounds(low * factor, high * factor)
+
     def as_array(self) -> np.ndarray:
         return np.array([self.scale, self.zero_point], np.float64)
 
