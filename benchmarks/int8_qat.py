@@ -51,7 +51,6 @@ def main() -> None:
     parser.add_argument("--calibration", type=int, default=16, help="training photos whose crops calibrate the untrained grid")
     parser.add_argument("--qualities", default="10,25,50,75,95")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/int8_qat"))
-    parser.add_argument("--variants-only", action="store_true", help="skip the MinMax and searched rows (float and the variants)")
     args = parser.parse_args()
     qualities = [int(q) for q in args.qualities.split(",")]
     model_id = default_model_id()
@@ -64,9 +63,8 @@ def main() -> None:
     crops = torch.cat([torch.from_numpy(_as_input(load_rgb(p)[:256, :256])) for p in calibration_photos(args.calibration)])
     minmax = calibrate(model.g_a, crops.split(4), quantizable_points(model.g_a))
     rows: dict[str, dict] = {}
-    untrained = [] if args.variants_only else [("int8, MinMax", g_a_graph(params, minmax)),
-                                                ("int8, searched", g_a_graph(params, calibrated_ranges(model, crops)))]
-    for name, graph in [("float", g_a_graph(params, None)), *untrained]:
+    for name, graph in (("float", g_a_graph(params, None)), ("int8, MinMax", g_a_graph(params, minmax)),
+                        ("int8, searched", g_a_graph(params, calibrated_ranges(model, crops)))):
         rows[name] = {"g_a_ms": g_a_ms(graph, x), "curve": rate_distortion(codec, graph, photos, qualities)}
         print(name, round(rows[name]["g_a_ms"], 1), "ms", flush=True)
     for spec in args.variant:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import replace
 
@@ -11,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from imgarc.codec.fake_quant import Int8Analysis, calibrate, calibrated_ranges, correct_biases, quantizable_points
+from imgarc.codec.fake_quant import Int8Analysis, calibrate, calibrated_ranges, quantizable_points
 from imgarc.codec.int8 import ActivationRange, int8_weights
 from imgarc.codec.registry import find_model, load_codec
 from imgarc.codec.weights import load_weights, save_weights
@@ -90,7 +89,7 @@ def test_the_int8_graph_runs_int8_kernels_and_matches_torch_fake_quantization(ti
 def test_searched_grids_bring_y_closer_to_the_float_g_a(tiny_vr):
     weights, _ = tiny_vr
     model = TorchNetworks(weights.architecture, weights.params, weights.model_id).model
-    crops = torch.from_numpy(np.stack([noise_rgb(48, 48, k) for k in range(4)]).transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    crops = torch.from_numpy(np.stack([noise_rgb(64, 64, k) for k in range(8)]).transpose(0, 3, 1, 2).astype(np.float32) / 255)
     minmax = calibrate(model.g_a, crops.split(4), quantizable_points(model.g_a))
     searched = calibrated_ranges(model, crops)
     assert searched.keys() == minmax.keys() and searched != minmax
@@ -99,14 +98,6 @@ def test_searched_grids_bring_y_closer_to_the_float_g_a(tiny_vr):
         error = {name: float(((Int8Analysis(model.g_a, r)(crops) - reference) ** 2).mean())
                  for name, r in (("minmax", minmax), ("searched", searched))}
     assert error["searched"] < error["minmax"]
-
-    # Bias correction then takes out most of each channel's steady error in y.
-    corrected = copy.deepcopy(model.g_a)
-    correct_biases(corrected, crops, searched)
-    with torch.no_grad():
-        drift = {name: float((Int8Analysis(g_a, searched)(crops) - reference).mean(dim=(0, 2, 3)).abs().mean())
-                 for name, g_a in (("before", model.g_a), ("after", corrected))}
-    assert drift["after"] < drift["before"] / 2
 
 
 def test_weights_file_keeps_int8_ranges_and_refuses_an_incomplete_layer(tiny_vr, tmp_path):

@@ -50,23 +50,19 @@ class Int8Analysis(nn.Sequential):
         self.ranges = dict(ranges)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        for i in range(len(self)):
-            x = self.step(i, x)
+        for i, layer in enumerate(self):
+            if isinstance(layer, nn.Conv2d) and (grids := layer_ranges(self.ranges, NETWORK, i, CONV_POINTS)):
+                x = fake_quantized(x, grids[0])
+                x = F.conv2d(x, fake_int8_weights(layer.weight), layer.bias, layer.stride, layer.padding)
+                x = fake_quantized(x, grids[1])
+            elif isinstance(layer, GDN) and (grids := layer_ranges(self.ranges, NETWORK, i, GDN_POINTS)):
+                c = x.shape[1]
+                gamma = layer.gamma_reparam(layer.gamma).reshape(c, c, 1, 1)
+                norm = F.conv2d(fake_quantized(x * x, grids[0]), fake_int8_weights(gamma), layer.beta_reparam(layer.beta))
+                x = x * torch.rsqrt(fake_quantized(norm, grids[1]))
+            else:
+                x = layer(x)
         return x
-
-    def step(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        """Layer i on x, on its grid if it has one."""
-        layer = self[i]
-        if isinstance(layer, nn.Conv2d) and (grids := layer_ranges(self.ranges, NETWORK, i, CONV_POINTS)):
-            x = fake_quantized(x, grids[0])
-            x = F.conv2d(x, fake_int8_weights(layer.weight), layer.bias, layer.stride, layer.padding)
-            return fake_quantized(x, grids[1])
-        if isinstance(layer, GDN) and (grids := layer_ranges(self.ranges, NETWORK, i, GDN_POINTS)):
-            c = x.shape[1]
-            gamma = layer.gamma_reparam(layer.gamma).reshape(c, c, 1, 1)
-            norm = F.conv2d(fake_quantized(x * x, grids[0]), fake_int8_weights(gamma), layer.beta_reparam(layer.beta))
-            return x * torch.rsqrt(fake_quantized(norm, grids[1]))
-        return layer(x)
 
 
 def quantizable_points(g_a: nn.Sequential, keep_last_float: bool = True) -> list[str]:
@@ -141,19 +137,3 @@ def calibrated_ranges(model: nn.Module, crops: torch.Tensor) -> dict[str, Activa
     gains = getattr(model, "gains_at", None)
     weight = gains(model.rate_points - 1)[0][None, :, None, None] if gains else torch.ones(())
     return search_ranges(model.g_a, crops[:SEARCH_CROPS], ranges, weight.to(crops.device))
-
-
-@torch.no_grad()
-def correct_biases(g_a: nn.Sequential, x: torch.Tensor, ranges: Int8Ranges) -> None:
-    """Shift each convolution's bias (in place, in order) by the mean per channel of how far its
-    output on the int8 path lies from the float g_a's on `x` (empirical bias correction, Nagel
-    et al. 2019): rounding weights and activations moves channel means, which y's rounding
-    and the decoder then see as a steady error. The last convolution, in float, is corrected
-    for what reaches it too."""
-    quantized = Int8Analysis(g_a, ranges)
-    exact, approximate = x, x
-    for i, layer in enumerate(g_a):
-        exact = layer(exact)
-        if isinstance(layer, nn.Conv2d):
-            layer.bias -= (quantized.step(i, approximate) - exact).mean(dim=(0, 2, 3))
-        approximate = quantized.step(i, approximate)

@@ -20,7 +20,7 @@ import torch
 from pytorch_msssim import ms_ssim
 
 from imgarc.codec.architecture import MEAN_SCALE, Architecture, build_model
-from imgarc.codec.fake_quant import Int8Analysis, calibrated_ranges, correct_biases
+from imgarc.codec.fake_quant import Int8Analysis, calibrated_ranges
 from imgarc.codec.gained import GAIN_NAMES, initial_gains
 from imgarc.codec.int8 import load_arrays, save_arrays
 from imgarc.codec.weights import load_weights
@@ -253,9 +253,7 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
             int8_ranges = load_arrays(state["int8_ranges"])
         else:
             crops = CropSampler(photos, config.crop, seed=config.seed).batch(CALIBRATION_CROPS)
-            crops_t = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float().div_(255)
-            int8_ranges = calibrated_ranges(model, crops_t)
-            correct_biases(model.g_a, crops_t, int8_ranges)
+            int8_ranges = calibrated_ranges(model, torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float().div_(255))
         model.g_a = Int8Analysis(model.g_a, int8_ranges)  # the same parameters, trained through the grid
     sampler = CropSampler(photos, config.crop, seed=config.seed + step)
     batches = prefetched(lambda: sampler.batch(config.batch))
