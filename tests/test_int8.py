@@ -89,7 +89,7 @@ def test_the_int8_graph_runs_int8_kernels_and_matches_torch_fake_quantization(ti
 def test_searched_grids_bring_y_closer_to_the_float_g_a(tiny_vr):
     weights, _ = tiny_vr
     model = TorchNetworks(weights.architecture, weights.params, weights.model_id).model
-    crops = torch.from_numpy(np.stack([noise_rgb(64, 64, k) for k in range(8)]).transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    crops = torch.from_numpy(np.stack([noise_rgb(48, 48, k) for k in range(4)]).transpose(0, 3, 1, 2).astype(np.float32) / 255)
     minmax = calibrate(model.g_a, crops.split(4), quantizable_points(model.g_a))
     searched = calibrated_ranges(model, crops)
     assert searched.keys() == minmax.keys() and searched != minmax
