@@ -73,7 +73,7 @@ def main() -> None:
         if not weights.int8_ranges or weights.tables_sha256 != codec.weights.tables_sha256:
             sys.exit(f"{path}: not an int8 variant of {model_id}")
         graph = g_a_graph(weights.params, weights.int8_ranges)
-        name = f"int8, trained: {variant_id} ({weights.meta.get('steps')} steps)"
+        name = f"int8, variant {variant_id} ({weights.meta.get('steps')} training steps)"
         rows[name] = {"g_a_ms": g_a_ms(graph, x), "curve": rate_distortion(codec, graph, photos, qualities),
                       "weights": str(path), "steps": weights.meta.get("steps"), "train_seconds": weights.meta.get("train_seconds")}
         print(name, round(rows[name]["g_a_ms"], 1), "ms", flush=True)

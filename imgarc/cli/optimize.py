@@ -38,7 +38,9 @@ def optimize(
     data: Path = DATA,
     run_dir: Path = typer.Option(Path("runs/optimize"), "--run-dir", help="The run's folder: the pruned child's checkpoint and "
                                  "the log. A run that has a checkpoint resumes from it (the pruning is done once)."),
-    minutes: float = typer.Option(60.0, "--minutes", help="Fine-tuning wall-time budget for this call, on top of what the run spent."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Fine-tuning wall-time budget for this call, on top of what "
+                                            "the run spent (default: 60 when pruning; 0 with --int8, whose grids alone "
+                                            "measured better than CPU fine-tuning through them, see docs/MODELS.md)."),
     lambdas: Optional[str] = typer.Option(None, "--lambdas", help="The parent's training λs (ascending, comma-separated), "
                                           "for a parent whose weights file does not record them."),
     distill: float = typer.Option(1.0, "--distill", help="Weight of matching the parent's x̂ and ŷ (distillation) in the loss."),
@@ -62,6 +64,8 @@ def optimize(
 
     parent_id = parent or default_model_id()
     parent_arch = parent_architecture(parent_id)
+    if minutes is None:
+        minutes = 0.0 if int8 else 60.0
     training = dict(distill=distill, batch=batch, crop=crop, lr=lr, lr_final=lr / 4, minutes=minutes,
                     checkpoint_minutes=checkpoint_minutes, device=device)
     out = console()
