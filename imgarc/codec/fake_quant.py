@@ -51,18 +51,49 @@ class Int8Analysis(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         for i, layer in enumerate(self):
-            if isinstance(layer, nn.Conv2d) and (grids := layer_ranges(self.ranges, NETWORK, i, CONV_POINTS)):
-                x = fake_quantized(x, grids[0])
-                x = F.conv2d(x, fake_int8_weights(layer.weight), layer.bias, layer.stride, layer.padding)
-                x = fake_quantized(x, grids[1])
-            elif isinstance(layer, GDN) and (grids := layer_ranges(self.ranges, NETWORK, i, GDN_POINTS)):
+            if isinstance(layer, nn.Conv2d) and self.quantizes(i, CONV_POINTS):
+                x = self.on_grid(i, "in", x)
+                x = F.conv2d(x, self.weights(layer.weight), layer.bias, layer.stride, layer.padding)
+                x = self.on_grid(i, "out", x)
+            elif isinstance(layer, GDN) and self.quantizes(i, GDN_POINTS):
                 c = x.shape[1]
                 gamma = layer.gamma_reparam(layer.gamma).reshape(c, c, 1, 1)
-                norm = F.conv2d(fake_quantized(x * x, grids[0]), fake_int8_weights(gamma), layer.beta_reparam(layer.beta))
-                x = x * torch.rsqrt(fake_quantized(norm, grids[1]))
+                norm = F.conv2d(self.on_grid(i, "square", x * x), self.weights(gamma), layer.beta_reparam(layer.beta))
+                x = x * torch.rsqrt(self.on_grid(i, "norm", norm))
             else:
                 x = layer(x)
         return x
+
+    def quantizes(self, layer: int, points: tuple[str, ...]) -> bool:
+        return layer_ranges(self.ranges, NETWORK, layer, points) is not None
+
+    def on_grid(self, layer: int, point: str, x: torch.Tensor) -> torch.Tensor:
+        return fake_quantized(x, self.ranges[point_name(NETWORK, layer, point)])
+
+    def weights(self, w: torch.Tensor) -> torch.Tensor:
+        return fake_int8_weights(w)
+
+
+class RangeObserver(Int8Analysis):
+    """The float g_a, recording each of `points`' smallest and largest value as it runs."""
+
+    def __init__(self, layers: Iterable[nn.Module], points: list[str]) -> None:
+        super().__init__(layers, {})
+        self.points = points
+        self.low: dict[str, float] = {}
+        self.high: dict[str, float] = {}
+
+    def quantizes(self, layer: int, points: tuple[str, ...]) -> bool:
+        return any(point_name(NETWORK, layer, p) in self.points for p in points)
+
+    def on_grid(self, layer: int, point: str, x: torch.Tensor) -> torch.Tensor:
+        name = point_name(NETWORK, layer, point)
+        self.low[name] = min(self.low.get(name, 0.0), float(x.min()))
+        self.high[name] = max(self.high.get(name, 0.0), float(x.max()))
+        return x
+
+    def weights(self, w: torch.Tensor) -> torch.Tensor:
+        return w
 
 
 def quantizable_points(g_a: nn.Sequential, keep_last_float: bool = True) -> list[str]:
@@ -82,30 +113,10 @@ def quantizable_points(g_a: nn.Sequential, keep_last_float: bool = True) -> list
 def calibrate(g_a: nn.Sequential, batches: Iterable[torch.Tensor], points: list[str]) -> dict[str, ActivationRange]:
     """Each point's grid from its smallest and largest value over `batches` of photos [B, 3, H, W]
     in [0, 1], run through the float g_a (ONNX Runtime's MinMax calibration)."""
-    low: dict[str, float] = {}
-    high: dict[str, float] = {}
-
-    def seen(name: str, t: torch.Tensor) -> None:
-        if name in points:
-            low[name] = min(low.get(name, 0.0), float(t.min()))
-            high[name] = max(high.get(name, 0.0), float(t.max()))
-
+    observer = RangeObserver(g_a, points)
     for x in batches:
-        for i, layer in enumerate(g_a):
-            if isinstance(layer, nn.Conv2d):
-                seen(point_name(NETWORK, i, "in"), x)
-                x = layer(x)
-                seen(point_name(NETWORK, i, "out"), x)
-            elif isinstance(layer, GDN):
-                c = x.shape[1]
-                square = x * x
-                seen(point_name(NETWORK, i, "square"), square)
-                norm = F.conv2d(square, layer.gamma_reparam(layer.gamma).reshape(c, c, 1, 1), layer.beta_reparam(layer.beta))
-                seen(point_name(NETWORK, i, "norm"), norm)
-                x = x * torch.rsqrt(norm)
-            else:
-                x = layer(x)
-    return {name: ActivationRange.from_bounds(low[name], high[name]) for name in points}
+        observer(x)
+    return {name: ActivationRange.from_bounds(observer.low[name], observer.high[name]) for name in points}
 
 
 @torch.no_grad()
