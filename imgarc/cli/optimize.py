@@ -32,9 +32,10 @@ def optimize(
                                "multiples of 8). Multiply-adds fall about as keep²."),
     widths: Optional[str] = typer.Option(None, "--widths", help="Exact inner widths instead of --keep: g_a's three, then g_s's, "
                                          "comma-separated."),
-    int8: bool = typer.Option(False, "--int8", help="Instead of pruning: an int8 g_a (every convolution but the last; "
-                              "quantization-aware fine-tuning of g_a alone). Only compress gets faster; the variant's "
-                              "archives decode with the parent's decoder."),
+    int8: bool = typer.Option(False, "--int8", help="Instead of pruning: an int8 g_a (every convolution but the last), its "
+                              "activation grids measured and searched on training crops; with --minutes, g_a alone then "
+                              "fine-tunes through them. Only compress gets faster; the variant's archives decode with "
+                              "the parent's decoder."),
     data: Path = DATA,
     run_dir: Path = typer.Option(Path("runs/optimize"), "--run-dir", help="The run's folder: the pruned child's checkpoint and "
                                  "the log. A run that has a checkpoint resumes from it (the pruning is done once)."),
@@ -54,7 +55,7 @@ def optimize(
 ) -> None:
     """Prune a model's g_a and g_s to fewer channels (or, with --int8, quantize its g_a), then fine-tune
     the result with distillation from the parent (rate + distortion + matching the parent's
-    outputs); resumable like `imgarc train`."""
+    outputs); resumable like `imgarc train`. The variant is a new model id that records its parent."""
     # torch loads only when this command runs, so the other commands and `--help` never pay for it.
     require("imgarc optimize", "torch", "compressai", "pytorch_msssim")
     from imgarc.optimize.prune import widths_for
