@@ -74,7 +74,7 @@ def optimize(
         if widths:
             raise UsageError("--int8 keeps the parent's widths: give --widths (or --keep) to a separate run")
         config = int8_config(parent_id, data, run_dir, parse_lambdas(lambdas), **training)
-        description = f"{parent_id} with an int8 g_a, quantization-aware fine-tuned with distillation"
+        description = f"{parent_id} with an int8 g_a (all convolutions but the last); decodes with {parent_id}'s decoder"
         out.print(f"{parent_id} -> int8 g_a (all convolutions but the last); g_a alone trains")
     else:
         chosen = parse_widths(widths) if widths else widths_for(parent_arch, keep)

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from imgarc.codec.architecture import COMPRESSAI_TABLE_BUFFERS, Architecture
-from imgarc.codec.int8 import Int8Ranges
 from imgarc.codec.int_hyper import integerize_h_s
 from imgarc.codec.quality import build_quality_gains
 from imgarc.codec.weights import CodingTables, WeightsFile, save_weights
@@ -63,10 +62,8 @@ def coding_tables(model) -> CodingTables:
                         hyper=hyper, quality=quality)
 
 
-def export_model(model, arch: Architecture, model_id: str, path: Path, meta: dict, half: bool = True,
-                 int8_ranges: Int8Ranges | None = None) -> str:
-    """Write the inference weights file for `model` (`int8_ranges`: its int8 g_a's grids); returns
-    its sha256 (hex).
+def export_model(model, arch: Architecture, model_id: str, path: Path, meta: dict, half: bool = True) -> str:
+    """Write the inference weights file for `model`; returns its sha256 (hex).
 
     With `half`, float parameters are stored as fp16 and the *tables are built from the fp16
     model*, so what a user loads is exactly what the tables were made for.
@@ -79,5 +76,4 @@ def export_model(model, arch: Architecture, model_id: str, path: Path, meta: dic
             for p in model.parameters():
                 p.copy_(p.half().float())
     tables = coding_tables(model)
-    return save_weights(WeightsFile(model_id, arch, float_params(model, half), tables, meta, int8_ranges=int8_ranges or {}),
-                        path)
+    return save_weights(WeightsFile(model_id, arch, float_params(model, half), tables, meta), path)

@@ -20,7 +20,7 @@ def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: 
     """Export `checkpoint` as `<out_dir>/<model_id>.npz` and list it in out_dir/models.json
     (`parent`: the model a variant was made from, recorded in its weights file). A run that
     trained only some networks of the weights it started from (an int8 g_a) exports those
-    networks into a copy of that file (`publish_encoder_variant`)."""
+    networks, and their int8 grids, into a copy of that file (`publish_encoder_variant`)."""
     import torch
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -36,21 +36,19 @@ def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: 
     if parent:
         meta["parent"] = parent
         meta["distill"] = cfg.get("distill")
-    int8_ranges = load_arrays(state.get("int8_ranges", {}))
     if cfg.get("train_only") and cfg.get("init_weights"):
         start, _ = load_weights(Path(cfg["init_weights"]))
         return publish_encoder_variant(start, model, tuple(cfg["train_only"]), model_id, out_dir, quality, description,
-                                       {**start.meta, **meta}, int8_ranges)
-    return publish_model(model, arch, model_id, out_dir, quality, description, meta, make_default, half, int8_ranges)
+                                       {**start.meta, **meta}, load_arrays(state.get("int8_ranges", {})))
+    return publish_model(model, arch, model_id, out_dir, quality, description, meta, make_default, half)
 
 
 def publish_model(model, arch: Architecture, model_id: str, out_dir: Path, quality: int, description: str, meta: dict,
-                  make_default: bool = False, half: bool = True, int8_ranges: Int8Ranges | None = None) -> str:
-    """Export a torch model as `<out_dir>/<model_id>.npz` (`int8_ranges`: its int8 g_a's grids)
-    and list it in out_dir/models.json."""
+                  make_default: bool = False, half: bool = True) -> str:
+    """Export a torch model as `<out_dir>/<model_id>.npz` and list it in out_dir/models.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     filename = f"{model_id}.npz"
-    sha = export_model(model, arch, model_id, out_dir / filename, meta, half=half, int8_ranges=int8_ranges)
+    sha = export_model(model, arch, model_id, out_dir / filename, meta, half=half)
     register_model(out_dir, model_id, filename, sha, quality, description, make_default, arch.rate_points > 1, tune_of(meta))
     return sha
 

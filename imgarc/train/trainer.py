@@ -91,6 +91,9 @@ class TrainConfig:
             raise UsageError("--lambdas needs at least two distinct positive values in ascending order")
         if self.architecture.rate_points > 1 and len(self.lambdas) != self.architecture.rate_points:
             raise UsageError("a variable-rate model needs one λ per rate point (--lambdas)")
+        if self.int8_analysis and (self.train_only != ("g_a",) or self.init_weights is None):
+            # Its grids are exported only into a copy of the weights it started from (train.publish).
+            raise UsageError("an int8 g_a trains g_a alone, from exported weights (imgarc optimize --int8)")
 
 
 def parse_channels(text: str) -> tuple[int, int]:
