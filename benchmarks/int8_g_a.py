@@ -185,12 +185,17 @@ def report(d: dict) -> str:
     out.write(f"# int8 g_a, post-training (ONNX Runtime static QDQ)\n\nCommand: `python benchmarks/int8_g_a.py`  \n"
               f"Machine: {d['machine']}  \nModel `{d['model']}`; Kodak ({d['photos']} photos) at --quality "
               f"{', '.join(map(str, d['qualities']))}; ranges calibrated on {d['calibration_photos']} training crops.\n\n")
-    out.write("| g_a | ms (kodim05, 1 thread) | speed-up | BD-rate vs float, PSNR | MS-SSIM |\n|---|---|---|---|---|\n")
-    for name, r in d["results"].items():
-        bd = r["bd_rate_vs_float"]
-        out.write(f"| {name} | {r['g_a_ms']:.1f} | {r['speedup']:.2f}x | {bd['psnr']:+.2f} % | {bd['ms_ssim']:+.2f} % |\n")
-    out.write("\n" + curve_table("g_a", {name: r["curve"] for name, r in d["results"].items()}, d["qualities"], 4))
+    out.write(speed_and_curves(d["results"], d["qualities"]))
     return out.getvalue()
+
+
+def speed_and_curves(results: dict[str, dict], qualities: list[int]) -> str:
+    """Two markdown tables of g_a variants: time, speed-up and BD-rate vs float, then the curves."""
+    lines = ["| g_a | ms (kodim05, 1 thread) | speed-up | BD-rate vs float, PSNR | MS-SSIM |", "|---|---|---|---|---|"]
+    for name, r in results.items():
+        bd = r["bd_rate_vs_float"]
+        lines.append(f"| {name} | {r['g_a_ms']:.1f} | {r['speedup']:.2f}x | {bd['psnr']:+.2f} % | {bd['ms_ssim']:+.2f} % |")
+    return "\n".join(lines) + "\n\n" + curve_table("g_a", {name: r["curve"] for name, r in results.items()}, qualities, 4)
 
 
 def calibration_photos(count: int) -> list[Path]:

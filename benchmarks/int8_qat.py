@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 
 from common import first_files, load_rgb, machine_line
-from int8_g_a import (KODAK, TIMED_PHOTO, _as_input, bd_rates, calibration_photos, curve_table, g_a_ms, rate_distortion,
-                      write_results)
+from int8_g_a import (KODAK, TIMED_PHOTO, _as_input, bd_rates, calibration_photos, g_a_ms, rate_distortion,
+                      speed_and_curves, write_results)
 
 from imgarc.codec.fake_quant import calibrate, calibrated_ranges, quantizable_points
 from imgarc.codec.registry import default_model_id, load_codec
@@ -92,11 +92,7 @@ def report(d: dict) -> str:
               f"Machine: {d['machine']}  \nParent `{d['model']}`; Kodak ({d['photos']} photos) at --quality "
               f"{', '.join(map(str, d['qualities']))}; untrained grids calibrated on {d['calibration_photos']} training crops; "
               "every int8 row: all convolutions but the last.\n\n")
-    out.write("| g_a | ms (kodim05, 1 thread) | speed-up | BD-rate vs float, PSNR | MS-SSIM |\n|---|---|---|---|---|\n")
-    for name, r in d["results"].items():
-        bd = r["bd_rate_vs_float"]
-        out.write(f"| {name} | {r['g_a_ms']:.1f} | {r['speedup']:.2f}x | {bd['psnr']:+.2f} % | {bd['ms_ssim']:+.2f} % |\n")
-    out.write("\n" + curve_table("g_a", {name: r["curve"] for name, r in d["results"].items()}, d["qualities"], 4))
+    out.write(speed_and_curves(d["results"], d["qualities"]))
     return out.getvalue()
 
 

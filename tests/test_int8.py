@@ -19,7 +19,7 @@ from imgarc.runtime import onnx_graphs
 from imgarc.runtime.onnx_networks import OnnxNetworks
 from imgarc.runtime.torch_networks import TorchNetworks
 from tests.conftest import image_bytes, noise_rgb
-from tests.test_optimize import run
+from tests.test_optimize import optimize_setup, run
 from tests.test_variable_rate import VR_MODEL_ID, export_tiny_vr_model
 
 
@@ -115,12 +115,7 @@ def test_weights_file_keeps_int8_ranges_and_refuses_an_incomplete_layer(tiny_vr,
 
 
 def test_optimize_int8_trains_g_a_alone_and_the_parent_decodes_its_archives(tmp_path, monkeypatch):
-    models, data, run_dir, out = tmp_path / "models", tmp_path / "data", tmp_path / "run", tmp_path / "variants"
-    export_tiny_vr_model(models)
-    data.mkdir()
-    for k in range(3):
-        (data / f"t{k}.png").write_bytes(image_bytes(noise_rgb(96, 96, k), "PNG"))
-    env = dict(os.environ, IMGARC_MODEL_PATH=f"{out}:{models}")
+    data, run_dir, out, env = optimize_setup(tmp_path)
     done = run(["optimize", "--parent", VR_MODEL_ID, "--int8", "--data", str(data), "--run-dir", str(run_dir), "--crop", "64",
                 "--batch", "2", "--minutes", "0.05", "--lambdas", "0.005,0.02,0.08", "--lr", "1e-3",
                 "--export", "tiny-vr-int8", "--export-dir", str(out)], env)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,14 +74,20 @@ def run(args: list[str], env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(IMGARC + args, capture_output=True, text=True, env=env, timeout=600)
 
 
-@pytest.mark.slow
-def test_optimize_prunes_fine_tunes_resumes_and_exports_a_working_variant(tmp_path):
+def optimize_setup(tmp_path: Path) -> tuple[Path, Path, Path, dict[str, str]]:
+    """The tiny variable-rate parent installed, three training photos: (their folder, the run
+    folder, the folder variants are exported to, the environment that finds the parent and them)."""
     models, data, run_dir, out = tmp_path / "models", tmp_path / "data", tmp_path / "run", tmp_path / "variants"
     export_tiny_vr_model(models)
     data.mkdir()
     for k in range(3):
         (data / f"t{k}.png").write_bytes(image_bytes(noise_rgb(96, 96, k), "PNG"))
-    env = dict(os.environ, IMGARC_MODEL_PATH=f"{out}:{models}")
+    return data, run_dir, out, dict(os.environ, IMGARC_MODEL_PATH=f"{out}:{models}")
+
+
+@pytest.mark.slow
+def test_optimize_prunes_fine_tunes_resumes_and_exports_a_working_variant(tmp_path):
+    data, run_dir, out, env = optimize_setup(tmp_path)
     common = ["--parent", VR_MODEL_ID, "--keep", "0.5", "--data", str(data), "--run-dir", str(run_dir),
               "--crop", "64", "--batch", "2", "--checkpoint-minutes", "0.01", "--lambdas", "0.005,0.02,0.08"]
     first = run(["optimize", *common, "--minutes", "0.05"], env)
