@@ -86,7 +86,8 @@ def session(graph: bytes) -> ort.InferenceSession:
     return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
-def g_a_ms(graph: bytes, x: np.ndarray, runs: int = 5) -> float:
+def graph_ms(graph: bytes, x: np.ndarray, runs: int = 5) -> float:
+    """One network graph's time on input `x`, one thread: the median of `runs` after a warm-up."""
     s = session(graph)
     s.run(None, {"x": x})
     times = []
@@ -169,7 +170,7 @@ def main() -> None:
     results: dict = {}
     for name, exclude in variants.items():
         graph = model.SerializeToString() if exclude is None else quantized(model, exclude, calibration, args.work)
-        results[name] = {"g_a_ms": g_a_ms(graph, x), "curve": rate_distortion(codec, graph, photos, qualities)}
+        results[name] = {"g_a_ms": graph_ms(graph, x), "curve": rate_distortion(codec, graph, photos, qualities)}
         print(name, round(results[name]["g_a_ms"], 1), "ms", flush=True)
     reference = results["float"]
     for name, r in results.items():
@@ -189,13 +190,14 @@ def report(d: dict) -> str:
     return out.getvalue()
 
 
-def speed_and_curves(results: dict[str, dict], qualities: list[int]) -> str:
-    """Two markdown tables of g_a variants: time, speed-up and BD-rate vs float, then the curves."""
-    lines = ["| g_a | ms (kodim05, 1 thread) | speed-up | BD-rate vs float, PSNR | MS-SSIM |", "|---|---|---|---|---|"]
+def speed_and_curves(results: dict[str, dict], qualities: list[int], network: str = "g_a") -> str:
+    """Two markdown tables of a network's variants (each row's time under `<network>_ms`): time,
+    speed-up and BD-rate vs float, then the curves."""
+    lines = [f"| {network} | ms (kodim05, 1 thread) | speed-up | BD-rate vs float, PSNR | MS-SSIM |", "|---|---|---|---|---|"]
     for name, r in results.items():
         bd = r["bd_rate_vs_float"]
-        lines.append(f"| {name} | {r['g_a_ms']:.1f} | {r['speedup']:.2f}x | {bd['psnr']:+.2f} % | {bd['ms_ssim']:+.2f} % |")
-    return "\n".join(lines) + "\n\n" + curve_table("g_a", {name: r["curve"] for name, r in results.items()}, qualities, 4)
+        lines.append(f"| {name} | {r[network + '_ms']:.1f} | {r['speedup']:.2f}x | {bd['psnr']:+.2f} % | {bd['ms_ssim']:+.2f} % |")
+    return "\n".join(lines) + "\n\n" + curve_table(network, {name: r["curve"] for name, r in results.items()}, qualities, 4)
 
 
 def calibration_photos(count: int) -> list[Path]:

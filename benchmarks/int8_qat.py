@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from common import first_files, load_rgb, machine_line
-from int8_g_a import (KODAK, TIMED_PHOTO, _as_input, bd_rates, calibration_photos, g_a_ms, rate_distortion,
+from int8_g_a import (KODAK, TIMED_PHOTO, _as_input, bd_rates, calibration_photos, graph_ms, rate_distortion,
                       speed_and_curves, write_results)
 
 from imgarc.codec.fake_quant import calibrate, calibrated_ranges, quantizable_points
@@ -61,11 +61,11 @@ def main() -> None:
 
     model = TorchNetworks(codec.architecture, params, model_id).model
     crops = torch.cat([torch.from_numpy(_as_input(load_rgb(p)[:256, :256])) for p in calibration_photos(args.calibration)])
-    minmax = calibrate(model.g_a, crops.split(4), quantizable_points(model.g_a))
+    minmax = calibrate(model.g_a, "g_a", crops.split(4), quantizable_points(model.g_a, "g_a"))
     rows: dict[str, dict] = {}
     for name, graph in (("float", g_a_graph(params, None)), ("int8, MinMax", g_a_graph(params, minmax)),
                         ("int8, searched", g_a_graph(params, calibrated_ranges(model, crops)))):
-        rows[name] = {"g_a_ms": g_a_ms(graph, x), "curve": rate_distortion(codec, graph, photos, qualities)}
+        rows[name] = {"g_a_ms": graph_ms(graph, x), "curve": rate_distortion(codec, graph, photos, qualities)}
         print(name, round(rows[name]["g_a_ms"], 1), "ms", flush=True)
     for spec in args.variant:
         variant_id, _, path = spec.partition("=")
@@ -74,7 +74,7 @@ def main() -> None:
             sys.exit(f"{path}: not an int8 variant of {model_id}")
         graph = g_a_graph(weights.params, weights.int8_ranges)
         name = f"int8, variant {variant_id} ({weights.meta.get('steps')} training steps)"
-        rows[name] = {"g_a_ms": g_a_ms(graph, x), "curve": rate_distortion(codec, graph, photos, qualities),
+        rows[name] = {"g_a_ms": graph_ms(graph, x), "curve": rate_distortion(codec, graph, photos, qualities),
                       "weights": str(path), "steps": weights.meta.get("steps"), "train_seconds": weights.meta.get("train_seconds")}
         print(name, round(rows[name]["g_a_ms"], 1), "ms", flush=True)
     reference = rows["float"]

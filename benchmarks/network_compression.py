@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from common import first_files, load_rgb, machine_line
-from int8_g_a import (KODAK, TIMED_PHOTO, bd_rates, calibration_photos, curve_table, float_graph, g_a_ms, quantized,
+from int8_g_a import (KODAK, TIMED_PHOTO, bd_rates, calibration_photos, curve_table, float_graph, graph_ms, quantized,
                       rate_distortion, write_results)
 
 from imgarc.api.models import model_facts
@@ -102,7 +102,7 @@ def main() -> None:
             name = f"{model_id} ({g_a} g_a)"
             macs = facts.macs_per_pixel
             rows[name] = {"model": model_id, "g_a": g_a, "weights_mb": facts.weights_bytes / 1e6, "parameters": facts.parameters,
-                          "macs_per_pixel": macs["g_a"] + macs["h_a"] + macs["g_s"], "g_a_ms": g_a_ms(graph, x),
+                          "macs_per_pixel": macs["g_a"] + macs["h_a"] + macs["g_s"], "g_a_ms": graph_ms(graph, x),
                           "g_s_ms": synthesis_ms, "curve": rate_distortion(codec, graph, photos, qualities)}
             print(name, {k: v for k, v in rows[name].items() if k != "curve"}, flush=True)
     reference = rows[f"{parent} (float g_a)"]

@@ -4,9 +4,9 @@ An archive is written on one machine and read on another. Here the encoder runs 
 subprocess under ATEN_CPU_CAPABILITY=default with one thread (torch and BLAS) and records, per
 entry, its own latent code and the pixels that code synthesizes to. Decoders run in one
 subprocess per capability this CPU has (default/avx2/avx512) and extract every archive: tiny
-single-rate and variable-rate models (several qualities) and the shipped default model on the
-shipped sample photos, with every coder. Every decoded photo must equal the encoder's intent
-byte for byte, and decode from the same code.
+single-rate and variable-rate models (several qualities; the latter also with an int8 g_a and
+g_s) and the shipped default model on the shipped sample photos, with every coder. Every decoded
+photo must equal the encoder's intent byte for byte, and decode from the same code.
 
 What the decode subprocesses vary, precisely: the CPU code path (one process each), and the
 torch thread count the *caller* set before extracting (TORCH_THREADS: 1, 2, 4). Synthesis pins
@@ -40,6 +40,7 @@ import pytest
 from imgarc.coders import CODER_NAMES
 from tests.conftest import TINY_MODEL_ID, image_bytes, noise_rgb
 from tests.determinism_worker import BOUNDARY_OFFSETS, boundary_cases, boundary_digests
+from tests.test_int8 import INT8_VR_MODEL_ID, export_tiny_int8_variant
 from tests.test_variable_rate import VR_MODEL_ID, export_tiny_vr_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,6 +91,7 @@ def matrix(tmp_path_factory, tiny_model_dir) -> Matrix:
     root = tmp_path_factory.mktemp("det")
     vr_dir = root / "vr-models"
     export_tiny_vr_model(vr_dir)
+    export_tiny_int8_variant(vr_dir)  # its int8 g_a and g_s: ONNX Runtime's int8 kernels, torch's fake quantization
     tiny_src, shipped_src = root / "tiny-src", root / "shipped-src"
     tiny_src.mkdir()
     shipped_src.mkdir()
@@ -101,7 +103,8 @@ def matrix(tmp_path_factory, tiny_model_dir) -> Matrix:
         (shipped_src / sample.name).write_bytes(sample.read_bytes())
     shipped = default_model_id()  # before IMGARC_MODEL_PATH names the tiny models' folders
     shipped_q = SHIPPED_VR_QUALITIES if load_codec(shipped).variable_rate else (75,)
-    models = [(TINY_MODEL_ID, tiny_src, (75,)), (VR_MODEL_ID, tiny_src, TINY_VR_QUALITIES), (shipped, shipped_src, shipped_q)]
+    models = [(TINY_MODEL_ID, tiny_src, (75,)), (VR_MODEL_ID, tiny_src, TINY_VR_QUALITIES),
+              (INT8_VR_MODEL_ID, tiny_src, TINY_VR_QUALITIES), (shipped, shipped_src, shipped_q)]
     jobs = [{"archive": str(root / f"{model}-q{q}-{coder}.iarc"), "src": str(src), "model": model, "coder": coder, "quality": q}
             for model, src, qualities in models for q in qualities for coder in CODER_NAMES]
     extra = [p for p in os.environ.get("IMGARC_MODEL_PATH", "").split(os.pathsep) if p]  # where the default may come from
@@ -125,7 +128,7 @@ def matrix(tmp_path_factory, tiny_model_dir) -> Matrix:
 
 @pytest.mark.slow
 def test_every_archive_decodes_to_the_encoders_pixels(matrix):
-    n_archives = 3 * (1 + len(TINY_VR_QUALITIES)) + 3  # at least one shipped quality
+    n_archives = 3 * (1 + 2 * len(TINY_VR_QUALITIES)) + 3  # at least one shipped quality
     assert len(matrix.encoded) >= n_archives
     compared = 0
     for cap, runs in matrix.decoded.items():

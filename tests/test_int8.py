@@ -1,23 +1,27 @@
-"""int8 g_a (imgarc.codec.int8, fake_quant, the QDQ graph) and `imgarc optimize --int8`, on tiny random models."""
+"""int8 g_a and g_s (imgarc.codec.int8, fake_quant, the QDQ graph) and `imgarc optimize --int8`, on tiny random models."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+import onnx
+from onnx import numpy_helper
 
-from imgarc.codec.fake_quant import Int8Analysis, calibrate, calibrated_ranges, quantizable_points
-from imgarc.codec.int8 import ActivationRange, int8_weights
+from imgarc.codec.fake_quant import Int8Network, calibrate, calibrated_ranges, decoded_latents, quantizable_points
+from imgarc.codec.int8 import SYNTHESIS_WEIGHT_LIMIT, ActivationRange, int8_weights
 from imgarc.codec.registry import find_model, load_codec
 from imgarc.codec.weights import load_weights, save_weights
 from imgarc.errors import ModelError
 from imgarc.runtime import onnx_graphs
 from imgarc.runtime.onnx_networks import OnnxNetworks
 from imgarc.runtime.torch_networks import TorchNetworks
+from imgarc.train.publish import register_model
 from tests.conftest import image_bytes, noise_rgb
 from tests.test_optimize import optimize_setup, run
 from tests.test_variable_rate import VR_MODEL_ID, export_tiny_vr_model
@@ -45,6 +49,27 @@ def test_int8_weights_are_per_channel_and_within_half_a_step():
     assert np.all(np.abs(q * scale[:, None, None, None] - w) <= scale[:, None, None, None] / 2 + 1e-9)
     _, floored = int8_weights(w, smallest_scale=0.01)
     assert floored[2] == np.float32(0.01) and floored[0] == scale[0]
+    # A transposed convolution's weights [in, out, kh, kw], on g_s's 7 bits: per axis-1 channel.
+    q7, scale7 = int8_weights(w, limit=SYNTHESIS_WEIGHT_LIMIT, axis=1)
+    assert q7.shape == w.shape and len(scale7) == 3 and (np.abs(q7).max(axis=(0, 2, 3)) == SYNTHESIS_WEIGHT_LIMIT).all()
+    assert np.all(np.abs(q7 * scale7[None, :, None, None] - w) <= scale7[None, :, None, None] / 2 + 1e-9)
+
+
+INT8_VR_MODEL_ID = "tiny-vr-int8-both"
+
+
+def export_tiny_int8_variant(folder: Path) -> str:
+    """The tiny variable-rate model (installed in `folder`) with an int8 g_a and g_s, their grids
+    calibrated on noise, installed beside it: its archives take the int8 paths on every runtime."""
+    weights, _ = load_weights(folder / f"{VR_MODEL_ID}.npz")
+    model = TorchNetworks(weights.architecture, weights.params, weights.model_id).model
+    crops = torch.from_numpy(np.stack([noise_rgb(64, 64, k) for k in range(2)]).transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    ranges = {**calibrate(model.g_a, "g_a", [crops], quantizable_points(model.g_a, "g_a")),
+              **calibrate(model.g_s, "g_s", [decoded_latents(model, crops)], quantizable_points(model.g_s, "g_s"))}
+    variant = replace(weights, model_id=INT8_VR_MODEL_ID, int8_ranges=ranges, meta={**weights.meta, "parent": VR_MODEL_ID})
+    sha = save_weights(variant, folder / f"{INT8_VR_MODEL_ID}.npz")
+    register_model(folder, INT8_VR_MODEL_ID, f"{INT8_VR_MODEL_ID}.npz", sha, 50, "tiny int8 variant", False, True)
+    return INT8_VR_MODEL_ID
 
 
 @pytest.fixture
@@ -59,7 +84,7 @@ def tiny_vr(tmp_path, monkeypatch):
 def calibrated(weights) -> dict:
     g_a = TorchNetworks(weights.architecture, weights.params, weights.model_id).model.g_a
     x = torch.from_numpy(noise_rgb(64, 64, 3).transpose(2, 0, 1)[None].astype(np.float32) / 255)
-    return calibrate(g_a, [x], quantizable_points(g_a))
+    return calibrate(g_a, "g_a", [x], quantizable_points(g_a, "g_a"))
 
 
 def test_the_int8_graph_runs_int8_kernels_and_matches_torch_fake_quantization(tiny_vr, tmp_path):
@@ -71,7 +96,6 @@ def test_the_int8_graph_runs_int8_kernels_and_matches_torch_fake_quantization(ti
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-    import onnx
 
     ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
     assert ops.count("QLinearConv") == 6  # three 5x5 and three GDN convolutions fused into int8 kernels
@@ -79,23 +103,53 @@ def test_the_int8_graph_runs_int8_kernels_and_matches_torch_fake_quantization(ti
     x = noise_rgb(96, 128, 5).transpose(2, 0, 1)[None].astype(np.float32) / 255
     int8_y = session.run(None, {"x": x})[0]
     torch_nets = TorchNetworks(weights.architecture, weights.params, weights.model_id, int8_ranges=ranges)
-    assert isinstance(torch_nets.model.g_a, Int8Analysis)
+    assert isinstance(torch_nets.model.g_a, Int8Network) and not isinstance(torch_nets.model.g_s, Int8Network)
     float_y = TorchNetworks(weights.architecture, weights.params, weights.model_id).analysis(x)
     fake_y = torch_nets.analysis(x)
     np.testing.assert_allclose(int8_y, fake_y, atol=0.05)  # the same grid; only the sums' order differs
     assert np.abs(int8_y - float_y).max() > 10 * np.abs(int8_y - fake_y).mean()  # and it is not float
 
 
+def test_the_int8_g_s_graph_runs_int8_kernels_and_matches_torch_fake_quantization(tiny_vr, tmp_path):
+    weights, _ = tiny_vr
+    model = TorchNetworks(weights.architecture, weights.params, weights.model_id).model
+    crops = torch.from_numpy(np.stack([noise_rgb(64, 64, k) for k in range(2)]).transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    y_hat = decoded_latents(model, crops)
+    assert y_hat.shape == (2 * weights.architecture.rate_points, weights.architecture.M, 4, 4)
+    ranges = calibrate(model.g_s, "g_s", [y_hat], quantizable_points(model.g_s, "g_s"))
+    assert sorted({int(name.split(".")[1]) for name in ranges}) == [2, 3, 4, 5]  # the middle layers only
+    graph = onnx_graphs.build_graph("g_s", onnx_graphs.G_S, weights.params, weights.architecture.M, ranges=ranges)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+    optimized = onnx.load(str(tmp_path / "optimized.onnx")).graph
+    assert [n.op_type for n in optimized.node].count("QLinearConv") == 4  # two transposed, two IGDN convolutions
+    int8_weights_in_graph = [numpy_helper.to_array(t) for t in optimized.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert int8_weights_in_graph and max(np.abs(w.astype(int)).max() for w in int8_weights_in_graph) <= SYNTHESIS_WEIGHT_LIMIT
+
+    x = y_hat[:1].numpy()
+    int8_x = session.run(None, {"x": x})[0]
+    torch_nets = TorchNetworks(weights.architecture, weights.params, weights.model_id, int8_ranges=ranges)
+    assert isinstance(torch_nets.model.g_s, Int8Network) and not isinstance(torch_nets.model.g_a, Int8Network)
+    float_x = TorchNetworks(weights.architecture, weights.params, weights.model_id).synthesis(x)
+    fake_x = torch_nets.synthesis(x)
+    np.testing.assert_allclose(int8_x, fake_x, atol=0.02)  # the same grid; only the sums' order differs
+    assert np.abs(int8_x - float_x).max() > 5 * np.abs(int8_x - fake_x).mean()  # and it is not float
+    onnx_nets = OnnxNetworks(weights.architecture, weights.params, "1" * 64, int8_ranges=ranges)
+    np.testing.assert_array_equal(onnx_nets.synthesis(x), int8_x)  # what the codec runs
+
+
 def test_searched_grids_bring_y_closer_to_the_float_g_a(tiny_vr):
     weights, _ = tiny_vr
     model = TorchNetworks(weights.architecture, weights.params, weights.model_id).model
     crops = torch.from_numpy(np.stack([noise_rgb(48, 48, k) for k in range(4)]).transpose(0, 3, 1, 2).astype(np.float32) / 255)
-    minmax = calibrate(model.g_a, crops.split(4), quantizable_points(model.g_a))
+    minmax = calibrate(model.g_a, "g_a", crops.split(4), quantizable_points(model.g_a, "g_a"))
     searched = calibrated_ranges(model, crops)
     assert searched.keys() == minmax.keys() and searched != minmax
     with torch.no_grad():
         reference = model.g_a(crops)
-        error = {name: float(((Int8Analysis(model.g_a, r)(crops) - reference) ** 2).mean())
+        error = {name: float(((Int8Network(model.g_a, r, "g_a")(crops) - reference) ** 2).mean())
                  for name, r in (("minmax", minmax), ("searched", searched))}
     assert error["searched"] < error["minmax"]
 
@@ -154,3 +208,47 @@ def test_int8_refuses_widths(tmp_path):
     done = run(["optimize", "--parent", VR_MODEL_ID, "--int8", "--widths", "8,8,8,8,8,8", "--run-dir", str(tmp_path / "r"),
                 "--lambdas", "0.005,0.02,0.08"], env)
     assert done.returncode == 2 and "--int8 keeps the parent's widths" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_optimize_int8_g_s_on_an_int8_g_a_variant_gives_a_variant_with_both(tmp_path, monkeypatch):
+    data, run_dir, out, env = optimize_setup(tmp_path)
+    common = ["--int8", "--data", str(data), "--crop", "64", "--batch", "2", "--lambdas", "0.005,0.02,0.08",
+              "--export-dir", str(out)]
+    first = run(["optimize", "--parent", VR_MODEL_ID, *common, "--run-dir", str(tmp_path / "a"), "--export", "tiny-a8"], env)
+    assert first.returncode == 0, first.stderr
+    second = run(["optimize", "--parent", "tiny-a8", "--int8-network", "g_s", *common, "--run-dir", str(run_dir),
+                  "--minutes", "0.05", "--lr", "1e-3", "--distill", "0", "--export", "tiny-a8-s8"], env)
+    assert second.returncode == 0, second.stderr
+    assert "int8 g_s" in second.stdout and "g_s alone trains" in second.stdout
+    monkeypatch.setenv("IMGARC_MODEL_PATH", env["IMGARC_MODEL_PATH"])
+    parent, _ = load_weights(out / "tiny-a8.npz")
+    variant, _ = load_weights(out / "tiny-a8-s8.npz")
+    assert variant.meta["parent"] == "tiny-a8" and variant.tables_sha256 == parent.tables_sha256
+    assert {k: v for k, v in variant.int8_ranges.items() if k.startswith("g_a.")} == parent.int8_ranges  # kept
+    assert {k.split(".")[0] for k in variant.int8_ranges} == {"g_a", "g_s"}
+    changed = {k.split(".")[0] for k in parent.params if not np.array_equal(parent.params[k], variant.params[k])}
+    assert changed == {"g_s"}  # trained through its grid; everything else is the parent's
+
+    # The same symbols as the parent writes (the same g_a); other pixels, from its int8 g_s.
+    rgb = noise_rgb(80, 112, 7)
+    code = load_codec("tiny-a8-s8").analyse(rgb, 70)
+    assert np.array_equal(code.y_symbols, load_codec("tiny-a8").analyse(rgb, 70).y_symbols)
+    assert not np.array_equal(load_codec("tiny-a8").synthesize(code, 80, 112), load_codec("tiny-a8-s8").synthesize(code, 80, 112))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "p.png").write_bytes(image_bytes(rgb, "PNG"))
+    archive = tmp_path / "a.iarc"
+    assert run(["compress", str(photos), str(archive), "--model", "tiny-a8-s8", "--no-progress"], env).returncode == 0
+    assert run(["extract", str(archive), str(tmp_path / "x"), "--no-progress"], env).returncode == 0
+    listed = run(["models", "--no-zoo"], env).stdout.splitlines()
+    facts = listed[next(n for n, line in enumerate(listed) if line.startswith("tiny-a8-s8")) + 1]
+    assert " (int8), h_a" in facts and facts.rstrip().count("(int8)") == 2 and "parent: tiny-a8" in facts
+
+
+def test_int8_network_goes_with_int8(tmp_path):
+    models = tmp_path / "models"
+    export_tiny_vr_model(models)
+    env = dict(os.environ, IMGARC_MODEL_PATH=str(models))
+    done = run(["optimize", "--parent", VR_MODEL_ID, "--int8-network", "g_s", "--run-dir", str(tmp_path / "r"),
+                "--lambdas", "0.005,0.02,0.08"], env)
+    assert done.returncode == 2 and "--int8-network goes with --int8" in done.stderr and "Traceback" not in done.stderr

@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from imgarc.codec.architecture import macs_per_pixel
+from imgarc.codec.int8 import QuantizedNetwork, quantizes_network
 from imgarc.codec.registry import ModelRecord, default_model_id, list_models, load_codec
 from imgarc.codec.weights import load_weights
 from imgarc.codec.zoo import REFUSED, conversion_dir, parse_zoo_id, torch_hub_dir
@@ -33,7 +34,7 @@ class ModelFacts:
     parameters: int  # in the float networks (g_a, h_a, h_s, entropy bottleneck, gains)
     macs_per_pixel: dict[str, float]  # g_a, h_a, h_s (the integer one), g_s
     parent: str | None  # the model a variant (imgarc optimize) was made from
-    int8_g_a: bool = False  # g_a runs in int8 (imgarc optimize --int8)
+    int8_networks: tuple[str, ...] = ()  # those that run in int8 (imgarc optimize --int8)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ def model_facts(record: ModelRecord) -> ModelFacts:
     parameters = sum(math.prod(weights.params.shape(name)) for name in weights.params)
     parent = weights.meta.get("parent")
     return ModelFacts(record.path.stat().st_size, parameters, macs_per_pixel(weights.architecture),
-                      str(parent) if parent else None, bool(weights.int8_ranges))
+                      str(parent) if parent else None,
+                      tuple(n.value for n in QuantizedNetwork if quantizes_network(weights.int8_ranges, n.value)))
 
 
 def measure_speed(model_id: str, runs: int = 3) -> ModelSpeed:

@@ -53,7 +53,7 @@ def models(
 
 
 def facts_line(facts: api.ModelFacts, speed: api.ModelSpeed | None) -> str:
-    macs = ", ".join(f"{net} {facts.macs_per_pixel[net]:,.0f}{' (int8)' if net == 'g_a' and facts.int8_g_a else ''}"
+    macs = ", ".join(f"{net} {facts.macs_per_pixel[net]:,.0f}{' (int8)' if net in facts.int8_networks else ''}"
                      for net in ("g_a", "h_a", "h_s", "g_s"))
     timed = (f"encode {speed.encode_ms_per_mp:,.0f} ms/MP, decode {speed.decode_ms_per_mp:,.0f} ms/MP here"
              if speed else "speed: imgarc models --measure")

@@ -1,5 +1,5 @@
-"""`imgarc optimize`: a smaller, faster variant of a model (pruned, or with an int8 g_a; fine-tuned
-from it; needs torch)."""
+"""`imgarc optimize`: a smaller, faster variant of a model (pruned, or with an int8 g_a or g_s;
+fine-tuned from it; needs torch)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,14 @@ import typer
 from imgarc.cli.console import console
 from imgarc.cli.train import BATCH, CHECKPOINT_MINUTES, DATA, DEVICE, EXPORT_DIR, print_status
 from imgarc.codec.architecture import macs_per_pixel
+from imgarc.codec.int8 import QuantizedNetwork
 from imgarc.codec.registry import assets_dir, default_model_id, find_model
 from imgarc.errors import UsageError
 from imgarc.extras import require
+
+
+INT8_LAYERS = {QuantizedNetwork.G_A: "g_a (all convolutions but the last)",
+               QuantizedNetwork.G_S: "g_s (the layers from its second transposed convolution to its last IGDN)"}
 
 
 def parse_widths(text: str) -> tuple[int, ...]:
@@ -32,10 +37,15 @@ def optimize(
                                "multiples of 8). Multiply-adds fall about as keep²."),
     widths: Optional[str] = typer.Option(None, "--widths", help="Exact inner widths instead of --keep: g_a's three, then g_s's, "
                                          "comma-separated."),
-    int8: bool = typer.Option(False, "--int8", help="Instead of pruning: an int8 g_a (every convolution but the last), its "
-                              "activation grids measured and searched on training crops; with --minutes, g_a alone then "
-                              "fine-tunes through them. Only compress gets faster; the variant's archives decode with "
-                              "the parent's decoder."),
+    int8: bool = typer.Option(False, "--int8", help="Instead of pruning: an int8 network (--int8-network), its activation "
+                              "grids measured and searched on training crops; with --minutes, that network alone then "
+                              "fine-tunes through them. The variant keeps the parent's coding tables."),
+    int8_network: Optional[QuantizedNetwork] = typer.Option(None, "--int8-network", help="With --int8: g_a (the default; every "
+                                                  "convolution but the last; only compress gets faster, and the parent "
+                                                  "decodes the variant's archives to the same pixels) or g_s (its middle "
+                                                  "layers; only extract gets faster, pixels differ a little from the "
+                                                  "parent's). A variant with both: --int8-network g_s --parent an int8 g_a "
+                                                  "variant."),
     data: Path = DATA,
     run_dir: Path = typer.Option(Path("runs/optimize"), "--run-dir", help="The run's folder: the pruned child's checkpoint and "
                                  "the log. A run that has a checkpoint resumes from it (the pruning is done once)."),
@@ -53,7 +63,7 @@ def optimize(
     export: Optional[str] = typer.Option(None, "--export", help="After fine-tuning, export the variant's weights under this model id."),
     export_dir: Optional[Path] = EXPORT_DIR,
 ) -> None:
-    """Prune a model's g_a and g_s to fewer channels (or, with --int8, quantize its g_a), then fine-tune
+    """Prune a model's g_a and g_s to fewer channels (or, with --int8, quantize its g_a or g_s), then fine-tune
     the result with distillation from the parent (rate + distortion + matching the parent's
     outputs); resumable like `imgarc train`. The variant is a new model id that records its parent."""
     # torch loads only when this command runs, so the other commands and `--help` never pay for it.
@@ -70,12 +80,17 @@ def optimize(
     training = dict(distill=distill, batch=batch, crop=crop, lr=lr, lr_final=lr / 4, minutes=minutes,
                     checkpoint_minutes=checkpoint_minutes, device=device)
     out = console()
+    if int8_network and not int8:
+        raise UsageError("--int8-network goes with --int8")
     if int8:
+        int8_network = int8_network or QuantizedNetwork.G_A
         if widths:
             raise UsageError("--int8 keeps the parent's widths: give --widths (or --keep) to a separate run")
-        config = int8_config(parent_id, data, run_dir, parse_lambdas(lambdas), **training)
-        description = f"{parent_id} with an int8 g_a (all convolutions but the last); decodes with {parent_id}'s decoder"
-        out.print(f"{parent_id} -> int8 g_a (all convolutions but the last); g_a alone trains")
+        network = int8_network.value
+        config = int8_config(parent_id, network, data, run_dir, parse_lambdas(lambdas), **training)
+        description = f"{parent_id} with an int8 {INT8_LAYERS[int8_network]}" + (
+            f"; decodes with {parent_id}'s decoder" if int8_network == QuantizedNetwork.G_A else "")
+        out.print(f"{parent_id} -> int8 {INT8_LAYERS[int8_network]}; {network} alone trains")
     else:
         chosen = parse_widths(widths) if widths else widths_for(parent_arch, keep)
         config = child_config(parent_id, data, run_dir, chosen, parse_lambdas(lambdas), **training)

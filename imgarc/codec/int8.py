@@ -1,36 +1,53 @@
-"""int8 analysis (g_a): the quantization grid shared by the ONNX graph, torch and training.
+"""int8 networks (g_a, g_s): the quantization grid shared by the ONNX graph, torch and training.
 
-A model may carry an int8 g_a: the activation ranges of its quantized tensors, stored in its
-weights file (`int8/g_a.<point>`, see `Int8Ranges`). Its float weights stay as they are; each
-quantized convolution's weights are rounded to int8 per output channel (`int8_weights`) when its
-graph is built, the same way in training's fake quantization, so nothing else is stored.
+A model may carry an int8 g_a or g_s: the activation ranges of its quantized tensors, stored in
+its weights file (`int8/<network>.<point>`, see `Int8Ranges`). Its float weights stay as they
+are; each quantized convolution's weights are rounded to int8 per output channel
+(`int8_weights`) when its graph is built, the same way in training's fake quantization, so
+nothing else is stored.
 
 g_a runs only when compressing and nothing a decoder computes depends on how y was made: an
 int8 g_a changes no archive format, no coding table and no decoder (a variant with one decodes
 with its parent's networks), only how fast compress runs and how many bits y then takes.
+An int8 g_s changes the decoded pixels (as any other g_s would; never ŷ or a table), so its
+weights keep 7 bits (`weight_limit`): ONNX Runtime's x86 int8 kernels without VNNI add uint8 ×
+int8 products in pairs into 16 bits, which saturate past 32767 with full 8-bit weights
+(255 · 127 · 2) and never with 7-bit ones (255 · 63 · 2); the integer sums are then the same on
+every CPU, and a photo decodes to the same pixels on machines with and without VNNI.
 
 The quantization points of a chain conv → GDN → conv ... (layer indices as in the torch
 nn.Sequential), for each quantized layer i:
-- a convolution: `i.in` (its input) and `i.out` (its output, which GDN then reads twice);
-- a GDN: `i.square` (x², its 1×1 convolution's input) and `i.norm` (that convolution's output).
-A layer is quantized exactly when its points have ranges: which ones is the model's choice (the
-shipped scheme leaves the last convolution, the one that writes y, in float).
+- a convolution (g_s: a transposed one): `i.in` (its input) and `i.out` (its output, which GDN
+  then reads twice);
+- a GDN (g_s: an inverse GDN): `i.square` (x², its 1×1 convolution's input) and `i.norm` (that
+  convolution's output).
+A layer is quantized exactly when its points have ranges: which ones is the model's choice
+(imgarc.codec.fake_quant.quantizable_points says which imgarc quantizes, and why).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 
 from imgarc.errors import ModelError
 
-KEY_PREFIX = "int8/"  # weights-file keys: int8/g_a.<layer>.<point> = float64 [scale, zero point]
+KEY_PREFIX = "int8/"  # weights-file keys: int8/<network>.<layer>.<point> = float64 [scale, zero point]
 ACTIVATION_LEVELS = 255  # uint8 activations: 0 … 255
 WEIGHT_LIMIT = 127  # int8 weights, symmetric: −127 … 127
+SYNTHESIS_WEIGHT_LIMIT = 63  # g_s's: 7 bits, so no CPU's int8 kernel saturates (see above)
 CONV_POINTS = ("in", "out")
 GDN_POINTS = ("square", "norm")
+
+
+class QuantizedNetwork(str, Enum):
+    """A network that may run in int8 (its name is its weights' prefix)."""
+
+    G_A = "g_a"
+    G_S = "g_s"
 
 
 @dataclass(frozen=True)
@@ -67,7 +84,16 @@ class ActivationRange:
         return cls(float(a[0]), int(a[1]))
 
 
-Int8Ranges = Mapping[str, ActivationRange]  # "g_a.<layer>.<point>" -> its grid
+Int8Ranges = Mapping[str, ActivationRange]  # "<network>.<layer>.<point>" -> its grid
+
+
+def weight_limit(network: str) -> int:
+    """The largest int8 weight of `network`'s quantized convolutions (g_s: 7 bits, see above)."""
+    return SYNTHESIS_WEIGHT_LIMIT if network == QuantizedNetwork.G_S else WEIGHT_LIMIT
+
+
+def quantizes_network(ranges: Int8Ranges, network: str) -> bool:
+    return any(name.startswith(network + ".") for name in ranges)
 
 
 def point_name(network: str, layer: int, point: str) -> str:
@@ -85,15 +111,17 @@ def layer_ranges(ranges: Int8Ranges, network: str, layer: int, points: tuple[str
     return tuple(found)  # type: ignore[arg-type]
 
 
-def int8_weights(weight: np.ndarray, smallest_scale: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Convolution weights [out, in, kh, kw] as int8 per output channel, symmetric:
-    (q int8, scale float32 [out]) with weight ≈ scale · q, each scale at least `smallest_scale`
-    (a channel whose weights are all but zero would otherwise need a bias past int32)."""
-    w = np.asarray(weight, np.float32)
+def int8_weights(weight: np.ndarray, smallest_scale: np.ndarray | float = 0.0, limit: int = WEIGHT_LIMIT,
+                 axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Convolution weights [out, in, kh, kw] (a transposed convolution's [in, out, kh, kw]: axis 1)
+    as int8 per output channel, symmetric, within ±`limit`: (q int8, scale float32 [out]) with
+    weight ≈ scale · q, each scale at least `smallest_scale` (a channel whose weights are all
+    but zero would otherwise need a bias past int32)."""
+    w = np.moveaxis(np.asarray(weight, np.float32), axis, 0)
     peak = np.abs(w).reshape(w.shape[0], -1).max(axis=1)
-    scale = np.maximum(np.where(peak > 0, peak / WEIGHT_LIMIT, 1.0), smallest_scale).astype(np.float32)
-    q = np.clip(np.round(w / scale[:, None, None, None]), -WEIGHT_LIMIT, WEIGHT_LIMIT).astype(np.int8)
-    return q, scale
+    scale = np.maximum(np.where(peak > 0, peak / limit, 1.0), smallest_scale).astype(np.float32)
+    q = np.clip(np.round(w / scale[:, None, None, None]), -limit, limit).astype(np.int8)
+    return np.moveaxis(q, 0, axis), scale
 
 
 def save_arrays(ranges: Int8Ranges) -> dict[str, np.ndarray]:

@@ -7,8 +7,9 @@ run resumes where it stopped (the pruning is done once). The child trains on the
 objective (its λs, distortion and MS-SSIM share, read from the parent's weights file).
 
 An int8 variant (`int8_config`) is not pruned: it starts from the parent's weights, and only
-its g_a trains, through its int8 grid (quantization-aware training), so its decoder, coding
-tables and integer h_s stay the parent's and the parent decodes its archives.
+the quantized network (g_a or g_s) trains, through its int8 grid (quantization-aware
+training), so its coding tables and integer h_s stay the parent's. With an int8 g_a, the
+parent also decodes its archives; with an int8 g_s, it decodes them to slightly other pixels.
 """
 
 from __future__ import annotations
@@ -53,11 +54,13 @@ def child_config(parent_id: str, data: Path, run_dir: Path, widths: tuple[int, .
                        teacher=parent.path, **training)
 
 
-def int8_config(parent_id: str, data: Path, run_dir: Path, lambdas: tuple[float, ...] = (), **training) -> TrainConfig:
-    """The trainer's settings for quantization-aware training of an int8 g_a for `parent_id`."""
+def int8_config(parent_id: str, network: str, data: Path, run_dir: Path, lambdas: tuple[float, ...] = (),
+                **training) -> TrainConfig:
+    """The trainer's settings for quantization-aware training of an int8 `network` (g_a or g_s)
+    for `parent_id`."""
     widths = parent_architecture(parent_id).widths
     config = child_config(parent_id, data, run_dir, widths, lambdas, **training)
-    return dataclasses.replace(config, init_weights=config.teacher, train_only=("g_a",), int8_analysis=True)
+    return dataclasses.replace(config, init_weights=config.teacher, train_only=(network,), int8_network=network)
 
 
 def start_pruned_run(config: TrainConfig) -> Path:

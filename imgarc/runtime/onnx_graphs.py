@@ -9,8 +9,8 @@ the torch module (`g_a.0.weight`, `g_a.1.beta`, ...):
 - GDN / inverse GDN: x · rsqrt(conv1x1(x², γ, β)) / x · sqrt(...), with CompressAI's
   reparametrized β, γ = max(p, bound)² − pedestal, computed here once in float32;
 - LeakyReLU(0.01) / ReLU between the hyper-analysis convolutions.
-A model with an int8 g_a (imgarc.codec.int8) gets its quantized layers as ONNX Runtime's QDQ
-pattern (`NetworkGraphBuilder.int8_conv`), which ONNX Runtime runs with int8 kernels.
+A model with an int8 g_a or g_s (imgarc.codec.int8) gets its quantized layers as ONNX Runtime's
+QDQ pattern (`NetworkGraphBuilder.int8_conv`), which ONNX Runtime runs with int8 kernels.
 So the graph is read off the architecture; nothing is shipped beside the weights file.
 """
 
@@ -23,7 +23,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from imgarc.codec.architecture import Architecture
-from imgarc.codec.int8 import CONV_POINTS, GDN_POINTS, ActivationRange, Int8Ranges, int8_weights, layer_ranges
+from imgarc.codec.int8 import (CONV_POINTS, GDN_POINTS, ActivationRange, Int8Ranges, int8_weights, layer_ranges,
+                               weight_limit)
 from imgarc.errors import ModelError
 
 OPSET = 17
@@ -100,10 +101,11 @@ class NetworkGraphBuilder(GraphNodes):
             weight, bias = self.param(f"{p}.weight"), self.param(f"{p}.bias")
             quantized = layer_ranges(self.ranges, self.prefix, layer.index, CONV_POINTS)
             if quantized:
-                return self.int8_conv(x, weight, bias, *quantized, **shape)
+                return self.int8_conv(x, *self.int8_weights(weight, bias, quantized[0]), bias, *quantized, **shape)
             return self.node("Conv", [x, self.const(weight), self.const(bias)], **shape)
         if layer.kind == "deconv":
-            return self.transposed_conv(x, self.param(f"{p}.weight"), self.param(f"{p}.bias"))
+            quantized = layer_ranges(self.ranges, self.prefix, layer.index, CONV_POINTS)
+            return self.transposed_conv(x, self.param(f"{p}.weight"), self.param(f"{p}.bias"), quantized)
         if layer.kind in ("gdn", "igdn"):
             beta = self.reparametrized(f"{p}.beta")
             gamma = self.reparametrized(f"{p}.gamma")
@@ -111,7 +113,8 @@ class NetworkGraphBuilder(GraphNodes):
             square = self.node("Mul", [x, x])
             quantized = layer_ranges(self.ranges, self.prefix, layer.index, GDN_POINTS)
             if quantized:
-                norm = self.int8_conv(square, gamma.reshape(c, c, 1, 1), beta, *quantized, kernel_shape=[1, 1])
+                norm = self.int8_conv(square, *self.int8_weights(gamma.reshape(c, c, 1, 1), beta, quantized[0]), beta,
+                                      *quantized, kernel_shape=[1, 1])
             else:
                 norm = self.node("Conv", [square, self.const(gamma.reshape(c, c, 1, 1)), self.const(beta)], kernel_shape=[1, 1])
             root = self.node("Sqrt", [norm])
@@ -127,12 +130,18 @@ class NetworkGraphBuilder(GraphNodes):
         scale, zero = self.const(np.float32(grid.scale)), self.const(np.uint8(grid.zero_point), np.uint8)
         return self.node("DequantizeLinear", [self.node("QuantizeLinear", [x, scale, zero]), scale, zero])
 
-    def int8_conv(self, x: str, weight: np.ndarray, bias: np.ndarray, grid_in: ActivationRange, grid_out: ActivationRange,
-                  **attrs) -> str:
+    def int8_weights(self, weight: np.ndarray, bias: np.ndarray, grid_in: ActivationRange,
+                     axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """A convolution's int8 weights and their scale per output channel (`axis`), each scale
+        large enough that the int32 bias stays within BIAS_LIMIT."""
+        return int8_weights(weight, np.abs(bias) / (grid_in.scale * BIAS_LIMIT), weight_limit(self.prefix), axis)
+
+    def int8_conv(self, x: str, q: np.ndarray, weight_scale: np.ndarray, bias: np.ndarray, grid_in: ActivationRange,
+                  grid_out: ActivationRange, **attrs) -> str:
         """A convolution as ONNX Runtime's QDQ pattern, which it fuses into one int8 convolution
-        (QLinearConv): uint8 input and output on their grids, int8 weights per output channel,
-        the bias as int32 on the input's scale times each channel's weight scale."""
-        q, weight_scale = int8_weights(weight, np.abs(bias) / (grid_in.scale * BIAS_LIMIT))
+        (QLinearConv): uint8 input and output on their grids, int8 weights `q` [out, in, kh, kw]
+        scaled per output channel, the bias as int32 on the input's scale times each channel's
+        weight scale."""
         bias_scale = (np.float32(grid_in.scale) * weight_scale).astype(np.float32)
         q_bias = np.round(bias / bias_scale).astype(np.int32)
         w = self.node("DequantizeLinear", [self.const(q, np.int8), self.const(weight_scale),
@@ -141,17 +150,27 @@ class NetworkGraphBuilder(GraphNodes):
                                            self.const(np.zeros(len(q), np.int32), np.int32)], axis=0)
         return self.quantized(self.node("Conv", [self.quantized(x, grid_in), w, b], **attrs), grid_out)
 
-    def transposed_conv(self, x: str, weight: np.ndarray, bias: np.ndarray) -> str:
+    def transposed_conv(self, x: str, weight: np.ndarray, bias: np.ndarray,
+                        grids: tuple[ActivationRange, ...] | None = None) -> str:
         """A 5x5 stride-2 transposed convolution, as four phase convolutions (`phase_convolutions`)
-        or, with fewer output channels than a block, as one (`merged_phase_convolution`)."""
+        or, with fewer output channels than a block, as one (`merged_phase_convolution`); on int8
+        `grids` (input, output), each an int8 convolution (measured on g_s's middle layers: the
+        four phases 209 ms, one merged 225 ms, the same pixels)."""
+        if grids:
+            q, scale = self.int8_weights(weight, bias, grids[0], axis=1)
+            weight = q.astype(np.float32)  # integers, which the phases below only move
+
+        def conv(w: np.ndarray, b: np.ndarray, **attrs) -> str:
+            if grids:
+                return self.int8_conv(x, w.astype(np.int8), np.tile(scale, len(b) // len(scale)), b, *grids, **attrs)
+            return self.node("Conv", [x, self.const(w), self.const(b)], **attrs)
+
         if weight.shape[1] < NCHWC_BLOCK:
-            merged = self.node("Conv", [x, self.const(merged_phase_convolution(weight)), self.const(np.tile(bias, 4))],
-                               kernel_shape=[3, 3], pads=[1] * 4)
-            return self.node("DepthToSpace", [merged], blocksize=2, mode="DCR")
-        b = self.const(bias)
-        phases = [self.node("Conv", [x, self.const(w), b], kernel_shape=list(w.shape[2:]), pads=pads)
-                  for w, pads in phase_convolutions(weight)]
-        return self.node("DepthToSpace", [self.node("Concat", phases, axis=1)], blocksize=2, mode="DCR")
+            phases = conv(merged_phase_convolution(weight), np.tile(bias, 4), kernel_shape=[3, 3], pads=[1] * 4)
+        else:
+            phases = self.node("Concat", [conv(w, bias, kernel_shape=list(w.shape[2:]), pads=pads)
+                                          for w, pads in phase_convolutions(weight)], axis=1)
+        return self.node("DepthToSpace", [phases], blocksize=2, mode="DCR")
 
     def reparametrized(self, name: str) -> np.ndarray:
         """CompressAI's NonNegativeParametrizer: max(p, bound)² − pedestal, in float32 as torch does."""

@@ -20,7 +20,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, Inva
 
 from imgarc.background import ahead_of_need
 from imgarc.codec.architecture import Architecture
-from imgarc.codec.int8 import Int8Ranges
+from imgarc.codec.int8 import Int8Ranges, quantizes_network
 from imgarc.errors import ImgarcError
 from imgarc.fileio import write_file_atomic
 from imgarc.runtime.base import Networks
@@ -76,17 +76,18 @@ class OnnxNetworks(Networks):
         key = f"{weights_sha256[:32]}-{_builder_digest()}"
         providers = CUDA if cuda else CPU
         m = architecture.M
-        # An int8 g_a pays on CPUs (int8 kernels); a GPU runs the float one. Its graph has its own
-        # name in the cache: the same weights file gives either.
+        # An int8 g_a or g_s pays on CPUs (int8 kernels); a GPU runs the float one. Its graph has
+        # its own name in the cache: the same weights file gives either.
         ranges = None if cuda else int8_ranges
-        self._analysis = _LazySession("g_a-int8" if ranges else "g_a", key,
+        self._analysis = _LazySession(_graph_name("g_a", ranges), key,
                                       lambda graphs: graphs.build_graph("g_a", graphs.G_A, params, 3, ranges=ranges),
                                       (1, 3, 16, 16), providers)
         self._hyper = _LazySession(
             "h_a", key, lambda graphs: graphs.build_graph("h_a", graphs.h_a_layers(architecture), params, m,
                                                           absolute_input=architecture.scale_only), (1, m, 4, 4),
             providers)
-        self._synthesis = _LazySession("g_s", key, lambda graphs: graphs.build_graph("g_s", graphs.G_S, params, m),
+        self._synthesis = _LazySession(_graph_name("g_s", ranges), key,
+                                       lambda graphs: graphs.build_graph("g_s", graphs.G_S, params, m, ranges=ranges),
                                        (1, m, 1, 1), providers)
 
     def analysis(self, x: np.ndarray) -> np.ndarray:
@@ -104,6 +105,10 @@ class OnnxNetworks(Networks):
     def release_memory(self) -> None:
         for session in (self._analysis, self._hyper, self._synthesis):
             session.release_memory()
+
+
+def _graph_name(network: str, ranges: Int8Ranges | None) -> str:
+    return f"{network}-int8" if ranges and quantizes_network(ranges, network) else network
 
 
 class _LazySession:

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from imgarc.codec.architecture import COMPRESSAI_TABLE_BUFFERS, Architecture, build_model
-from imgarc.codec.fake_quant import Int8Analysis
-from imgarc.codec.int8 import Int8Ranges
+from imgarc.codec.fake_quant import Int8Network
+from imgarc.codec.int8 import Int8Ranges, quantizes_network
 from imgarc.errors import ModelError
 from imgarc.runtime.base import Networks
 
@@ -32,7 +32,9 @@ class TorchNetworks(Networks):
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         self.device = torch.device(device)
         if int8_ranges and self.device.type == "cpu":  # as ONNX Runtime runs it: int8 on CPUs only
-            model.g_a = Int8Analysis(model.g_a, int8_ranges)
+            for network in ("g_a", "g_s"):
+                if quantizes_network(int8_ranges, network):
+                    setattr(model, network, Int8Network(getattr(model, network), int8_ranges, network))
         self.model = model.eval().to(self.device)
         self.scale_only = architecture.scale_only
 

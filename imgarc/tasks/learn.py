@@ -37,7 +37,7 @@ from imgarc.tasks.latent_data import EncodedSet, Progress, encode_photos, heldou
 from imgarc.tasks.network import latent_net
 from imgarc.tasks.taskfile import LATENT_CLASSIFIER, Task
 from imgarc.tasks.train import TrainConfig, TrainLog, TrainResult, train_classifier
-from imgarc.train.publish import publish_encoder_variant
+from imgarc.train.publish import publish_network_variant
 
 DEFAULT_QUALITIES = (25, 50, 75, 95)
 
@@ -211,7 +211,7 @@ def _joint_stage(report: LearnReport, options: LearnOptions, joint: JointOptions
     meta = {**weights.meta, "parent": parent.model_id, "joint_task": record}
     description = (f"{parent.model_id}'s encoder fine-tuned with a {len(plain.classes)}-class task "
                    f"(γ {config.gamma:g}); decodes with {parent.model_id}'s decoder")
-    sha = publish_encoder_variant(weights, result.model, ENCODER, joint.model_id, joint.export_dir, parent.quality,
+    sha = publish_network_variant(weights, result.model, ENCODER, joint.model_id, joint.export_dir, parent.quality,
                                   description, meta)
     held = _encode(held_set, lambda p, sha: heldout_pairs(config.qualities), joint.model_id, options,
                    stage("encoding held-out photos with the variant"))

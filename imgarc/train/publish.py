@@ -19,8 +19,8 @@ def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: 
                        description: str, make_default: bool, half: bool = True, parent: str | None = None) -> str:
     """Export `checkpoint` as `<out_dir>/<model_id>.npz` and list it in out_dir/models.json
     (`parent`: the model a variant was made from, recorded in its weights file). A run that
-    trained only some networks of the weights it started from (an int8 g_a) exports those
-    networks, and their int8 grids, into a copy of that file (`publish_encoder_variant`)."""
+    trained only some networks of the weights it started from (an int8 g_a or g_s) exports those
+    networks, and their int8 grids, into a copy of that file (`publish_network_variant`)."""
     import torch
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -38,7 +38,7 @@ def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: 
         meta["distill"] = cfg.get("distill")
     if cfg.get("train_only") and cfg.get("init_weights"):
         start, _ = load_weights(Path(cfg["init_weights"]))
-        return publish_encoder_variant(start, model, tuple(cfg["train_only"]), model_id, out_dir, quality, description,
+        return publish_network_variant(start, model, tuple(cfg["train_only"]), model_id, out_dir, quality, description,
                                        {**start.meta, **meta}, load_arrays(state.get("int8_ranges", {})))
     return publish_model(model, arch, model_id, out_dir, quality, description, meta, make_default, half)
 
@@ -53,15 +53,17 @@ def publish_model(model, arch: Architecture, model_id: str, out_dir: Path, quali
     return sha
 
 
-def publish_encoder_variant(parent: WeightsFile, model, encoder: tuple[str, ...], model_id: str, out_dir: Path, quality: int,
-                            description: str, meta: dict, int8_ranges: Int8Ranges | None = None) -> str:
-    """Export a variant of `parent` whose `encoder` networks (g_a, h_a) are `model`'s and whose
-    every other array is the parent's own (coding tables, integer h_s, gains: copied, never
-    rebuilt, so the parent's decoder decodes the variant's archives to the same pixels) as
-    `<out_dir>/<model_id>.npz`, listed in out_dir/models.json."""
+def publish_network_variant(parent: WeightsFile, model, networks: tuple[str, ...], model_id: str, out_dir: Path,
+                            quality: int, description: str, meta: dict, int8_ranges: Int8Ranges | None = None) -> str:
+    """Export a variant of `parent` whose `networks` (g_a, h_a, g_s) are `model`'s, with their
+    `int8_ranges`, and whose every other array is the parent's own (coding tables, integer h_s,
+    gains: copied, never rebuilt, so an encoder variant's archives decode with the parent's
+    decoder to the same pixels), as `<out_dir>/<model_id>.npz`, listed in out_dir/models.json.
+    The parent's int8 grids of the other networks stay."""
     trained = float_params(model, half=True)
-    params = {k: trained[k] if k.split(".", 1)[0] in encoder else v for k, v in parent.params.items()}
-    variant = replace(parent, model_id=model_id, params=params, meta=meta, int8_ranges=int8_ranges or {})
+    params = {k: trained[k] if k.split(".", 1)[0] in networks else v for k, v in parent.params.items()}
+    ranges = {k: v for k, v in parent.int8_ranges.items() if k.split(".", 1)[0] not in networks}
+    variant = replace(parent, model_id=model_id, params=params, meta=meta, int8_ranges={**ranges, **(int8_ranges or {})})
     out_dir.mkdir(parents=True, exist_ok=True)
     filename = f"{model_id}.npz"
     sha = save_weights(variant, out_dir / filename)

@@ -20,7 +20,7 @@ import torch
 from pytorch_msssim import ms_ssim
 
 from imgarc.codec.architecture import MEAN_SCALE, Architecture, build_model
-from imgarc.codec.fake_quant import Int8Analysis, calibrated_ranges
+from imgarc.codec.fake_quant import Int8Network, calibrated_ranges, synthesis_ranges
 from imgarc.codec.gained import GAIN_NAMES, initial_gains
 from imgarc.codec.int8 import load_arrays, save_arrays
 from imgarc.codec.weights import load_weights
@@ -30,7 +30,9 @@ from imgarc.train.crops import CropSampler, load_photos, prefetched
 
 
 CHECKPOINT_NAME = "checkpoint.pt"
-CALIBRATION_CROPS = 16  # crops an int8 g_a's grids are measured on (int8_analysis)
+# How each int8 network's grids are made (keys: imgarc.codec.int8.QuantizedNetwork's values).
+INT8_CALIBRATION = {"g_a": calibrated_ranges, "g_s": synthesis_ranges}
+CALIBRATION_CROPS = 16  # crops an int8 network's grids are measured on (int8_network)
 
 
 DISTORTIONS = ("mse", "msssim", "mixed")
@@ -71,9 +73,9 @@ class TrainConfig:
     # Networks that train (g_a, h_a, g_s, h_s, entropy_bottleneck, ...); empty: all of them.
     # Anything else keeps the weights the run started from.
     train_only: tuple[str, ...] = ()
-    # Quantization-aware training of an int8 g_a (imgarc.codec.fake_quant): its grids are
-    # calibrated on the first crops, kept in the checkpoint, and exported with the weights.
-    int8_analysis: bool = False
+    # Quantization-aware training of an int8 g_a or g_s (imgarc.codec.fake_quant): its grids
+    # are calibrated on the first crops, kept in the checkpoint, and exported with the weights.
+    int8_network: str | None = None
 
     def record(self) -> dict:
         """The settings as a checkpoint stores them (paths as strings)."""
@@ -91,9 +93,10 @@ class TrainConfig:
             raise UsageError("--lambdas needs at least two distinct positive values in ascending order")
         if self.architecture.rate_points > 1 and len(self.lambdas) != self.architecture.rate_points:
             raise UsageError("a variable-rate model needs one λ per rate point (--lambdas)")
-        if self.int8_analysis and (self.train_only != ("g_a",) or self.init_weights is None):
+        if self.int8_network and (self.int8_network not in INT8_CALIBRATION or self.train_only != (self.int8_network,)
+                                  or self.init_weights is None):
             # Its grids are exported only into a copy of the weights it started from (train.publish).
-            raise UsageError("an int8 g_a trains g_a alone, from exported weights (imgarc optimize --int8)")
+            raise UsageError("an int8 network (g_a or g_s) trains alone, from exported weights (imgarc optimize --int8)")
 
 
 def parse_channels(text: str) -> tuple[int, int]:
@@ -247,17 +250,19 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         # From scratch, spread the rate points' quantization steps apart from the first step.
         model.set_initial_gains(initial_gains(list(config.lambdas), config.lambdas[len(config.lambdas) // 2]).to(device))
     point_rng = random.Random(config.seed * 7919 + step)
-    teacher = load_teacher(config.teacher, device) if config.teacher is not None else None
+    teacher = load_teacher(config.teacher, device) if config.teacher is not None and config.distill > 0 else None
 
     photos = load_photos(config.data, config.crop)
     int8_ranges = {}
-    if config.int8_analysis:
+    if config.int8_network:
         if "int8_ranges" in state:
             int8_ranges = load_arrays(state["int8_ranges"])
         else:
             crops = CropSampler(photos, config.crop, seed=config.seed).batch(CALIBRATION_CROPS)
-            int8_ranges = calibrated_ranges(model, torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float().div_(255))
-        model.g_a = Int8Analysis(model.g_a, int8_ranges)  # the same parameters, trained through the grid
+            calibration = INT8_CALIBRATION[config.int8_network]
+            int8_ranges = calibration(model, torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float().div_(255))
+        network = config.int8_network  # the same parameters, trained through the grid
+        setattr(model, network, Int8Network(getattr(model, network), int8_ranges, network))
     sampler = CropSampler(photos, config.crop, seed=config.seed + step)
     batches = prefetched(lambda: sampler.batch(config.batch))
     budget = spent + config.minutes * 60.0
