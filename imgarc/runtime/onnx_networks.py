@@ -76,18 +76,19 @@ class OnnxNetworks(Networks):
         key = f"{weights_sha256[:32]}-{_builder_digest()}"
         providers = CUDA if cuda else CPU
         m = architecture.M
-        # An int8 g_a or g_s pays on CPUs (int8 kernels); a GPU runs the float one. Its graph has
-        # its own name in the cache: the same weights file gives either.
-        ranges = None if cuda else int8_ranges
-        self._analysis = _LazySession(_graph_name("g_a", ranges), key,
-                                      lambda graphs: graphs.build_graph("g_a", graphs.G_A, params, 3, ranges=ranges),
+        # An int8 g_a pays on CPUs (int8 kernels); a GPU runs the float one, which only moves y.
+        # An int8 g_s decides the pixels, so a GPU runs its grid too (QDQ in float arithmetic,
+        # as the torch runtime does). An int8 graph has its own name in the cache.
+        analysis_ranges = None if cuda else int8_ranges
+        self._analysis = _LazySession(_graph_name("g_a", analysis_ranges), key,
+                                      lambda graphs: graphs.build_graph("g_a", graphs.G_A, params, 3, ranges=analysis_ranges),
                                       (1, 3, 16, 16), providers)
         self._hyper = _LazySession(
             "h_a", key, lambda graphs: graphs.build_graph("h_a", graphs.h_a_layers(architecture), params, m,
                                                           absolute_input=architecture.scale_only), (1, m, 4, 4),
             providers)
-        self._synthesis = _LazySession(_graph_name("g_s", ranges), key,
-                                       lambda graphs: graphs.build_graph("g_s", graphs.G_S, params, m, ranges=ranges),
+        self._synthesis = _LazySession(_graph_name("g_s", int8_ranges), key,
+                                       lambda graphs: graphs.build_graph("g_s", graphs.G_S, params, m, ranges=int8_ranges),
                                        (1, m, 1, 1), providers)
 
     def analysis(self, x: np.ndarray) -> np.ndarray:

@@ -31,10 +31,12 @@ class TorchNetworks(Networks):
             raise ModelError(f"weights for model {model_id!r} do not fit its architecture "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         self.device = torch.device(device)
-        if int8_ranges and self.device.type == "cpu":  # as ONNX Runtime runs it: int8 on CPUs only
-            for network in ("g_a", "g_s"):
-                if quantizes_network(int8_ranges, network):
-                    setattr(model, network, Int8Network(getattr(model, network), int8_ranges, network))
+        # As ONNX Runtime runs them: an int8 g_a on CPUs only (on a GPU the float one only moves y),
+        # an int8 g_s everywhere (it decides the pixels).
+        if int8_ranges and quantizes_network(int8_ranges, "g_a") and self.device.type == "cpu":
+            model.g_a = Int8Network(model.g_a, int8_ranges, "g_a")
+        if int8_ranges and quantizes_network(int8_ranges, "g_s"):
+            model.g_s = Int8Network(model.g_s, int8_ranges, "g_s")
         self.model = model.eval().to(self.device)
         self.scale_only = architecture.scale_only
 
