@@ -37,13 +37,22 @@ def fake_quantized(x: torch.Tensor, grid: ActivationRange) -> torch.Tensor:
     return torch.fake_quantize_per_tensor_affine(x, grid.scale, grid.zero_point, 0, ACTIVATION_LEVELS)
 
 
-def fake_int8_weights(w: torch.Tensor, limit: int, axis: int) -> torch.Tensor:
+def fake_int8_weights(w: torch.Tensor, limit: int, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights rounded to int8 per output channel (`axis`), within ±`limit`
-    (imgarc.codec.int8.int8_weights); the scale follows the weights but takes no gradient."""
+    (imgarc.codec.int8.int8_weights), and their scale, which follows the weights but takes no
+    gradient."""
     peak = w.detach().abs().transpose(0, axis).flatten(1).amax(1)
     scale = torch.where(peak > 0, peak / limit, torch.ones_like(peak)).float()
     zero = torch.zeros(len(scale), dtype=torch.int32, device=w.device)
-    return torch.fake_quantize_per_channel_affine(w, scale, zero, axis, -limit, limit)
+    return torch.fake_quantize_per_channel_affine(w, scale, zero, axis, -limit, limit), scale
+
+
+def fake_int32_bias(b: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """The bias rounded to its int32 grid (per channel `step`: input scale × weight scale), as the
+    int8 graph stores it; the gradient passes straight through. Without it, torch's outputs sat a
+    few thousandths of a grid step off ONNX Runtime's and rounded to the other side in 0.3 % of
+    g_s's values (then up to 4 levels in the pixels)."""
+    return b + (torch.round(b / step) * step - b).detach()
 
 
 class Int8Network(nn.Sequential):
@@ -58,17 +67,17 @@ class Int8Network(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         for i, layer in enumerate(self):
             if isinstance(layer, nn.ConvTranspose2d) and self.quantizes(i, CONV_POINTS):
-                x = F.conv_transpose2d(self.on_grid(i, "in", x), self.weights(layer.weight, axis=1), layer.bias,
-                                       layer.stride, layer.padding, layer.output_padding)
+                w, b = self.parameters_on_grid(i, "in", layer.weight, layer.bias, axis=1)
+                x = F.conv_transpose2d(self.on_grid(i, "in", x), w, b, layer.stride, layer.padding, layer.output_padding)
                 x = self.on_grid(i, "out", x)
             elif isinstance(layer, nn.Conv2d) and self.quantizes(i, CONV_POINTS):
-                x = F.conv2d(self.on_grid(i, "in", x), self.weights(layer.weight), layer.bias, layer.stride, layer.padding)
-                x = self.on_grid(i, "out", x)
+                w, b = self.parameters_on_grid(i, "in", layer.weight, layer.bias)
+                x = self.on_grid(i, "out", F.conv2d(self.on_grid(i, "in", x), w, b, layer.stride, layer.padding))
             elif isinstance(layer, GDN) and self.quantizes(i, GDN_POINTS):
                 c = x.shape[1]
-                gamma = layer.gamma_reparam(layer.gamma).reshape(c, c, 1, 1)
-                norm = self.on_grid(i, "norm", F.conv2d(self.on_grid(i, "square", x * x), self.weights(gamma),
-                                                        layer.beta_reparam(layer.beta)))
+                w, b = self.parameters_on_grid(i, "square", layer.gamma_reparam(layer.gamma).reshape(c, c, 1, 1),
+                                               layer.beta_reparam(layer.beta))
+                norm = self.on_grid(i, "norm", F.conv2d(self.on_grid(i, "square", x * x), w, b))
                 norm = norm.clamp_min(NORM_FLOOR)
                 x = x * torch.sqrt(norm) if layer.inverse else x * torch.rsqrt(norm)
             else:
@@ -81,8 +90,12 @@ class Int8Network(nn.Sequential):
     def on_grid(self, layer: int, point: str, x: torch.Tensor) -> torch.Tensor:
         return fake_quantized(x, self.ranges[point_name(self.network, layer, point)])
 
-    def weights(self, w: torch.Tensor, axis: int = 0) -> torch.Tensor:
-        return fake_int8_weights(w, weight_limit(self.network), axis)
+    def parameters_on_grid(self, layer: int, input_point: str, w: torch.Tensor, b: torch.Tensor,
+                           axis: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """A quantized convolution's weights (output channels on `axis`) and bias as its int8
+        graph holds them: int8 weights, the bias on the input's scale × each weight scale."""
+        w, scale = fake_int8_weights(w, weight_limit(self.network), axis)
+        return w, fake_int32_bias(b, self.ranges[point_name(self.network, layer, input_point)].scale * scale)
 
 
 class RangeObserver(Int8Network):
@@ -103,8 +116,9 @@ class RangeObserver(Int8Network):
         self.high[name] = max(self.high.get(name, 0.0), float(x.max()))
         return x
 
-    def weights(self, w: torch.Tensor, axis: int = 0) -> torch.Tensor:
-        return w
+    def parameters_on_grid(self, layer: int, input_point: str, w: torch.Tensor, b: torch.Tensor,
+                           axis: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        return w, b
 
 
 def quantizable_points(net: nn.Sequential, network: str) -> list[str]:
