@@ -252,3 +252,18 @@ def test_int8_network_goes_with_int8(tmp_path):
     done = run(["optimize", "--parent", VR_MODEL_ID, "--int8-network", "g_s", "--run-dir", str(tmp_path / "r"),
                 "--lambdas", "0.005,0.02,0.08"], env)
     assert done.returncode == 2 and "--int8-network goes with --int8" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_gdn_norm_grid_that_rounds_beta_to_zero_is_refused_and_never_made(tiny_vr):
+    weights, _ = tiny_vr
+    model = TorchNetworks(weights.architecture, weights.params, weights.model_id).model
+    with torch.no_grad():
+        model.g_a[1].beta.fill_(1e-4)  # β ≈ 1e-6 after reparametrization, as training can leave it
+    crops = torch.from_numpy(np.stack([noise_rgb(48, 48, k) for k in range(4)]).transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    ranges = calibrated_ranges(model, crops)
+    assert "g_a.1.norm" not in ranges and "g_a.1.square" not in ranges and "g_a.3.norm" in ranges  # that GDN stays float
+    params = {**weights.params, "g_a.1.beta": model.g_a[1].beta.detach().numpy()}
+    forced = {**ranges, "g_a.1.square": ActivationRange(0.01, 0), "g_a.1.norm": ActivationRange(0.01, 0)}
+    with pytest.raises(ModelError, match=r"g_a\.1\.norm rounds β to 0"):
+        onnx_graphs.build_graph("g_a", onnx_graphs.G_A, params, 3, ranges=forced)
+    onnx_graphs.build_graph("g_a", onnx_graphs.G_A, params, 3, ranges=ranges)  # without it, it builds

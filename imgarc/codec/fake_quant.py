@@ -20,7 +20,7 @@ from compressai.layers import GDN
 from torch import nn
 
 from imgarc.codec.int8 import (ACTIVATION_LEVELS, CONV_POINTS, GDN_POINTS, ActivationRange, Int8Ranges, QuantizedNetwork,
-                               layer_ranges, point_name, weight_limit)
+                               layer_ranges, norm_grid_holds, point_name, weight_limit)
 
 # How far `search_ranges` may narrow a grid: a few values far out stretch a tensor's range,
 # and clipping them costs the output less than coarse steps for all the others (measured on
@@ -178,7 +178,20 @@ def calibrated_ranges(model: nn.Module, crops: torch.Tensor) -> dict[str, Activa
     ranges = calibrate(model.g_a, "g_a", crops.split(4), points)
     gains = getattr(model, "gains_at", None)
     weight = gains(model.rate_points - 1)[0][None, :, None, None] if gains else torch.ones(())
-    return search_ranges(model.g_a, "g_a", crops[:SEARCH_CROPS], ranges, weight.to(crops.device))
+    return without_zero_norms(model.g_a, search_ranges(model.g_a, "g_a", crops[:SEARCH_CROPS], ranges,
+                                                       weight.to(crops.device)))
+
+
+def without_zero_norms(g_a: nn.Sequential, ranges: Int8Ranges) -> dict[str, ActivationRange]:
+    """`ranges` less those of any GDN whose norm grid would round β to 0 (int8.norm_grid_holds):
+    that GDN then runs in float."""
+    kept = dict(ranges)
+    for i, layer in enumerate(g_a):
+        grid = kept.get(point_name("g_a", i, "norm"))
+        if isinstance(layer, GDN) and grid and not norm_grid_holds(layer.beta_reparam(layer.beta).detach().cpu().numpy(), grid):
+            for p in GDN_POINTS:
+                kept.pop(point_name("g_a", i, p))
+    return kept
 
 
 @torch.no_grad()

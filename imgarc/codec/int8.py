@@ -111,6 +111,13 @@ def layer_ranges(ranges: Int8Ranges, network: str, layer: int, points: tuple[str
     return tuple(found)  # type: ignore[arg-type]
 
 
+def norm_grid_holds(beta: np.ndarray, grid: ActivationRange) -> bool:
+    """Whether a GDN's norm grid keeps every channel's norm above 0: the norm is at least β, and a
+    β under half a step rounds to 0 where x is 0 there, which a GDN then divides by (y turns to
+    NaN and the archive to garbage). An inverse GDN multiplies instead and needs no such check."""
+    return bool(np.min(beta) >= grid.scale / 2)
+
+
 def int8_weights(weight: np.ndarray, smallest_scale: np.ndarray | float = 0.0, limit: int = WEIGHT_LIMIT,
                  axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Convolution weights [out, in, kh, kw] (a transposed convolution's [in, out, kh, kw]: axis 1)

@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from imgarc.codec.architecture import Architecture
 from imgarc.codec.int8 import (CONV_POINTS, GDN_POINTS, ActivationRange, Int8Ranges, int8_weights, layer_ranges,
-                               weight_limit)
+                               norm_grid_holds, weight_limit)
 from imgarc.errors import ModelError
 
 OPSET = 17
@@ -112,6 +112,9 @@ class NetworkGraphBuilder(GraphNodes):
             c = beta.shape[0]
             square = self.node("Mul", [x, x])
             quantized = layer_ranges(self.ranges, self.prefix, layer.index, GDN_POINTS)
+            if quantized and layer.kind == "gdn" and not norm_grid_holds(beta, quantized[1]):
+                raise ModelError(f"the weights file's int8 grid for {self.prefix}.{layer.index}.norm rounds β to 0: "
+                                 "not a network this imgarc can run")
             if quantized:
                 norm = self.int8_conv(square, *self.int8_weights(gamma.reshape(c, c, 1, 1), beta, quantized[0]), beta,
                                       *quantized, kernel_shape=[1, 1])
