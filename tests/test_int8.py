@@ -58,12 +58,17 @@ def test_int8_weights_are_per_channel_and_within_half_a_step():
 INT8_VR_MODEL_ID = "tiny-vr-int8-both"
 
 
+def noise_crops(count: int, size: int) -> torch.Tensor:
+    """`count` noise photos of size × size as a batch [count, 3, size, size] in [0, 1]."""
+    return torch.from_numpy(np.stack([noise_rgb(size, size, k) for k in range(count)]).transpose(0, 3, 1, 2).astype(np.float32) / 255)
+
+
 def export_tiny_int8_variant(folder: Path) -> str:
     """The tiny variable-rate model (installed in `folder`) with an int8 g_a and g_s, their grids
     calibrated on noise, installed beside it: its archives take the int8 paths on every runtime."""
     weights, _ = load_weights(folder / f"{VR_MODEL_ID}.npz")
     model = TorchNetworks(weights.architecture, weights.params, weights.model_id).model
-    crops = torch.from_numpy(np.stack([noise_rgb(64, 64, k) for k in range(2)]).transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    crops = noise_crops(2, 64)
     ranges = {**calibrate(model.g_a, "g_a", [crops], quantizable_points(model.g_a, "g_a")),
               **calibrate(model.g_s, "g_s", [decoded_latents(model, crops)], quantizable_points(model.g_s, "g_s"))}
     variant = replace(weights, model_id=INT8_VR_MODEL_ID, int8_ranges=ranges, meta={**weights.meta, "parent": VR_MODEL_ID})
@@ -113,7 +118,7 @@ def test_the_int8_graph_runs_int8_kernels_and_matches_torch_fake_quantization(ti
 def test_the_int8_g_s_graph_runs_int8_kernels_and_matches_torch_fake_quantization(tiny_vr, tmp_path):
     weights, _ = tiny_vr
     model = TorchNetworks(weights.architecture, weights.params, weights.model_id).model
-    crops = torch.from_numpy(np.stack([noise_rgb(64, 64, k) for k in range(2)]).transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    crops = noise_crops(2, 64)
     y_hat = decoded_latents(model, crops)
     assert y_hat.shape == (2 * weights.architecture.rate_points, weights.architecture.M, 4, 4)
     ranges = calibrate(model.g_s, "g_s", [y_hat], quantizable_points(model.g_s, "g_s"))
@@ -143,7 +148,7 @@ def test_the_int8_g_s_graph_runs_int8_kernels_and_matches_torch_fake_quantizatio
 def test_searched_grids_bring_y_closer_to_the_float_g_a(tiny_vr):
     weights, _ = tiny_vr
     model = TorchNetworks(weights.architecture, weights.params, weights.model_id).model
-    crops = torch.from_numpy(np.stack([noise_rgb(48, 48, k) for k in range(4)]).transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    crops = noise_crops(4, 48)
     minmax = calibrate(model.g_a, "g_a", crops.split(4), quantizable_points(model.g_a, "g_a"))
     searched = calibrated_ranges(model, crops)
     assert searched.keys() == minmax.keys() and searched != minmax
@@ -259,7 +264,7 @@ def test_a_gdn_norm_grid_that_rounds_beta_to_zero_is_refused_and_never_made(tiny
     model = TorchNetworks(weights.architecture, weights.params, weights.model_id).model
     with torch.no_grad():
         model.g_a[1].beta.fill_(1e-4)  # β ≈ 1e-6 after reparametrization, as training can leave it
-    crops = torch.from_numpy(np.stack([noise_rgb(48, 48, k) for k in range(4)]).transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    crops = noise_crops(4, 48)
     ranges = calibrated_ranges(model, crops)
     assert "g_a.1.norm" not in ranges and "g_a.1.square" not in ranges and "g_a.3.norm" in ranges  # that GDN stays float
     params = {**weights.params, "g_a.1.beta": model.g_a[1].beta.detach().numpy()}
