@@ -172,10 +172,7 @@ def main() -> None:
         graph = model.SerializeToString() if exclude is None else quantized(model, exclude, calibration, args.work)
         results[name] = {"g_a_ms": graph_ms(graph, x), "curve": rate_distortion(codec, graph, photos, qualities)}
         print(name, round(results[name]["g_a_ms"], 1), "ms", flush=True)
-    reference = results["float"]
-    for name, r in results.items():
-        r["speedup"] = reference["g_a_ms"] / r["g_a_ms"]
-        r["bd_rate_vs_float"] = bd_rates(r["curve"], reference["curve"])
+    compare_to_float(results, "g_a")
     document = {"model": model_id, "machine": machine_line(), "qualities": qualities, "calibration_photos": len(calibration),
                 "photos": len(photos), "results": results}
     write_results(args.out, document, report(document))
@@ -188,6 +185,15 @@ def report(d: dict) -> str:
               f"{', '.join(map(str, d['qualities']))}; ranges calibrated on {d['calibration_photos']} training crops.\n\n")
     out.write(speed_and_curves(d["results"], d["qualities"]))
     return out.getvalue()
+
+
+def compare_to_float(rows: dict[str, dict], network: str) -> None:
+    """Add each row's speed-up (its `<network>_ms` against the "float" row's) and its BD-rates
+    against the float row's curve."""
+    reference = rows["float"]
+    for r in rows.values():
+        r["speedup"] = reference[network + "_ms"] / r[network + "_ms"]
+        r["bd_rate_vs_float"] = bd_rates(r["curve"], reference["curve"])
 
 
 def speed_and_curves(results: dict[str, dict], qualities: list[int], network: str = "g_a") -> str:

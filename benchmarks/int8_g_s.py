@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from common import first_files, load_rgb, machine_line
-from int8_g_a import (KODAK, TIMED_PHOTO, _as_input, bd_rates, calibration_photos, codec_rate_distortion, graph_ms,
-                      session, speed_and_curves, write_results)
+from int8_g_a import (KODAK, TIMED_PHOTO, _as_input, calibration_photos, codec_rate_distortion, compare_to_float,
+                      graph_ms, session, speed_and_curves, write_results)
 
 from imgarc.codec.fake_quant import calibrate, decoded_latents, quantizable_points
 from imgarc.codec.image_codec import to_pixels
@@ -98,10 +98,7 @@ def main() -> None:
                       "weights": str(path), "steps": weights.meta.get("steps"), "train_seconds": weights.meta.get("train_seconds"),
                       "torch_vs_onnx": torch_agreement(weights, graph, y_hat)}
         print(name, round(rows[name]["g_s_ms"], 1), "ms", rows[name]["torch_vs_onnx"], flush=True)
-    reference = rows["float"]
-    for r in rows.values():
-        r["speedup"] = reference["g_s_ms"] / r["g_s_ms"]
-        r["bd_rate_vs_float"] = bd_rates(r["curve"], reference["curve"])
+    compare_to_float(rows, "g_s")
     document = {"model": model_id, "machine": machine_line(), "qualities": qualities, "calibration_photos": len(crops),
                 "photos": len(photos), "command": " ".join(["python benchmarks/int8_g_s.py", *sys.argv[1:]]), "results": rows}
     write_results(args.out, document, report(document))

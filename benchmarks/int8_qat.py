@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from common import first_files, load_rgb, machine_line
-from int8_g_a import (KODAK, TIMED_PHOTO, _as_input, bd_rates, calibration_photos, graph_ms, rate_distortion,
+from int8_g_a import (KODAK, TIMED_PHOTO, _as_input, calibration_photos, compare_to_float, graph_ms, rate_distortion,
                       speed_and_curves, write_results)
 
 from imgarc.codec.fake_quant import calibrate, calibrated_ranges, quantizable_points
@@ -77,10 +77,7 @@ def main() -> None:
         rows[name] = {"g_a_ms": graph_ms(graph, x), "curve": rate_distortion(codec, graph, photos, qualities),
                       "weights": str(path), "steps": weights.meta.get("steps"), "train_seconds": weights.meta.get("train_seconds")}
         print(name, round(rows[name]["g_a_ms"], 1), "ms", flush=True)
-    reference = rows["float"]
-    for r in rows.values():
-        r["speedup"] = reference["g_a_ms"] / r["g_a_ms"]
-        r["bd_rate_vs_float"] = bd_rates(r["curve"], reference["curve"])
+    compare_to_float(rows, "g_a")
     document = {"model": model_id, "machine": machine_line(), "qualities": qualities, "calibration_photos": len(crops),
                 "photos": len(photos), "command": " ".join(["python benchmarks/int8_qat.py", *sys.argv[1:]]), "results": rows}
     write_results(args.out, document, report(document))
