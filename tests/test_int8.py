@@ -92,17 +92,22 @@ def calibrated(weights) -> dict:
     return calibrate(g_a, "g_a", [x], quantizable_points(g_a, "g_a"))
 
 
+def optimized_session(graph: bytes, tmp_path: Path) -> tuple[ort.InferenceSession, onnx.GraphProto]:
+    """A CPU session of `graph`, and the graph as ONNX Runtime optimized it (fusions included)."""
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    return session, onnx.load(str(tmp_path / "optimized.onnx")).graph
+
+
 def test_the_int8_graph_runs_int8_kernels_and_matches_torch_fake_quantization(tiny_vr, tmp_path):
     weights, _ = tiny_vr
     ranges = calibrated(weights)
     convs = [i for i, layer in enumerate(onnx_graphs.G_A) if layer.kind == "conv"]
     assert f"g_a.{convs[-1]}.in" not in ranges and f"g_a.{convs[0]}.in" in ranges  # all but the last convolution
     graph = onnx_graphs.build_graph("g_a", onnx_graphs.G_A, weights.params, 3, ranges=ranges)
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-
-    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    session, optimized = optimized_session(graph, tmp_path)
+    ops = [n.op_type for n in optimized.node]
     assert ops.count("QLinearConv") == 6  # three 5x5 and three GDN convolutions fused into int8 kernels
 
     x = noise_rgb(96, 128, 5).transpose(2, 0, 1)[None].astype(np.float32) / 255
@@ -124,11 +129,7 @@ def test_the_int8_g_s_graph_runs_int8_kernels_and_matches_torch_fake_quantizatio
     ranges = calibrate(model.g_s, "g_s", [y_hat], quantizable_points(model.g_s, "g_s"))
     assert sorted({int(name.split(".")[1]) for name in ranges}) == [2, 3, 4, 5]  # the middle layers only
     graph = onnx_graphs.build_graph("g_s", onnx_graphs.G_S, weights.params, weights.architecture.M, ranges=ranges)
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-
-    optimized = onnx.load(str(tmp_path / "optimized.onnx")).graph
+    session, optimized = optimized_session(graph, tmp_path)
     assert [n.op_type for n in optimized.node].count("QLinearConv") == 4  # two transposed, two IGDN convolutions
     int8_weights_in_graph = [numpy_helper.to_array(t) for t in optimized.initializer if t.data_type == onnx.TensorProto.INT8]
     assert int8_weights_in_graph and max(np.abs(w.astype(int)).max() for w in int8_weights_in_graph) <= SYNTHESIS_WEIGHT_LIMIT
