@@ -101,7 +101,8 @@ class NetworkGraphBuilder(GraphNodes):
             weight, bias = self.param(f"{p}.weight"), self.param(f"{p}.bias")
             quantized = layer_ranges(self.ranges, self.prefix, layer.index, CONV_POINTS)
             if quantized:
-                return self.int8_conv(x, *self.int8_weights(weight, bias, quantized[0]), bias, *quantized, **shape)
+                return self.int8_conv(self.quantized(x, quantized[0]), *self.int8_weights(weight, bias, quantized[0]), bias,
+                                      *quantized, **shape)
             return self.node("Conv", [x, self.const(weight), self.const(bias)], **shape)
         if layer.kind == "deconv":
             quantized = layer_ranges(self.ranges, self.prefix, layer.index, CONV_POINTS)
@@ -116,8 +117,9 @@ class NetworkGraphBuilder(GraphNodes):
                 raise ModelError(f"the weights file's int8 grid for {self.prefix}.{layer.index}.norm rounds β to 0: "
                                  "not a network this imgarc can run")
             if quantized:
-                norm = self.int8_conv(square, *self.int8_weights(gamma.reshape(c, c, 1, 1), beta, quantized[0]), beta,
-                                      *quantized, kernel_shape=[1, 1])
+                norm = self.int8_conv(self.quantized(square, quantized[0]),
+                                      *self.int8_weights(gamma.reshape(c, c, 1, 1), beta, quantized[0]), beta, *quantized,
+                                      kernel_shape=[1, 1])
             else:
                 norm = self.node("Conv", [square, self.const(gamma.reshape(c, c, 1, 1)), self.const(beta)], kernel_shape=[1, 1])
             root = self.node("Sqrt", [norm])
@@ -154,14 +156,15 @@ class NetworkGraphBuilder(GraphNodes):
         """A convolution as ONNX Runtime's QDQ pattern, which it fuses into one int8 convolution
         (QLinearConv): uint8 input and output on their grids, int8 weights `q` [out, in, kh, kw]
         scaled per output channel, the bias as int32 on the input's scale times each channel's
-        weight scale. The output dequantized, or (`dequantize` False) as uint8."""
+        weight scale. `x` is already through its grid (`quantized`: once, however many
+        convolutions read it); the output dequantized, or (`dequantize` False) as uint8."""
         bias_scale = (np.float32(grid_in.scale) * weight_scale).astype(np.float32)
         q_bias = np.round(bias / bias_scale).astype(np.int32)
         w = self.node("DequantizeLinear", [self.const(q, np.int8), self.const(weight_scale),
                                            self.const(np.zeros(len(q), np.int8), np.int8)], axis=0)
         b = self.node("DequantizeLinear", [self.const(q_bias, np.int32), self.const(bias_scale),
                                            self.const(np.zeros(len(q), np.int32), np.int32)], axis=0)
-        out = self.uint8(self.node("Conv", [self.quantized(x, grid_in), w, b], **attrs), grid_out)
+        out = self.uint8(self.node("Conv", [x, w, b], **attrs), grid_out)
         return self.dequantized(out, grid_out) if dequantize else out
 
     def transposed_conv(self, x: str, weight: np.ndarray, bias: np.ndarray,
@@ -175,6 +178,7 @@ class NetworkGraphBuilder(GraphNodes):
         if grids:
             q, scale = self.int8_weights(weight, bias, grids[0], axis=1)
             weight = q.astype(np.float32)  # integers, which the phases below only move
+            x = self.quantized(x, grids[0])
 
         def conv(w: np.ndarray, b: np.ndarray, **attrs) -> str:
             if grids:
