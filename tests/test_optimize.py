@@ -14,7 +14,8 @@ import torch
 
 from imgarc.codec.architecture import MEAN_SCALE, Architecture, build_model, macs_per_pixel
 from imgarc.codec.weights import load_weights
-from imgarc.optimize.prune import Kept, choose_channels, prune_model, pruned_state, widths_for
+from imgarc.optimize.prune import Kept, choose_channels, parameter_count, prune_model, pruned_state
+from imgarc.optimize.widths import GROUP_NAMES, architecture_of, group_widths, widths_for
 from tests.conftest import image_bytes, noise_rgb
 from tests.test_variable_rate import VR_MODEL_ID, export_tiny_vr_model
 
@@ -30,44 +31,71 @@ def vr_model(n: int = 16, m: int = 8):
 def test_pruning_to_the_full_width_is_the_parent():
     model, arch = vr_model()
     x = torch.rand(2, 3, 64, 64)
-    child, child_arch = prune_model(model, arch, arch.inner_widths, x, rate_position=1.0)
+    child, child_arch, kept = prune_model(model, arch, group_widths(arch), x, rate_position=1.0)
     with torch.no_grad():
         assert torch.equal(child.eval()(x, rate_position=1.0)["x_hat"], model(x, rate_position=1.0)["x_hat"])
-    assert child_arch.widths == arch.inner_widths
+    assert group_widths(child_arch) == group_widths(arch) and kept.latents == list(range(arch.M))
+
+
+KEPT = {"g_a.0": [1, 5, 9], "g_a.2": [0, 2], "g_a.4": [3, 4, 15], "latents": [0, 3, 6], "g_s.0": [7], "g_s.2": [2, 3],
+        "g_s.4": [0, 8, 12, 14], "h_a.0": [2, 11], "h_a.2": [4], "hyper_latents": [1, 2, 13], "h_s.0": [0, 5], "h_s.2": [6, 7, 11]}
 
 
 def test_a_pruned_child_holds_exactly_the_kept_channels_of_the_parent():
-    model, _ = vr_model()
-    kept = Kept(tuple(torch.tensor(c) for c in ([1, 5, 9], [0, 2], [3, 4, 15], [7], [2, 3], [0, 8, 12, 14])))
+    model, arch = vr_model()
+    kept = Kept(tuple(torch.tensor(KEPT[name]) for name in GROUP_NAMES))
     state, child = model.state_dict(), pruned_state(model.state_dict(), kept)
     assert torch.equal(child["g_a.0.weight"], state["g_a.0.weight"][[1, 5, 9]])
     assert torch.equal(child["g_a.1.gamma"], state["g_a.1.gamma"][[1, 5, 9]][:, [1, 5, 9]])
     assert torch.equal(child["g_a.2.weight"], state["g_a.2.weight"][[0, 2]][:, [1, 5, 9]])
-    assert torch.equal(child["g_a.6.weight"], state["g_a.6.weight"][:, [3, 4, 15]])  # the latent width M stays
-    assert torch.equal(child["g_s.0.weight"], state["g_s.0.weight"][:, [7]])  # ConvTranspose: [in, out, k, k]
+    assert torch.equal(child["g_a.6.weight"], state["g_a.6.weight"][[0, 3, 6]][:, [3, 4, 15]])
+    assert torch.equal(child["g_s.0.weight"], state["g_s.0.weight"][[0, 3, 6]][:, [7]])  # ConvTranspose: [in, out, k, k]
     assert torch.equal(child["g_s.4.weight"], state["g_s.4.weight"][[2, 3]][:, [0, 8, 12, 14]])
     assert torch.equal(child["g_s.5.beta"], state["g_s.5.beta"][[0, 8, 12, 14]])
-    assert torch.equal(child["h_s.0.weight"], state["h_s.0.weight"])  # h_a, h_s and the gains are the parent's
-    assert torch.equal(child["gain"], state["gain"])
-    new_arch = Architecture(MEAN_SCALE, 16, 8, 3, kept.widths)
-    build_model(new_arch).load_state_dict(child, strict=False)  # the shapes fit the pruned architecture
+    assert torch.equal(child["gain"], state["gain"][:, [0, 3, 6]])
+    assert torch.equal(child["h_a.0.weight"], state["h_a.0.weight"][[2, 11]][:, [0, 3, 6]])
+    assert torch.equal(child["h_a.4.weight"], state["h_a.4.weight"][[1, 2, 13]][:, [4]])
+    assert torch.equal(child["hyper_gain"], state["hyper_gain"][:, [1, 2, 13]])
+    assert torch.equal(child["entropy_bottleneck.matrices.0"], state["entropy_bottleneck.matrices.0"][[1, 2, 13]])
+    assert torch.equal(child["h_s.0.weight"], state["h_s.0.weight"][[1, 2, 13]][:, [0, 5]])
+    # h_s's last layer predicts M scales, then M means: both halves keep the same latents.
+    assert torch.equal(child["h_s.4.weight"], state["h_s.4.weight"][[0, 3, 6, 8, 11, 14]][:, [6, 7, 11]])
+    assert torch.equal(child["h_s.4.bias"], state["h_s.4.bias"][[0, 3, 6, 8, 11, 14]])
+    new_arch = architecture_of(arch, kept.widths)
+    assert (new_arch.N, new_arch.M, new_arch.hyper_widths) == (3, 3, (2, 1, 2, 3))
+    new = build_model(new_arch)
+    new.load_state_dict(child, strict=False)  # the shapes fit the pruned architecture
+    with torch.no_grad():
+        out = new.eval()(torch.rand(1, 3, 64, 64), rate_position=0.5)
+    assert out["x_hat"].shape == (1, 3, 64, 64) and out["likelihoods"]["y"].shape[1] == 3
 
 
 def test_channels_are_kept_by_importance_and_widths_round_to_eight():
-    kept = choose_channels([torch.tensor([0.1, 3.0, 2.0, 0.5])] * 6, (2,) * 6)
+    kept = choose_channels([torch.tensor([0.1, 3.0, 2.0, 0.5])] * 12, (2,) * 12)
     assert all(c.tolist() == [1, 2] for c in kept.channels)
     assert widths_for(Architecture(MEAN_SCALE, 128, 192), 0.5) == (64,) * 6
     assert widths_for(Architecture(MEAN_SCALE, 128, 192, widths=(96, 96, 96, 64, 64, 64)), 0.5) == (48, 48, 48, 32, 32, 32)
     full = macs_per_pixel(Architecture(MEAN_SCALE, 128, 192))
     assert full["g_a"] == full["g_s"] == 42176  # 2400 + 4096 + 25600 + 1024 + 6400 + 256 + 2400
+    assert (full["h_a"], full["h_s"]) == (1364, 5388)
     half = macs_per_pixel(Architecture(MEAN_SCALE, 128, 192, widths=(64,) * 6))
     assert 3.4 < full["g_s"] / half["g_s"] < 3.8
 
 
+def test_parameter_counts_follow_every_group():
+    default = Architecture(MEAN_SCALE, 128, 192, rate_points=6)
+    assert parameter_count(default) == 7031843  # the shipped default's learned parameters
+    small = architecture_of(default, (32, 96, 96, 128, 96, 96, 32, 64, 64, 64, 96, 128))
+    assert 2.2e6 < parameter_count(small) < 2.4e6
+    assert macs_per_pixel(small)["h_s"] < macs_per_pixel(default)["h_s"] / 3
+
+
 def test_architecture_records_of_unpruned_models_are_unchanged():
-    assert "widths" not in Architecture(MEAN_SCALE, 8, 8).to_dict()
-    arch = Architecture(MEAN_SCALE, 8, 8, widths=(4, 4, 4, 4, 4, 4))
-    assert Architecture.from_dict(json.loads(json.dumps(arch.to_dict()))) == arch
+    assert Architecture(MEAN_SCALE, 8, 8).to_dict() == {"name": MEAN_SCALE, "N": 8, "M": 8, "rate_points": 1}
+    assert "hyper_widths" not in Architecture(MEAN_SCALE, 8, 8, hyper_widths=(8, 8, 8, 12)).to_dict()  # CompressAI's
+    for arch in (Architecture(MEAN_SCALE, 8, 8, widths=(4, 4, 4, 4, 4, 4)),
+                 Architecture(MEAN_SCALE, 8, 6, widths=(4, 4, 4, 4, 4, 4), hyper_widths=(8, 8, 8, 12))):
+        assert Architecture.from_dict(json.loads(json.dumps(arch.to_dict()))) == arch
 
 
 def run(args: list[str], env: dict) -> subprocess.CompletedProcess:
@@ -88,19 +116,28 @@ def optimize_setup(tmp_path: Path) -> tuple[Path, Path, Path, dict[str, str]]:
 @pytest.mark.slow
 def test_optimize_prunes_fine_tunes_resumes_and_exports_a_working_variant(tmp_path):
     data, run_dir, out, env = optimize_setup(tmp_path)
-    common = ["--parent", VR_MODEL_ID, "--keep", "0.5", "--data", str(data), "--run-dir", str(run_dir),
+    # Every group pruned: g_a's and g_s's inner widths 16 -> 8 (--keep), latents 8 -> 6, h_a's and
+    # h_s's inner widths (8, 8, 8, 12) -> (4, 4, 6, 9), hyper-latents 8 -> 6.
+    common = ["--parent", VR_MODEL_ID, "--keep", "0.5", "--latents", "6", "--hyper-widths", "4,4,6,9", "--hyper-latents", "6",
+              "--data", str(data), "--run-dir", str(run_dir),
               "--crop", "64", "--batch", "2", "--checkpoint-minutes", "0.01", "--lambdas", "0.005,0.02,0.08"]
     first = run(["optimize", *common, "--minutes", "0.05"], env)
     assert first.returncode == 0, first.stderr
-    assert "inner widths 8,8,8,8,8,8" in first.stdout
-    steps = torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"]
+    assert "widths 8,8,8,8,8,8, 6 latents, hyper widths 4,4,6,9, 6 hyper-latents" in first.stdout
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    steps = checkpoint["step"]
+    assert len(checkpoint["teacher_latents"]) == 6  # distillation compares ŷ on the parent's kept latents
     second = run(["optimize", *common, "--minutes", "0.05", "--export", "tiny-vr-pruned", "--export-dir", str(out)], env)
     assert second.returncode == 0, second.stderr
     assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"] > steps  # resumed, not pruned again
 
     weights, _ = load_weights(out / "tiny-vr-pruned.npz")
-    assert weights.architecture.widths == (8,) * 6 and weights.meta["parent"] == VR_MODEL_ID
-    assert weights.params["g_s.2.weight"].shape == (8, 8, 5, 5)
+    arch = weights.architecture
+    assert (arch.widths, arch.M, arch.hyper_widths, arch.N) == ((8,) * 6, 6, (4, 4, 6, 9), 6)
+    assert weights.meta["parent"] == VR_MODEL_ID
+    assert weights.params["g_s.2.weight"].shape == (8, 8, 5, 5) and weights.params["h_s.4.weight"].shape == (12, 9, 3, 3)
+    assert [layer.weight.shape[0] for layer in weights.tables.hyper.layers] == [6, 9, 12]  # the integer h_s is pruned too
+    assert len(weights.tables.z.lengths) == 6
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -128,6 +165,10 @@ def test_optimize_prunes_fine_tunes_resumes_and_exports_a_working_variant(tmp_pa
 @pytest.mark.parametrize("args, message", [
     (["--widths", "8,8"], "six positive integers"),
     (["--widths", "a,b,c,d,e,f"], "six integers"),
+    (["--hyper-widths", "4,4"], "four positive integers (h_a's two inner widths, then h_s's)"),
+    (["--latents", "x"], "--latents must be an integer"),
+    (["--latents", "0"], "--latents must be a positive integer (latent channels kept)"),
+    (["--latents", "99"], "cannot be wider than its parent"),
     (["--keep", "0"], "fraction"),
     (["--keep", "0.5"], "give them with --lambdas"),
 ])

@@ -3,6 +3,7 @@ fine-tuned from it; needs torch)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -10,25 +11,62 @@ import typer
 
 from imgarc.cli.console import console
 from imgarc.cli.train import BATCH, CHECKPOINT_MINUTES, DATA, DEVICE, EXPORT_DIR, print_status
-from imgarc.codec.architecture import macs_per_pixel
+from imgarc.codec.architecture import Architecture, macs_per_pixel
 from imgarc.codec.int8 import QuantizedNetwork
 from imgarc.codec.registry import assets_dir, default_model_id, find_model
 from imgarc.errors import UsageError
 from imgarc.extras import require
+from imgarc.optimize.widths import architecture_of, widths_for
 
 
 INT8_LAYERS = {QuantizedNetwork.G_A: "g_a (all convolutions but the last)",
                QuantizedNetwork.G_S: "g_s (the layers from its second transposed convolution to its last IGDN)"}
 
 
-def parse_widths(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(v) for v in text.split(","))
-    except ValueError as e:
-        raise UsageError(f"--widths must be six integers like 64,64,64,64,64,64, not {text!r}") from e
-    if len(widths) != 6 or min(widths) < 1:
-        raise UsageError(f"--widths must be six positive integers (g_a's three inner widths, then g_s's), not {text!r}")
-    return widths
+@dataclass(frozen=True)
+class WidthsOption:
+    name: str
+    count: int
+    meaning: str
+
+    def parse(self, text: str) -> tuple[int, ...]:
+        try:
+            widths = tuple(int(v) for v in text.split(","))
+        except ValueError as e:
+            raise UsageError(f"{self.name} must be {self._what('integer')} ({self.meaning}), not {text!r}") from e
+        if len(widths) != self.count or min(widths) < 1:
+            raise UsageError(f"{self.name} must be {self._what('positive integer')} ({self.meaning}), not {text!r}")
+        return widths
+
+    def _what(self, kind: str) -> str:
+        if self.count == 1:
+            return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+        return f"{('two', 'three', 'four', 'five', 'six')[self.count - 2]} {kind}s"
+
+
+WIDTHS = WidthsOption("--widths", 6, "g_a's three inner widths, then g_s's")
+HYPER_WIDTHS = WidthsOption("--hyper-widths", 4, "h_a's two inner widths, then h_s's")
+LATENTS = WidthsOption("--latents", 1, "latent channels kept")
+HYPER_LATENTS = WidthsOption("--hyper-latents", 1, "hyper-latent channels kept")
+
+
+def pruned_architecture(parent: Architecture, keep: float, widths: str | None, latents: str | None,
+                        hyper_widths: str | None, hyper_latents: str | None) -> Architecture:
+    """The child's architecture from the options: each group the parent's unless given."""
+    inner = WIDTHS.parse(widths) if widths else widths_for(parent, keep)
+    m = LATENTS.parse(latents)[0] if latents else parent.M
+    ha0, ha1, hs0, hs1 = HYPER_WIDTHS.parse(hyper_widths) if hyper_widths else parent.hyper_inner_widths
+    n = HYPER_LATENTS.parse(hyper_latents)[0] if hyper_latents else parent.N
+    if m > parent.M or n > parent.N or any(w > p for w, p in zip((ha0, ha1, hs0, hs1), parent.hyper_inner_widths)):
+        raise UsageError(f"a pruned child cannot be wider than its parent ({parent.N} hyper-latents, {parent.M} latents, "
+                         f"hyper widths {','.join(map(str, parent.hyper_inner_widths))})")
+    return architecture_of(parent, (*inner[:3], m, *inner[3:], ha0, ha1, n, hs0, hs1))
+
+
+def describe(arch: Architecture) -> str:
+    """A pruned architecture's widths as the options name them."""
+    return (f"widths {','.join(map(str, arch.inner_widths))}, {arch.M} latents, hyper widths "
+            f"{','.join(map(str, arch.hyper_inner_widths))}, {arch.N} hyper-latents")
 
 
 def optimize(
@@ -37,6 +75,13 @@ def optimize(
                                "multiples of 8). Multiply-adds fall about as keep²."),
     widths: Optional[str] = typer.Option(None, "--widths", help="Exact inner widths instead of --keep: g_a's three, then g_s's, "
                                          "comma-separated."),
+    latents: Optional[str] = typer.Option(None, "--latents", help="Latent channels to keep (M; default: the parent's). Fewer "
+                                          "latents shrink g_a's last layer, g_s's first, and h_s's output."),
+    hyper_widths: Optional[str] = typer.Option(None, "--hyper-widths", help="h_a's two inner widths, then h_s's, "
+                                               "comma-separated (default: the parent's). h_a and h_s hold most of the "
+                                               "parameters (the weights file's size), little of the time."),
+    hyper_latents: Optional[str] = typer.Option(None, "--hyper-latents", help="Hyper-latent channels to keep (N, what h_a "
+                                                "outputs and the entropy bottleneck codes; default: the parent's)."),
     int8: bool = typer.Option(False, "--int8", help="Instead of pruning: an int8 network (--int8-network), its activation "
                               "grids measured and searched on training crops; with --minutes, that network alone then "
                               "fine-tunes through them. The variant keeps the parent's coding tables."),
@@ -69,7 +114,7 @@ def optimize(
     outputs); resumable like `imgarc train`. The variant is a new model id that records its parent."""
     # torch loads only when this command runs, so the other commands and `--help` never pay for it.
     require("imgarc optimize", "torch", "compressai", "pytorch_msssim")
-    from imgarc.optimize.prune import widths_for
+    from imgarc.optimize.prune import parameter_count
     from imgarc.optimize.run import child_config, int8_config, parent_architecture, start_pruned_run
     from imgarc.train.publish import publish_checkpoint
     from imgarc.train.trainer import parse_lambdas, train as run_training
@@ -85,20 +130,21 @@ def optimize(
         raise UsageError("--int8-network goes with --int8")
     if int8:
         int8_network = int8_network or QuantizedNetwork.G_A
-        if widths:
-            raise UsageError("--int8 keeps the parent's widths: give --widths (or --keep) to a separate run")
+        if widths or latents or hyper_widths or hyper_latents:
+            raise UsageError("--int8 keeps the parent's widths: prune (--widths, --keep, ...) in a separate run")
         network = int8_network.value
         config = int8_config(parent_id, network, data, run_dir, parse_lambdas(lambdas), **training)
         description = f"{parent_id} with an int8 {INT8_LAYERS[int8_network]}" + (
             f"; decodes with {parent_id}'s decoder" if int8_network == QuantizedNetwork.G_A else "")
         out.print(f"{parent_id} -> int8 {INT8_LAYERS[int8_network]}; {network} alone trains")
     else:
-        chosen = parse_widths(widths) if widths else widths_for(parent_arch, keep)
-        config = child_config(parent_id, data, run_dir, chosen, parse_lambdas(lambdas), **training)
-        description = f"{parent_id} pruned to inner widths {','.join(map(str, chosen))}, fine-tuned with distillation"
-        before, after = macs_per_pixel(parent_arch), macs_per_pixel(config.architecture)
-        out.print(f"{parent_id} -> inner widths {','.join(map(str, chosen))}: g_a+h_a+g_s {sum(before.values()) - before['h_s']:,.0f} -> "
-                  f"{sum(after.values()) - after['h_s']:,.0f} multiply-adds per pixel")
+        child = pruned_architecture(parent_arch, keep, widths, latents, hyper_widths, hyper_latents)
+        config = child_config(parent_id, data, run_dir, child, parse_lambdas(lambdas), **training)
+        description = f"{parent_id} pruned to {describe(child)}, fine-tuned with distillation"
+        before, after = macs_per_pixel(parent_arch), macs_per_pixel(child)
+        out.print(f"{parent_id} -> {describe(child)}: g_a+h_a+g_s {sum(before.values()) - before['h_s']:,.0f} -> "
+                  f"{sum(after.values()) - after['h_s']:,.0f} multiply-adds per pixel, "
+                  f"{parameter_count(parent_arch):,} -> {parameter_count(child):,} parameters")
         start_pruned_run(config)
     checkpoint = run_training(config, resume=True, log=print_status)
     out.print(f"checkpoint: {checkpoint}")

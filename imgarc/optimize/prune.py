@@ -1,33 +1,107 @@
-"""Structured pruning of g_a and g_s: whole inner channels removed, a dense smaller network left.
+"""Structured pruning of a mean-scale hyperprior: whole channels removed, a dense smaller network left.
 
-g_a and g_s hold about 90 % of a mean-scale hyperprior's multiply-adds (each inner layer costs
-C_in·C_out·25 per position), so their three inner widths are what is pruned; the latent width M,
-h_a, h_s, the entropy models and the gains stay the parent's (the coding tables are rebuilt at
-export from the fine-tuned model, as for any model).
+Every network is a chain, so a channel lives in a fixed set of tensor slices: the outputs of
+the layer that makes it (weight, bias, the GDN that follows: β and both axes of γ), the inputs
+of the layer that reads it, and, for the latent and hyper-latent channels, everything else
+indexed by them (h_s's predicted scales and means, the gains, the entropy bottleneck's
+densities). `channel_groups` lists those slices for each of the model's twelve channel
+groups; pruning a group keeps the same indexes in all of its slices.
+
+The groups: g_a's three inner widths, the latent channels M, g_s's three inner widths, h_a's
+two, the hyper-latent channels N, h_s's two. g_a and g_s hold about 90 % of the multiply-adds
+(each inner layer costs C_in·C_out·25 per position); h_a and h_s hold most of the parameters
+(h_s alone 43 % of the default's), which is what a small weights file needs pruned.
 
 A channel's importance is what the next layer receives from it: its mean |activation| after
-the (inverse) GDN on sample crops, times the L2 norm of the next layer's weights that read it.
-Channels are kept by importance; a GDN loses the pruned channels' β entries and their rows and
-columns of γ (a kept channel is then normalized by the kept channels only, which fine-tuning
-repairs). Torch only: this runs inside `imgarc optimize`.
+the layer's nonlinearity on sample crops (for latents and hyper-latents: the transform's
+output), times the L2 norm of the reading layer's weights on it. Channels are kept by
+importance; a GDN loses the pruned channels' β entries and their rows and columns of γ (a kept
+channel is then normalized by the kept channels only, which fine-tuning repairs). The coding
+tables and the integer h_s are rebuilt at export from the fine-tuned model, as for any model.
+Torch only: this runs inside `imgarc optimize`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from imgarc.codec.architecture import Architecture, build_model
 from imgarc.errors import UsageError
+from imgarc.optimize.widths import GROUP_NAMES, architecture_of
 
-INNER = (0, 2, 4)  # in g_a and g_s: the layers whose outputs are inner channels (each followed by a GDN)
+
+@dataclass(frozen=True)
+class Slice:
+    """The channels of a group along `axis` of one state-dict tensor; `copies`: the tensor stacks
+    that many blocks of them along the axis (h_s's last layer: scales, then means)."""
+
+    name: str
+    axis: int
+    copies: int = 1
+    optional: bool = False  # only in variable-rate models (the gains)
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    name: str
+    activity: str  # the module whose output holds the channels (importance: its mean |output|)
+    reader: Slice  # the next layer's weights on them (importance: their L2 norm)
+    slices: tuple[Slice, ...]  # every slice that holds the group, the reader's included
+
+
+def _conv_out(layer: str) -> tuple[Slice, ...]:
+    return Slice(f"{layer}.weight", 0), Slice(f"{layer}.bias", 0)
+
+
+def _deconv_out(layer: str) -> tuple[Slice, ...]:  # ConvTranspose2d weights are [in, out, k, k]
+    return Slice(f"{layer}.weight", 1), Slice(f"{layer}.bias", 0)
+
+
+def _gdn(layer: str) -> tuple[Slice, ...]:
+    return Slice(f"{layer}.beta", 0), Slice(f"{layer}.gamma", 0), Slice(f"{layer}.gamma", 1)
+
+
+ENTROPY_BOTTLENECK_TENSORS = ("quantiles", *(f"{kind}.{k}" for kind in ("matrices", "biases") for k in range(5)),
+                              *(f"factors.{k}" for k in range(4)))
+
+
+def channel_groups() -> tuple[ChannelGroup, ...]:
+    """The twelve channel groups of a (gained) mean-scale hyperprior, in `GROUP_NAMES` order."""
+    groups = []
+    for i in (0, 2, 4):
+        reader = Slice(f"g_a.{i + 2}.weight", 1)
+        groups.append(ChannelGroup(f"g_a.{i}", f"g_a.{i + 1}", reader, (*_conv_out(f"g_a.{i}"), *_gdn(f"g_a.{i + 1}"), reader)))
+    latents_reader = Slice("g_s.0.weight", 0)
+    groups.append(ChannelGroup("latents", "g_a.6", latents_reader, (
+        *_conv_out("g_a.6"), latents_reader, Slice("h_a.0.weight", 1), Slice("h_s.4.weight", 0, copies=2),
+        Slice("h_s.4.bias", 0, copies=2), Slice("gain", 1, optional=True),
+        Slice("inv_gain", 1, optional=True))))
+    for i in (0, 2, 4):
+        reader = Slice(f"g_s.{i + 2}.weight", 0)
+        groups.append(ChannelGroup(f"g_s.{i}", f"g_s.{i + 1}", reader, (*_deconv_out(f"g_s.{i}"), *_gdn(f"g_s.{i + 1}"), reader)))
+    for i in (0, 2):
+        reader = Slice(f"h_a.{i + 2}.weight", 1)
+        groups.append(ChannelGroup(f"h_a.{i}", f"h_a.{i + 1}", reader, (*_conv_out(f"h_a.{i}"), reader)))
+    hyper_reader = Slice("h_s.0.weight", 0)
+    groups.append(ChannelGroup("hyper_latents", "h_a.4", hyper_reader, (
+        *_conv_out("h_a.4"), hyper_reader, Slice("hyper_gain", 1, optional=True),
+        Slice("hyper_inv_gain", 1, optional=True),
+        *(Slice(f"entropy_bottleneck.{t}", 0) for t in ENTROPY_BOTTLENECK_TENSORS))))
+    for i, reader in ((0, Slice("h_s.2.weight", 0)), (2, Slice("h_s.4.weight", 1))):
+        groups.append(ChannelGroup(f"h_s.{i}", f"h_s.{i + 1}", reader, (*_deconv_out(f"h_s.{i}"), reader)))
+    return tuple(groups)
+
+
+GROUPS = channel_groups()
+assert tuple(g.name for g in GROUPS) == GROUP_NAMES
 
 
 @dataclass(frozen=True)
 class Kept:
-    """The kept channel indexes of the six inner layers (g_a's three, then g_s's)."""
+    """The kept channel indexes of each group, in `GROUP_NAMES` order."""
 
     channels: tuple[torch.Tensor, ...]
 
@@ -35,23 +109,19 @@ class Kept:
     def widths(self) -> tuple[int, ...]:
         return tuple(len(c) for c in self.channels)
 
-
-def widths_for(arch: Architecture, keep: float) -> tuple[int, ...]:
-    """Inner widths keeping the fraction `keep` of each parent width (rounded to a multiple of 8,
-    which vector units like)."""
-    if not 0 < keep <= 1:
-        raise UsageError(f"--keep must be a fraction in (0, 1], not {keep}")
-    return tuple(max(8, int(round(w * keep / 8)) * 8) for w in arch.inner_widths)
+    @property
+    def latents(self) -> list[int]:
+        """The parent's latent channels the child keeps: what distillation compares ŷ on."""
+        return self.channels[GROUP_NAMES.index("latents")].tolist()
 
 
 def channel_importance(model: nn.Module, crops: torch.Tensor, rate_position: float | None) -> list[torch.Tensor]:
-    """Six importance vectors, one per inner layer (see the module docstring)."""
-    activity: dict[int, torch.Tensor] = {}
-    hooks = []
-    for n, (net, i) in enumerate([(model.g_a, i) for i in INNER] + [(model.g_s, i) for i in INNER]):
-        gdn = net[i + 1]
-        hooks.append(gdn.register_forward_hook(
-            lambda _m, _inp, out, n=n: activity.__setitem__(n, activity.get(n, 0) + out.detach().abs().mean(dim=(0, 2, 3)))))
+    """One importance vector per group of `GROUPS` (see the module docstring)."""
+    modules = dict(model.named_modules())
+    activity: dict[str, torch.Tensor] = {}
+    hooks = [modules[g.activity].register_forward_hook(
+        lambda _m, _inp, out, name=g.name: activity.__setitem__(name, out.detach().abs().mean(dim=(0, 2, 3))))
+        for g in GROUPS]
     try:
         with torch.no_grad():
             model.eval()
@@ -59,61 +129,54 @@ def channel_importance(model: nn.Module, crops: torch.Tensor, rate_position: flo
     finally:
         for h in hooks:
             h.remove()
+    state = model.state_dict()
     scores = []
-    for n in range(6):
-        consumer = (model.g_a if n < 3 else model.g_s)[INNER[n % 3] + 2].weight.detach()
-        # Conv2d weights are [out, in, k, k]; ConvTranspose2d's [in, out, k, k].
-        reads = consumer.pow(2).sum(dim=(0, 2, 3) if n < 3 else (1, 2, 3)).sqrt()
-        scores.append(activity[n] * reads)
+    for g in GROUPS:
+        weight = state[g.reader.name].detach()
+        reads = weight.pow(2).sum(dim=tuple(d for d in range(weight.dim()) if d != g.reader.axis)).sqrt()
+        scores.append(activity[g.name] * reads)
     return scores
 
 
 def choose_channels(scores: list[torch.Tensor], widths: tuple[int, ...]) -> Kept:
     kept = []
-    for score, width in zip(scores, widths):
+    for group, score, width in zip(GROUPS, scores, widths):
         if width > len(score):
-            raise UsageError(f"cannot keep {width} of {len(score)} channels")
+            raise UsageError(f"cannot keep {width} of the {len(score)} channels of {group.name}")
         kept.append(torch.sort(torch.topk(score, width).indices).values)
     return Kept(tuple(kept))
 
 
-def _slices(net: str, index: int, kept: Kept) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """(kept inputs, kept outputs) of layer `index` of g_a or g_s; None: all of them."""
-    own = kept.channels[:3] if net == "g_a" else kept.channels[3:]
-    layer = index if index % 2 == 0 else index - 1  # a GDN keeps its convolution's outputs
-    outputs = own[layer // 2] if layer < 6 else None
-    inputs = own[layer // 2 - 1] if layer > 0 and index % 2 == 0 else None
-    return inputs, outputs
+def _indexes(kept: torch.Tensor, length: int, copies: int) -> torch.Tensor:
+    block = length // copies
+    return torch.cat([kept + k * block for k in range(copies)])
 
 
 def pruned_state(state: dict[str, torch.Tensor], kept: Kept) -> dict[str, torch.Tensor]:
-    """The parent's state dict with the pruned channels cut out of g_a's and g_s's tensors."""
-    out = {}
-    for key, tensor in state.items():
-        net, _, rest = key.partition(".")
-        if net not in ("g_a", "g_s"):
-            out[key] = tensor
-            continue
-        index, _, name = rest.partition(".")
-        inputs, outputs = _slices(net, int(index), kept)
-        t = tensor
-        if name == "weight":  # Conv2d [out, in, ...]; ConvTranspose2d (g_s) [in, out, ...]
-            out_dim, in_dim = (1, 0) if net == "g_s" else (0, 1)
-            t = t if outputs is None else t.index_select(out_dim, outputs)
-            t = t if inputs is None else t.index_select(in_dim, inputs)
-        elif name in ("bias", "beta"):
-            t = t if outputs is None else t.index_select(0, outputs)
-        elif name == "gamma":
-            t = t.index_select(0, outputs).index_select(1, outputs)
-        out[key] = t.clone()
-    return out
+    """The parent's state dict with the pruned channels cut out of every tensor that holds them."""
+    out = dict(state)
+    for group, channels in zip(GROUPS, kept.channels):
+        for s in group.slices:
+            if s.optional and s.name not in out:
+                continue
+            t = out[s.name]
+            out[s.name] = t.index_select(s.axis, _indexes(channels, t.shape[s.axis], s.copies))
+    return {k: v.clone() for k, v in out.items()}
 
 
 def prune_model(model: nn.Module, arch: Architecture, widths: tuple[int, ...], crops: torch.Tensor,
-                rate_position: float | None = None) -> tuple[nn.Module, Architecture]:
-    """A new model of `widths` holding the parent's most important inner channels."""
+                rate_position: float | None = None) -> tuple[nn.Module, Architecture, Kept]:
+    """A new model whose groups have `widths` (`GROUP_NAMES` order), holding the parent's most
+    important channels; its architecture and the kept channels."""
+    if arch.scale_only:
+        raise UsageError("imgarc optimize prunes mean-scale models only")
     kept = choose_channels(channel_importance(model, crops, rate_position), widths)
-    child_arch = replace(arch, widths=kept.widths)
+    child_arch = architecture_of(arch, kept.widths)
     child = build_model(child_arch)
     child.load_state_dict(pruned_state(model.state_dict(), kept), strict=False)  # CompressAI rebuilds its table buffers
-    return child, child_arch
+    return child, child_arch, kept
+
+
+def parameter_count(arch: Architecture) -> int:
+    """The learned parameters of a model of `arch` (what its weights file mostly holds)."""
+    return sum(p.numel() for p in build_model(arch).parameters())

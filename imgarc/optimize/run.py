@@ -1,5 +1,5 @@
-"""`imgarc optimize`: prune a model, or give it an int8 g_a, and fine-tune the result with
-distillation from it.
+"""`imgarc optimize`: prune a model, or give it an int8 g_a or g_s, and fine-tune the result
+with distillation from it.
 
 The run lives in one folder, like `imgarc train`'s: the pruned child is written there as the
 first checkpoint (step 0), then the trainer runs from it, so an interrupted or time-budgeted
@@ -25,9 +25,10 @@ from imgarc.codec.registry import find_model
 from imgarc.codec.weights import load_weights
 from imgarc.errors import UsageError
 from imgarc.optimize.prune import prune_model
+from imgarc.optimize.widths import group_widths
 from imgarc.train.crops import CropSampler, load_photos
 from imgarc.runtime.torch_networks import TorchNetworks
-from imgarc.train.trainer import CHECKPOINT_NAME, TrainConfig, save_atomic
+from imgarc.train.trainer import CHECKPOINT_NAME, TEACHER_LATENTS, TrainConfig, save_atomic
 
 IMPORTANCE_CROPS = 16  # crops the channel ranking sees (a few seconds on a CPU)
 
@@ -36,10 +37,11 @@ def parent_architecture(parent_id: str) -> Architecture:
     return load_weights(find_model(parent_id).path)[0].architecture
 
 
-def child_config(parent_id: str, data: Path, run_dir: Path, widths: tuple[int, ...], lambdas: tuple[float, ...] = (),
+def child_config(parent_id: str, data: Path, run_dir: Path, architecture: Architecture, lambdas: tuple[float, ...] = (),
                  **training) -> TrainConfig:
-    """The trainer's settings for a pruned child of `parent_id`: its objective and λs as the
-    parent's weights file records them (`lambdas` for a parent that records none)."""
+    """The trainer's settings for a child of `parent_id` of `architecture` (pruned, or the
+    parent's own): its objective and λs as the parent's weights file records them (`lambdas`
+    for a parent that records none)."""
     parent = find_model(parent_id)
     weights, _ = load_weights(parent.path)
     meta, arch = weights.meta, weights.architecture
@@ -48,7 +50,7 @@ def child_config(parent_id: str, data: Path, run_dir: Path, widths: tuple[int, .
     lambdas = lambdas or tuple(meta.get("lambdas", ()))
     if arch.rate_points > 1 and len(lambdas) != arch.rate_points:
         raise UsageError(f"{parent_id} does not record the {arch.rate_points} λs it was trained at; give them with --lambdas")
-    return TrainConfig(data=data, run_dir=run_dir, architecture=Architecture(arch.name, arch.N, arch.M, arch.rate_points, widths),
+    return TrainConfig(data=data, run_dir=run_dir, architecture=architecture,
                        lmbda=float(meta.get("lambda", lambdas[len(lambdas) // 2] if lambdas else 0.025)), lambdas=lambdas,
                        distortion=str(meta.get("distortion", "mse")), msssim_share=float(meta.get("msssim_share", 0.5)),
                        teacher=parent.path, **training)
@@ -58,13 +60,14 @@ def int8_config(parent_id: str, network: str, data: Path, run_dir: Path, lambdas
                 **training) -> TrainConfig:
     """The trainer's settings for quantization-aware training of an int8 `network` (g_a or g_s)
     for `parent_id`."""
-    widths = parent_architecture(parent_id).widths
-    config = child_config(parent_id, data, run_dir, widths, lambdas, **training)
+    config = child_config(parent_id, data, run_dir, parent_architecture(parent_id), lambdas, **training)
     return dataclasses.replace(config, init_weights=config.teacher, train_only=(network,), int8_network=network)
 
 
 def start_pruned_run(config: TrainConfig) -> Path:
-    """Write the pruned child as the run's first checkpoint unless the run already has one."""
+    """Write the pruned child as the run's first checkpoint unless the run already has one. The
+    checkpoint records which of the parent's latent channels the child kept: distillation
+    compares ŷ on those."""
     path = config.run_dir / CHECKPOINT_NAME
     if path.exists():
         return path
@@ -75,9 +78,10 @@ def start_pruned_run(config: TrainConfig) -> Path:
     crops = torch.from_numpy(sampler.batch(IMPORTANCE_CROPS)).permute(0, 3, 1, 2).float().div_(255)
     # Rank channels at the middle rate point: every point shares the channels.
     middle = (parent_arch.rate_points - 1) / 2 if isinstance(parent, GainedMeanScaleHyperprior) else None
-    child, child_arch = prune_model(parent, parent_arch, config.architecture.widths, crops, middle)
+    child, child_arch, kept = prune_model(parent, parent_arch, group_widths(config.architecture), crops, middle)
     if child_arch != config.architecture:
         raise UsageError(f"pruning gave {child_arch}, not the {config.architecture} asked for")
     config.run_dir.mkdir(parents=True, exist_ok=True)
-    save_atomic({"model": child.state_dict(), "step": 0, "seconds": 0.0, "config": config.record()}, path)
+    save_atomic({"model": child.state_dict(), "step": 0, "seconds": 0.0, "config": config.record(),
+                 TEACHER_LATENTS: kept.latents}, path)
     return path

@@ -30,6 +30,8 @@ from imgarc.train.crops import CropSampler, load_photos, prefetched
 
 
 CHECKPOINT_NAME = "checkpoint.pt"
+# A pruned child's checkpoint: the parent's latent channels it kept (imgarc.optimize.run).
+TEACHER_LATENTS = "teacher_latents"
 # How each int8 network's grids are made (keys: imgarc.codec.int8.QuantizedNetwork's values).
 INT8_CALIBRATION = {"g_a": calibrated_ranges, "g_s": synthesis_ranges}
 CALIBRATION_CROPS = 16  # crops an int8 network's grids are measured on (int8_network)
@@ -67,7 +69,8 @@ class TrainConfig:
     device: str = "cpu"
     init_weights: Path | None = None  # an exported weights file to start from when no checkpoint exists
     # Distillation (imgarc optimize): the parent's weights file; its x̂ and ŷ are matched with
-    # weight `distill` (see `distillation_term`). The parent must have the same M and rate points.
+    # weight `distill` (see `distillation_term`). The parent must have the same rate points; a
+    # child with fewer latent channels names the parent's it kept in its checkpoint (TEACHER_LATENTS).
     teacher: Path | None = None
     distill: float = 1.0
     # Networks that train (g_a, h_a, g_s, h_s, entropy_bottleneck, ...); empty: all of them.
@@ -144,13 +147,15 @@ def distortion_term(distortion: str, x_hat, x, mse, msssim_share: float = 0.5):
     return (1 - msssim_share) * 255**2 * mse + msssim_share * MSSSIM_PER_MSE_UNIT * msssim_loss
 
 
-def distillation_term(out: dict, teacher_out: dict, lmbda: float) -> torch.Tensor:
+def distillation_term(out: dict, teacher_out: dict, lmbda: float, teacher_latents: list[int] | None = None) -> torch.Tensor:
     """How far a (pruned) child's outputs are from its parent's, in the distortion term's units:
     λ·255²·(MSE(x̂, x̂_parent) + MSE(ŷ, ŷ_parent)/256), ŷ in quantization steps (its gained
-    value) spread over the 256 pixels one latent covers. Variable-rate models only give ŷ."""
+    value) spread over the 256 pixels one latent covers, compared on the parent's channels
+    `teacher_latents` (None: all). Variable-rate models only give ŷ."""
     term = torch.mean((out["x_hat"] - teacher_out["x_hat"]) ** 2)
     if "y_gained" in out and "y_gained" in teacher_out:
-        term = term + torch.mean((out["y_gained"] - teacher_out["y_gained"]) ** 2) / 256
+        parent_y = teacher_out["y_gained"] if teacher_latents is None else teacher_out["y_gained"][:, teacher_latents]
+        term = term + torch.mean((out["y_gained"] - parent_y) ** 2) / 256
     return lmbda * 255**2 * term
 
 
@@ -251,6 +256,7 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         model.set_initial_gains(initial_gains(list(config.lambdas), config.lambdas[len(config.lambdas) // 2]).to(device))
     point_rng = random.Random(config.seed * 7919 + step)
     teacher = load_teacher(config.teacher, device) if config.teacher is not None and config.distill > 0 else None
+    teacher_latents = state.get(TEACHER_LATENTS)
 
     photos = load_photos(config.data, config.crop)
     int8_ranges = {}
@@ -285,6 +291,7 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
                 "seconds": time.monotonic() - start,
                 "config": config.record(),
                 **({"int8_ranges": save_arrays(int8_ranges)} if int8_ranges else {}),
+                **({TEACHER_LATENTS: teacher_latents} if teacher_latents is not None else {}),
             },
             ckpt_path,
         )
@@ -309,7 +316,7 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         if teacher is not None:
             with torch.no_grad():
                 teacher_out = teacher(x, rate_position=point) if variable_rate else teacher(x)
-            loss = loss + config.distill * distillation_term(out, teacher_out, lmbda)
+            loss = loss + config.distill * distillation_term(out, teacher_out, lmbda, teacher_latents)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
