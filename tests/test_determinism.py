@@ -42,6 +42,7 @@ from tests.conftest import TINY_MODEL_ID, image_bytes, noise_rgb
 from tests.determinism_worker import BOUNDARY_OFFSETS, boundary_cases, boundary_digests
 from tests.test_int8 import INT8_VR_MODEL_ID, export_tiny_int8_variant
 from tests.test_variable_rate import VR_MODEL_ID, export_tiny_vr_model
+from tests.test_weight_storage import W8_MODEL_ID, export_tiny_int8_stored
 
 REPO = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "determinism_worker.py"
@@ -92,6 +93,7 @@ def matrix(tmp_path_factory, tiny_model_dir) -> Matrix:
     vr_dir = root / "vr-models"
     export_tiny_vr_model(vr_dir)
     export_tiny_int8_variant(vr_dir)  # its int8 g_a and g_s: ONNX Runtime's int8 kernels, torch's fake quantization
+    export_tiny_int8_stored(vr_dir)  # int8-stored networks and an 8-bit integer h_s
     tiny_src, shipped_src = root / "tiny-src", root / "shipped-src"
     tiny_src.mkdir()
     shipped_src.mkdir()
@@ -104,7 +106,8 @@ def matrix(tmp_path_factory, tiny_model_dir) -> Matrix:
     shipped = default_model_id()  # before IMGARC_MODEL_PATH names the tiny models' folders
     shipped_q = SHIPPED_VR_QUALITIES if load_codec(shipped).variable_rate else (75,)
     models = [(TINY_MODEL_ID, tiny_src, (75,)), (VR_MODEL_ID, tiny_src, TINY_VR_QUALITIES),
-              (INT8_VR_MODEL_ID, tiny_src, TINY_VR_QUALITIES), (shipped, shipped_src, shipped_q)]
+              (INT8_VR_MODEL_ID, tiny_src, TINY_VR_QUALITIES), (W8_MODEL_ID, tiny_src, TINY_VR_QUALITIES),
+              (shipped, shipped_src, shipped_q)]
     jobs = [{"archive": str(root / f"{model}-q{q}-{coder}.iarc"), "src": str(src), "model": model, "coder": coder, "quality": q}
             for model, src, qualities in models for q in qualities for coder in CODER_NAMES]
     extra = [p for p in os.environ.get("IMGARC_MODEL_PATH", "").split(os.pathsep) if p]  # where the default may come from

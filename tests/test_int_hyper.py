@@ -12,6 +12,8 @@ from imgarc.codec.int_hyper import (ACT_BITS, ACT_LIMIT, LEAKY_NUM, LEAKY_SHIFT,
                                     IntLayer, conv_exact)
 from imgarc.codec.weights import load_weights
 from imgarc.errors import ModelError
+from tests.test_variable_rate import export_tiny_vr_model
+from tests.test_weight_storage import export_tiny_int8_stored
 
 
 def test_exact_convolution_matches_torch():
@@ -84,7 +86,8 @@ def _reference_run(hyper: IntHyperSynthesis, z: np.ndarray) -> tuple[np.ndarray,
     negative side floor(x·655/2^16), clamped; the table by binary search over the thresholds."""
     x = (z.astype(np.int64) * (1 << ACT_BITS) + hyper.z_median_fixed[:, None, None]).astype(np.float64)
     for layer in hyper.layers:
-        x = np.floor(conv_exact(x, layer) / (1 << WEIGHT_BITS))
+        bits = np.full(layer.weight.shape[0], WEIGHT_BITS) if layer.weight_bits is None else layer.weight_bits
+        x = np.floor(conv_exact(x, layer) / (2.0 ** bits)[:, None, None])
         if layer.leaky:
             x = np.where(x >= 0, x, np.floor(x * LEAKY_NUM / (1 << LEAKY_SHIFT)))
         elif layer.relu:
@@ -95,13 +98,21 @@ def _reference_run(hyper: IntHyperSynthesis, z: np.ndarray) -> tuple[np.ndarray,
     return np.searchsorted(hyper.scale_thresholds, out[:m], side="right"), out[m:]
 
 
-def test_h_s_is_its_definition(tiny_model_dir):
+@pytest.mark.parametrize("eight_bit", [False, True])
+def test_h_s_is_its_definition(tiny_model_dir, tmp_path, eight_bit):
     """The in-place activations and the table lookup give the definition's integers exactly,
-    from typical hyper-latents to ones that clamp."""
-    hyper = load_weights(tiny_model_dir / "tiny-test.npz")[0].tables.hyper
+    from typical hyper-latents to ones that clamp; with 14-bit weights and with an 8-bit h_s's
+    per-channel weight bits."""
+    if eight_bit:
+        export_tiny_vr_model(tmp_path)
+        hyper = load_weights(tmp_path / f"{export_tiny_int8_stored(tmp_path)}.npz")[0].tables.hyper
+        assert hyper.layers[0].weight_bits is not None
+    else:
+        hyper = load_weights(tiny_model_dir / "tiny-test.npz")[0].tables.hyper
+    z_channels = hyper.z_median_fixed.shape[0]
     rng = np.random.default_rng(3)
     for spread in (3, 40, 3000):
-        z = rng.integers(-spread, spread + 1, (8, 3, 4))
+        z = rng.integers(-spread, spread + 1, (z_channels, 3, 4))
         indexes, means = hyper.run(z)
         ref_indexes, ref_means = _reference_run(hyper, z)
         np.testing.assert_array_equal(indexes, ref_indexes)

@@ -14,6 +14,7 @@ from imgarc.cli.train import BATCH, CHECKPOINT_MINUTES, DATA, DEVICE, EXPORT_DIR
 from imgarc.codec.architecture import Architecture, macs_per_pixel
 from imgarc.codec.int8 import QuantizedNetwork
 from imgarc.codec.registry import assets_dir, default_model_id, find_model
+from imgarc.codec.weights import WeightStorage
 from imgarc.errors import UsageError
 from imgarc.extras import require
 from imgarc.optimize.widths import architecture_of, widths_for
@@ -108,6 +109,10 @@ def optimize(
     device: str = DEVICE,
     export: Optional[str] = typer.Option(None, "--export", help="After fine-tuning, export the variant's weights under this model id."),
     export_dir: Optional[Path] = EXPORT_DIR,
+    storage: WeightStorage = typer.Option(WeightStorage.FLOAT.value, "--storage", help="How the exported weights file stores "
+                                          "the networks: float (fp16) or int8 (g_a's, h_a's and g_s's convolutions in int8 "
+                                          "per output channel, h_s only as its integer network: about a third of the "
+                                          "size; see docs/MODELS.md). Pruning variants only."),
 ) -> None:
     """Prune a model's g_a and g_s to fewer channels (or, with --int8, quantize its g_a or g_s), then fine-tune
     the result with distillation from the parent (rate + distortion + matching the parent's
@@ -132,6 +137,8 @@ def optimize(
         int8_network = int8_network or QuantizedNetwork.G_A
         if widths or latents or hyper_widths or hyper_latents:
             raise UsageError("--int8 keeps the parent's widths: prune (--widths, --keep, ...) in a separate run")
+        if storage is not WeightStorage.FLOAT:
+            raise UsageError("--int8 variants keep the parent's float storage: --storage int8 goes with pruning")
         network = int8_network.value
         config = int8_config(parent_id, network, data, run_dir, parse_lambdas(lambdas), **training)
         description = f"{parent_id} with an int8 {INT8_LAYERS[int8_network]}" + (
@@ -151,5 +158,5 @@ def optimize(
     if export:
         folder = export_dir or assets_dir()
         sha = publish_checkpoint(checkpoint, export, folder, find_model(parent_id).quality, description,
-                                 make_default=False, parent=parent_id)
+                                 make_default=False, parent=parent_id, storage=storage)
         out.print(f"exported {export} to {folder} (sha256 {sha})")

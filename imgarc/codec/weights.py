@@ -6,7 +6,9 @@ hyper-synthesis, the scale thresholds) is stored as integers and hashed together
 is checked by its sha256, any other by re-hashing its tables). Tables are
 never rebuilt at load time.
 
-Keys: `meta` (UTF-8 JSON as uint8), `param/<state-dict name>` (fp16 or fp32),
+Keys: `meta` (UTF-8 JSON as uint8), `param/<state-dict name>` (fp16 or fp32), in files stored
+with `WeightStorage.INT8` (format version 2) convolution weights as `param8/<name>` (int8) and
+`scale/<name>` (fp32, one per output channel, shaped to broadcast) and no float h_s,
 `hs/<layer>/weight|bias` (int64), `hs/z_median_fixed`, `hs/scale_thresholds`,
 `tables/<z|y>/cdfs|lengths|offsets` (int32), and for variable-rate models
 `gains/<gain|inv_gain|hyper_gain|hyper_inv_gain>` (int64 [100, C], see quality.py), and for
@@ -23,13 +25,14 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
 from imgarc.codec.architecture import Architecture
-from imgarc.codec.int8 import Int8Ranges, load_arrays as load_int8_ranges, save_arrays as save_int8_ranges
-from imgarc.codec.int_hyper import IntHyperSynthesis, IntLayer
+from imgarc.codec.int8 import Int8Ranges, int8_weights, load_arrays as load_int8_ranges, save_arrays as save_int8_ranges
+from imgarc.codec.int_hyper import IntHyperSynthesis, IntLayer, float_h_s
 from imgarc.codec.quality import QualityGains
 from imgarc.coders.tables import CdfTables
 from imgarc.cores import usable_cores
@@ -37,7 +40,46 @@ from imgarc.errors import ModelError
 from imgarc.fileio import write_file_atomic
 
 FORMAT_NAME = "imgarc-weights"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # float storage; files that need the int8 storage's keys are version 2
+INT8_FORMAT_VERSION = 2
+
+
+class WeightStorage(Enum):
+    """How a weights file stores the networks that run in float (or that an int8 graph
+    quantizes when it is built)."""
+
+    FLOAT = "float"  # learned parameters fp16 (or fp32), buffers fp32
+    # Every convolution's weights of g_a, h_a and g_s as int8, symmetric per output channel with
+    # an fp32 scale each (loading multiplies them back: the same floats on every machine); h_s
+    # only as the integer network the coding tables need (the float h_s is derived from it,
+    # `float_h_s`). The default's file would shrink from 19.5 to about 6 MB.
+    INT8 = "int8"
+
+
+INT8_PREFIX, SCALE_PREFIX = "param8/", "scale/"
+STORED_AS_INTEGERS = "h_s."  # the float parameters an int8-stored file derives from its integer h_s
+
+
+def _output_axis(name: str) -> int:
+    """The output-channel axis of a convolution's weights: g_s's are transposed ([in, out, k, k])."""
+    return 1 if name.startswith("g_s.") else 0
+
+
+def _stored_arrays(params: Mapping[str, np.ndarray], storage: WeightStorage) -> dict[str, np.ndarray]:
+    if storage is WeightStorage.FLOAT:
+        return {f"param/{k}": v for k, v in params.items()}
+    arrays = {}
+    for name, value in params.items():
+        if name.startswith(STORED_AS_INTEGERS):
+            continue
+        if value.ndim == 4:
+            axis = _output_axis(name)
+            q, scale = int8_weights(value, axis=axis)
+            arrays[INT8_PREFIX + name] = q
+            arrays[SCALE_PREFIX + name] = np.expand_dims(scale, tuple(d for d in range(4) if d != axis))
+        else:
+            arrays[f"param/{name}"] = value
+    return arrays
 LAYER_FIELDS = ("upsample", "stride", "pad_before", "pad_after", "leaky")
 
 
@@ -87,29 +129,48 @@ class WeightsFile:
 class LazyParams(Mapping[str, np.ndarray]):
     """A weights file's float parameters, each decompressed when first read: a run whose network
     graphs come from imgarc's cache reads one small array of them (about 0.1 s saved per start
-    with the default model). Thread-safe: decode threads may read side by side."""
+    with the default model). Int8-stored weights are multiplied back by their scales, and an
+    int8-stored file's float h_s is derived from its integer h_s, when first read. Thread-safe:
+    decode threads may read side by side."""
 
     PREFIX = "param/"
 
-    def __init__(self, data: bytes, names: list[str]) -> None:
+    def __init__(self, data: bytes, names: list[str], hyper: IntHyperSynthesis) -> None:
         self._npz = np.load(io.BytesIO(data), allow_pickle=False)
-        self._names = [n[len(self.PREFIX):] for n in names if n.startswith(self.PREFIX)]
+        self._stored = {n[len(prefix):]: n for n in names for prefix in (self.PREFIX, INT8_PREFIX) if n.startswith(prefix)}
+        self._hyper = hyper
+        self._derived: dict[str, np.ndarray] | None = None
+        if any(n.startswith(INT8_PREFIX) for n in names):
+            self._derived = {}  # an int8-stored file: h_s from the integer network
+            self._stored.update({name: "" for name in _h_s_names(hyper)})
+        self._names = list(self._stored)
         self._read: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
 
     def __getitem__(self, name: str) -> np.ndarray:
         with self._lock:
             if name not in self._read:
-                if name not in self._names:
+                key = self._stored.get(name)
+                if key is None:
                     raise KeyError(name)
-                self._read[name] = self._npz[self.PREFIX + name]
+                if not key:
+                    if not self._derived:
+                        self._derived = float_h_s(self._hyper)
+                    self._read[name] = self._derived[name]
+                elif key.startswith(INT8_PREFIX):
+                    self._read[name] = self._npz[key].astype(np.float32) * self._npz[SCALE_PREFIX + name]
+                else:
+                    self._read[name] = self._npz[key]
             return self._read[name]
 
     def shape(self, name: str) -> tuple[int, ...]:
         """A parameter's shape, read from its header alone (nothing decompressed but that)."""
-        if name not in self._names:
+        key = self._stored.get(name)
+        if key is None:
             raise KeyError(name)
-        with self._lock, self._npz.zip.open(f"{self.PREFIX}{name}.npy") as f:
+        if not key:
+            return _h_s_names(self._hyper)[name]
+        with self._lock, self._npz.zip.open(f"{key}.npy") as f:
             version = np.lib.format.read_magic(f)
             read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             return tuple(read_header(f)[0])
@@ -121,12 +182,33 @@ class LazyParams(Mapping[str, np.ndarray]):
         return len(self._names)
 
 
+def _h_s_names(hyper: IntHyperSynthesis) -> dict[str, tuple[int, ...]]:
+    """The float h_s parameters `float_h_s` derives from `hyper`, and their shapes (torch layouts)."""
+    shapes = {}
+    for i, layer in enumerate(hyper.layers):
+        out, inp, kh, kw = layer.weight.shape
+        shapes[f"h_s.{2 * i}.weight"] = (inp, out, kh, kw) if layer.upsample > 1 else (out, inp, kh, kw)
+        shapes[f"h_s.{2 * i}.bias"] = (out,)
+    return shapes
+
+
 def _hyper_arrays(h: IntHyperSynthesis) -> dict[str, np.ndarray]:
     arrays = {"hs/z_median_fixed": h.z_median_fixed, "hs/scale_thresholds": h.scale_thresholds}
     for i, layer in enumerate(h.layers):
         arrays[f"hs/{i}/weight"] = layer.weight
         arrays[f"hs/{i}/bias"] = layer.bias
+        if layer.weight_bits is not None:  # an 8-bit h_s; absent from older models' files and digests
+            arrays[f"hs/{i}/weight_bits"] = layer.weight_bits
     return arrays
+
+
+def _narrowest(a: np.ndarray) -> np.ndarray:
+    """Integers in the narrowest type that holds them (an 8-bit h_s's weights: int8, so the file
+    stores one byte each); loading widens them back to int64."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if a.size and np.iinfo(dtype).min <= a.min() and a.max() <= np.iinfo(dtype).max:
+            return a.astype(dtype)
+    return a
 
 
 def _hyper_layout(h: IntHyperSynthesis) -> list[dict]:
@@ -134,11 +216,11 @@ def _hyper_layout(h: IntHyperSynthesis) -> list[dict]:
     return [{f: int(getattr(layer, f)) for f in LAYER_FIELDS} | ({"relu": 1} if layer.relu else {}) for layer in h.layers]
 
 
-def save_weights(w: WeightsFile, path: Path) -> str:
-    """Write atomically; returns the file's sha256 (hex)."""
+def save_weights(w: WeightsFile, path: Path, storage: WeightStorage = WeightStorage.FLOAT) -> str:
+    """Write atomically, the float networks as `storage` says; returns the file's sha256 (hex)."""
     meta = {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": INT8_FORMAT_VERSION if storage is WeightStorage.INT8 else FORMAT_VERSION,
         "model_id": w.model_id,
         "architecture": w.architecture.to_dict(),
         "hyper_layout": _hyper_layout(w.tables.hyper),
@@ -147,8 +229,9 @@ def save_weights(w: WeightsFile, path: Path) -> str:
         **w.meta,
     }
     arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
-    arrays.update({f"param/{k}": v for k, v in w.params.items()})
-    arrays.update(_hyper_arrays(w.tables.hyper))
+    arrays.update(_stored_arrays(w.params, storage))
+    arrays.update({k: _narrowest(v) if k.endswith("/weight") and storage is WeightStorage.INT8 else v
+                   for k, v in _hyper_arrays(w.tables.hyper).items()})
     if w.tables.quality is not None:
         arrays.update({f"gains/{k}": v for k, v in w.tables.quality.arrays().items()})
     arrays.update(save_int8_ranges(w.int8_ranges))
@@ -183,7 +266,8 @@ def load_weights(path: Path, known_sha256: str | None = None) -> tuple[WeightsFi
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             names = z.files
             sizes = {info.filename.removesuffix(".npy"): info.file_size for info in z.zip.infolist()}
-        eager = sorted((k for k in names if not k.startswith(LazyParams.PREFIX)), key=lambda k: -sizes.get(k, 0))
+        eager = sorted((k for k in names if not k.startswith((LazyParams.PREFIX, INT8_PREFIX, SCALE_PREFIX))),
+                       key=lambda k: -sizes.get(k, 0))
         # The hash and the decompression (zlib and hashlib let go of the GIL) on every core:
         # ~0.04 s of every command that codes or decodes a photo.
         with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
@@ -194,14 +278,16 @@ def load_weights(path: Path, known_sha256: str | None = None) -> tuple[WeightsFi
         meta = json.loads(arrays.pop("meta").tobytes().decode())
     except (ValueError, OSError, KeyError, UnicodeDecodeError, zipfile.BadZipFile) as e:
         raise ModelError(f"{path} is not a readable imgarc weights file ({e})") from e
-    if meta.get("format") != FORMAT_NAME or meta.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"{path} is not an imgarc weights file of format version {FORMAT_VERSION}")
+    if meta.get("format") != FORMAT_NAME or meta.get("format_version") not in (FORMAT_VERSION, INT8_FORMAT_VERSION):
+        raise ModelError(f"{path} is not an imgarc weights file of format version {FORMAT_VERSION} or "
+                         f"{INT8_FORMAT_VERSION} (a newer imgarc may read it)")
     model_id = str(meta.get("model_id"))
     try:
         layers = tuple(
             IntLayer(weight=np.asarray(arrays[f"hs/{i}/weight"], np.int64), bias=np.asarray(arrays[f"hs/{i}/bias"], np.int64),
                      upsample=lay["upsample"], stride=lay["stride"], pad_before=lay["pad_before"],
-                     pad_after=lay["pad_after"], leaky=bool(lay["leaky"]), relu=bool(lay.get("relu", 0)))
+                     pad_after=lay["pad_after"], leaky=bool(lay["leaky"]), relu=bool(lay.get("relu", 0)),
+                     weight_bits=np.asarray(arrays[f"hs/{i}/weight_bits"], np.int64) if f"hs/{i}/weight_bits" in arrays else None)
             for i, lay in enumerate(meta["hyper_layout"])
         )
         hyper = IntHyperSynthesis(layers, np.asarray(arrays["hs/z_median_fixed"], np.int64),
@@ -233,7 +319,7 @@ def load_weights(path: Path, known_sha256: str | None = None) -> tuple[WeightsFi
         raise ModelError(f"weights file for model {model_id!r} ({path}): gain table and architecture disagree")
     if tables.quality is not None:
         tables.quality.check(arch.N, arch.M)
-    params = LazyParams(data, names)
+    params = LazyParams(data, names, hyper)
     provenance = {k: v for k, v in meta.items() if k not in ("format", "format_version", "model_id", "architecture", "hyper_layout",
                                                              "hyper_scale_only", "tables_sha256")}
     return WeightsFile(model_id, arch, params, tables, provenance, recorded, load_int8_ranges(arrays)), sha256

@@ -11,14 +11,15 @@ from imgarc.codec.architecture import Architecture, build_model
 from imgarc.codec.export import export_model, float_params
 from imgarc.codec.int8 import Int8Ranges, load_arrays
 from imgarc.codec.registry import CATALOG_NAME
-from imgarc.codec.weights import WeightsFile, load_weights, save_weights
+from imgarc.codec.weights import WeightsFile, WeightStorage, load_weights, save_weights
 from imgarc.fileio import write_file_atomic
 
 
-def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: int,
-                       description: str, make_default: bool, half: bool = True, parent: str | None = None) -> str:
+def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: int, description: str, make_default: bool,
+                       half: bool = True, parent: str | None = None, storage: WeightStorage = WeightStorage.FLOAT) -> str:
     """Export `checkpoint` as `<out_dir>/<model_id>.npz` and list it in out_dir/models.json
-    (`parent`: the model a variant was made from, recorded in its weights file). A run that
+    (`parent`: the model a variant was made from, recorded in its weights file; `storage`: how
+    its networks are stored, see WeightStorage). A run that
     trained only some networks of the weights it started from (an int8 g_a or g_s) exports those
     networks, and their int8 grids, into a copy of that file (`publish_network_variant`)."""
     import torch
@@ -40,15 +41,15 @@ def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: 
         start, _ = load_weights(Path(cfg["init_weights"]))
         return publish_network_variant(start, model, tuple(cfg["train_only"]), model_id, out_dir, quality, description,
                                        {**start.meta, **meta}, load_arrays(state.get("int8_ranges", {})))
-    return publish_model(model, arch, model_id, out_dir, quality, description, meta, make_default, half)
+    return publish_model(model, arch, model_id, out_dir, quality, description, meta, make_default, half, storage)
 
 
 def publish_model(model, arch: Architecture, model_id: str, out_dir: Path, quality: int, description: str, meta: dict,
-                  make_default: bool = False, half: bool = True) -> str:
+                  make_default: bool = False, half: bool = True, storage: WeightStorage = WeightStorage.FLOAT) -> str:
     """Export a torch model as `<out_dir>/<model_id>.npz` and list it in out_dir/models.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     filename = f"{model_id}.npz"
-    sha = export_model(model, arch, model_id, out_dir / filename, meta, half=half)
+    sha = export_model(model, arch, model_id, out_dir / filename, meta, half=half, storage=storage)
     register_model(out_dir, model_id, filename, sha, quality, description, make_default, arch.rate_points > 1, tune_of(meta))
     return sha
 

@@ -1,0 +1,96 @@
+"""Weights files stored with int8 networks and an 8-bit integer h_s (WeightStorage.INT8)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgarc.codec.export import export_model
+from imgarc.codec.int8 import int8_weights
+from imgarc.codec.int_hyper import EIGHT_BIT_LIMIT, float_h_s, integerize_h_s
+from imgarc.codec.weights import WeightStorage, load_weights
+from imgarc.runtime.torch_networks import TorchNetworks
+from imgarc.train.publish import register_model
+from tests.conftest import image_bytes, noise_rgb
+from tests.test_variable_rate import VR_MODEL_ID, export_tiny_vr_model
+
+W8_MODEL_ID = "tiny-vr-w8"
+
+
+def export_tiny_int8_stored(folder: Path) -> str:
+    """The tiny variable-rate model (installed in `folder`) exported again with int8 storage,
+    installed beside it as W8_MODEL_ID."""
+    weights, _ = load_weights(folder / f"{VR_MODEL_ID}.npz")
+    model = TorchNetworks(weights.architecture, weights.params, weights.model_id).model
+    sha = export_model(model, weights.architecture, W8_MODEL_ID, folder / f"{W8_MODEL_ID}.npz", {**weights.meta},
+                       storage=WeightStorage.INT8)
+    register_model(folder, W8_MODEL_ID, f"{W8_MODEL_ID}.npz", sha, 50, "tiny int8-stored model", False, True)
+    return W8_MODEL_ID
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("w8")
+    export_tiny_vr_model(folder)
+    export_tiny_int8_stored(folder)
+    return folder
+
+
+def test_int8_storage_holds_the_networks_within_half_a_step(stored):
+    parent, _ = load_weights(stored / f"{VR_MODEL_ID}.npz")
+    w8, _ = load_weights(stored / f"{W8_MODEL_ID}.npz")
+    with zipfile.ZipFile(stored / f"{W8_MODEL_ID}.npz") as z:
+        names = {n.removesuffix(".npy") for n in z.namelist()}
+    assert not any(n.startswith("param/h_s.") for n in names)  # h_s is stored once, as integers
+    assert set(w8.params) == set(parent.params)
+    for name in parent.params:
+        original, loaded = np.asarray(parent.params[name], np.float32), w8.params[name]
+        assert loaded.shape == original.shape
+        if name.startswith(("g_a.", "h_a.", "g_s.")) and original.ndim == 4:
+            assert f"param8/{name}" in names
+            _, scale = int8_weights(original, axis=1 if name.startswith("g_s.") else 0)
+            step = np.expand_dims(scale, tuple(d for d in range(4) if d != (1 if name.startswith("g_s.") else 0)))
+            assert np.all(np.abs(loaded - original) <= step / 2 * 1.0001)
+        elif not name.startswith("h_s."):
+            np.testing.assert_array_equal(loaded, parent.params[name])  # gains, GDNs, biases, densities: as stored before
+    assert (stored / f"{W8_MODEL_ID}.npz").stat().st_size < (stored / f"{VR_MODEL_ID}.npz").stat().st_size
+
+
+def test_the_8_bit_h_s_and_the_float_h_s_derived_from_it_agree(stored):
+    w8, _ = load_weights(stored / f"{W8_MODEL_ID}.npz")
+    hyper = w8.tables.hyper
+    for layer in hyper.layers:
+        assert layer.weight_bits is not None and np.abs(layer.weight).max() <= EIGHT_BIT_LIMIT
+        assert np.abs(layer.weight).reshape(layer.weight.shape[0], -1).max(axis=1).min() > EIGHT_BIT_LIMIT // 2
+    model = TorchNetworks(w8.architecture, w8.params, w8.model_id).model  # loads the derived float h_s
+    medians = np.asarray(w8.params["entropy_bottleneck.quantiles"][:, 0, 1], np.float64)
+    again = integerize_h_s(model.h_s, medians, np.ones(2), eight_bit=True)
+    for a, b in zip(hyper.layers, again.layers):
+        np.testing.assert_array_equal(a.weight, b.weight)
+        np.testing.assert_array_equal(a.weight_bits, b.weight_bits)
+    assert float_h_s(hyper).keys() == {f"h_s.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")}
+
+
+def test_an_int8_stored_model_compresses_and_extracts(stored, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rgb = noise_rgb(70, 90, 3)
+    (photos / "p.png").write_bytes(image_bytes(rgb, "PNG"))
+    env = dict(os.environ, IMGARC_MODEL_PATH=str(stored))
+    cli = [sys.executable, "-m", "imgarc.cli"]
+    done = subprocess.run([*cli, "compress", str(photos), str(tmp_path / "a.iarc"), "--model", W8_MODEL_ID, "--no-progress"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([*cli, "extract", str(tmp_path / "a.iarc"), str(tmp_path / "out"), "--no-progress"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    from PIL import Image
+
+    with Image.open(tmp_path / "out" / "p.png") as im:
+        assert np.asarray(im).shape == rgb.shape
