@@ -94,3 +94,20 @@ def test_an_int8_stored_model_compresses_and_extracts(stored, tmp_path):
 
     with Image.open(tmp_path / "out" / "p.png") as im:
         assert np.asarray(im).shape == rgb.shape
+
+
+def test_a_variant_of_an_int8_stored_model_keeps_its_int8_arrays(stored, tmp_path):
+    """publish_network_variant writes a copy of its parent's weights: the int8 values and scales
+    are copied as stored, not quantized again (which could move a scale by one ulp)."""
+    from dataclasses import replace
+
+    from imgarc.codec.weights import save_weights
+
+    w8, _ = load_weights(stored / f"{W8_MODEL_ID}.npz")
+    assert w8.storage is WeightStorage.INT8
+    save_weights(replace(w8, model_id="copy"), tmp_path / "copy.npz")
+    with np.load(stored / f"{W8_MODEL_ID}.npz") as a, np.load(tmp_path / "copy.npz") as b:
+        stored_keys = [k for k in a.files if k.startswith(("param8/", "scale/", "hs/", "gains/"))]
+        assert stored_keys and set(stored_keys) <= set(b.files)
+        for k in stored_keys:
+            assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k

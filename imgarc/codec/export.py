@@ -80,4 +80,4 @@ def export_model(model, arch: Architecture, model_id: str, path: Path, meta: dic
             for p in model.parameters():
                 p.copy_(p.half().float())
     tables = coding_tables(model, eight_bit_h_s=storage is WeightStorage.INT8)
-    return save_weights(WeightsFile(model_id, arch, float_params(model, half), tables, meta), path, storage)
+    return save_weights(WeightsFile(model_id, arch, float_params(model, half), tables, meta, storage=storage), path)

@@ -6,13 +6,15 @@ hyper-synthesis, the scale thresholds) is stored as integers and hashed together
 is checked by its sha256, any other by re-hashing its tables). Tables are
 never rebuilt at load time.
 
-Keys: `meta` (UTF-8 JSON as uint8), `param/<state-dict name>` (fp16 or fp32), in files stored
-with `WeightStorage.INT8` (format version 2) convolution weights as `param8/<name>` (int8) and
-`scale/<name>` (fp32, one per output channel, shaped to broadcast) and no float h_s,
-`hs/<layer>/weight|bias` (int64), `hs/z_median_fixed`, `hs/scale_thresholds`,
-`tables/<z|y>/cdfs|lengths|offsets` (int32), and for variable-rate models
-`gains/<gain|inv_gain|hyper_gain|hyper_inv_gain>` (int64 [100, C], see quality.py), and for
-models with an int8 g_a its activation ranges `int8/g_a.<layer>.<point>` (see int8.py).
+Keys: `meta` (UTF-8 JSON as uint8), `param/<state-dict name>` (fp16 or fp32),
+`hs/<layer>/weight|bias` (int64; an 8-bit h_s also `hs/<layer>/weight_bits`), `hs/z_median_fixed`,
+`hs/scale_thresholds`, `tables/<z|y>/cdfs|lengths|offsets` (int32), and for variable-rate
+models `gains/<gain|inv_gain|hyper_gain|hyper_inv_gain>` (int64 [100, C], see quality.py), and
+for models with an int8 network its activation ranges `int8/<g_a|g_s>.<layer>.<point>` (see
+int8.py). Files stored with `WeightStorage.INT8` (format version 2) hold convolution weights as
+`param8/<name>` (int8) and `scale/<name>` (fp32, one per output channel, shaped to broadcast)
+instead, no float h_s (`float_h_s` derives it), and every integer array in the narrowest
+integer type that holds it.
 """
 
 from __future__ import annotations
@@ -72,11 +74,13 @@ def _stored_arrays(params: Mapping[str, np.ndarray], storage: WeightStorage) -> 
     for name, value in params.items():
         if name.startswith(STORED_AS_INTEGERS):
             continue
-        if value.ndim == 4:
+        stored = params.stored_int8(name) if isinstance(params, LazyParams) else None
+        if stored is None and value.ndim == 4:
             axis = _output_axis(name)
             q, scale = int8_weights(value, axis=axis)
-            arrays[INT8_PREFIX + name] = q
-            arrays[SCALE_PREFIX + name] = np.expand_dims(scale, tuple(d for d in range(4) if d != axis))
+            stored = q, np.expand_dims(scale, tuple(d for d in range(4) if d != axis))
+        if stored is not None:
+            arrays[INT8_PREFIX + name], arrays[SCALE_PREFIX + name] = stored
         else:
             arrays[f"param/{name}"] = value
     return arrays
@@ -120,6 +124,7 @@ class WeightsFile:
     # An int8 g_a's activation ranges (empty: g_a runs in float). Encoder-side only: not part of
     # the tables' digest, as nothing a decoder computes depends on them.
     int8_ranges: Int8Ranges = field(default_factory=dict)
+    storage: WeightStorage = WeightStorage.FLOAT  # how the file stores (or will store) the networks
 
     def __post_init__(self) -> None:
         if not self.tables_sha256:
@@ -163,6 +168,16 @@ class LazyParams(Mapping[str, np.ndarray]):
                     self._read[name] = self._npz[key]
             return self._read[name]
 
+    def stored_int8(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """An int8-stored parameter's int8 values and scales as the file holds them (a variant
+        copies them rather than quantizing their product again, which could move a scale by
+        one unit in the last place); None for any other."""
+        key = self._stored.get(name)
+        if not key or not key.startswith(INT8_PREFIX):
+            return None
+        with self._lock:
+            return self._npz[key], self._npz[SCALE_PREFIX + name]
+
     def shape(self, name: str) -> tuple[int, ...]:
         """A parameter's shape, read from its header alone (nothing decompressed but that)."""
         key = self._stored.get(name)
@@ -204,7 +219,7 @@ def _hyper_arrays(h: IntHyperSynthesis) -> dict[str, np.ndarray]:
 
 def _narrowest(a: np.ndarray) -> np.ndarray:
     """Integers in the narrowest type that holds them (an 8-bit h_s's weights: int8, so the file
-    stores one byte each); loading widens them back to int64."""
+    stores one byte each); loading widens them back to int64 (the digest hashes them as int64)."""
     for dtype in (np.int8, np.int16, np.int32):
         if a.size and np.iinfo(dtype).min <= a.min() and a.max() <= np.iinfo(dtype).max:
             return a.astype(dtype)
@@ -216,8 +231,9 @@ def _hyper_layout(h: IntHyperSynthesis) -> list[dict]:
     return [{f: int(getattr(layer, f)) for f in LAYER_FIELDS} | ({"relu": 1} if layer.relu else {}) for layer in h.layers]
 
 
-def save_weights(w: WeightsFile, path: Path, storage: WeightStorage = WeightStorage.FLOAT) -> str:
-    """Write atomically, the float networks as `storage` says; returns the file's sha256 (hex)."""
+def save_weights(w: WeightsFile, path: Path) -> str:
+    """Write atomically, the networks as `w.storage` says; returns the file's sha256 (hex)."""
+    storage = w.storage
     meta = {
         "format": FORMAT_NAME,
         "format_version": INT8_FORMAT_VERSION if storage is WeightStorage.INT8 else FORMAT_VERSION,
@@ -230,10 +246,9 @@ def save_weights(w: WeightsFile, path: Path, storage: WeightStorage = WeightStor
     }
     arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
     arrays.update(_stored_arrays(w.params, storage))
-    arrays.update({k: _narrowest(v) if k.endswith("/weight") and storage is WeightStorage.INT8 else v
-                   for k, v in _hyper_arrays(w.tables.hyper).items()})
-    if w.tables.quality is not None:
-        arrays.update({f"gains/{k}": v for k, v in w.tables.quality.arrays().items()})
+    integers = _hyper_arrays(w.tables.hyper) | ({f"gains/{k}": v for k, v in w.tables.quality.arrays().items()}
+                                                if w.tables.quality is not None else {})
+    arrays.update({k: _narrowest(v) for k, v in integers.items()} if storage is WeightStorage.INT8 else integers)
     arrays.update(save_int8_ranges(w.int8_ranges))
     for name, t in (("z", w.tables.z), ("y", w.tables.y)):
         arrays.update({f"tables/{name}/cdfs": t.cdfs, f"tables/{name}/lengths": t.lengths, f"tables/{name}/offsets": t.offsets})
@@ -322,4 +337,5 @@ def load_weights(path: Path, known_sha256: str | None = None) -> tuple[WeightsFi
     params = LazyParams(data, names, hyper)
     provenance = {k: v for k, v in meta.items() if k not in ("format", "format_version", "model_id", "architecture", "hyper_layout",
                                                              "hyper_scale_only", "tables_sha256")}
-    return WeightsFile(model_id, arch, params, tables, provenance, recorded, load_int8_ranges(arrays)), sha256
+    storage = WeightStorage.INT8 if meta["format_version"] == INT8_FORMAT_VERSION else WeightStorage.FLOAT
+    return WeightsFile(model_id, arch, params, tables, provenance, recorded, load_int8_ranges(arrays), storage), sha256
