@@ -14,7 +14,7 @@ import pytest
 from imgarc.codec.export import export_model
 from imgarc.codec.int8 import int8_weights
 from imgarc.codec.int_hyper import EIGHT_BIT_LIMIT, float_h_s, integerize_h_s
-from imgarc.codec.weights import WeightStorage, load_weights
+from imgarc.codec.weights import WeightStorage, int8_output_axis, load_weights, stored_in_int8
 from imgarc.runtime.torch_networks import TorchNetworks
 from imgarc.train.publish import register_model
 from tests.conftest import image_bytes, noise_rgb
@@ -52,13 +52,15 @@ def test_int8_storage_holds_the_networks_within_half_a_step(stored):
     for name in parent.params:
         original, loaded = np.asarray(parent.params[name], np.float32), w8.params[name]
         assert loaded.shape == original.shape
-        if name.startswith(("g_a.", "h_a.", "g_s.")) and original.ndim == 4:
+        if stored_in_int8(name, original.ndim):
             assert f"param8/{name}" in names
             _, scale = int8_weights(original, axis=1 if name.startswith("g_s.") else 0)
             step = np.expand_dims(scale, tuple(d for d in range(4) if d != (1 if name.startswith("g_s.") else 0)))
             assert np.all(np.abs(loaded - original) <= step / 2 * 1.0001)
         elif not name.startswith("h_s."):
-            np.testing.assert_array_equal(loaded, parent.params[name])  # gains, GDNs, biases, densities: as stored before
+            # gains, GDNs, biases, densities and the two convolutions that touch pixels: as stored before
+            np.testing.assert_array_equal(loaded, parent.params[name])
+    assert {"param/g_a.0.weight", "param/g_s.6.weight"} <= names
     assert (stored / f"{W8_MODEL_ID}.npz").stat().st_size < (stored / f"{VR_MODEL_ID}.npz").stat().st_size
 
 
@@ -111,3 +113,30 @@ def test_a_variant_of_an_int8_stored_model_keeps_its_int8_arrays(stored, tmp_pat
         assert stored_keys and set(stored_keys) <= set(b.files)
         for k in stored_keys:
             assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+
+
+def test_training_for_int8_storage_sees_the_weights_the_file_will_hold(stored):
+    """The trainer's forward pass for an int8-stored export (stored_weights) rounds exactly the
+    parameters int8 storage rounds, to the values loading the exported file gives (but a value
+    at a rounding tie, which torch's x·(1/scale) and numpy's x/scale may send either way)."""
+    import torch
+
+    from imgarc.train.trainer import stored_weights
+
+    parent, _ = load_weights(stored / f"{VR_MODEL_ID}.npz")
+    w8, _ = load_weights(stored / f"{W8_MODEL_ID}.npz")
+    model = TorchNetworks(parent.architecture, parent.params, parent.model_id).model
+    rounded = stored_weights(model)
+    assert set(rounded) == {n for n, p in model.named_parameters() if stored_in_int8(n, p.dim())}
+    differing = total = 0
+    for name, value in rounded.items():
+        ours, loaded = value.detach().numpy(), w8.params[name]
+        step = np.abs(loaded).max(axis=tuple(d for d in range(4) if d != int8_output_axis(name)), keepdims=True) / 127
+        assert np.all(np.abs(ours - loaded) <= step * 1.001)
+        differing += int((np.abs(ours - loaded) > step * 1e-3).sum())
+        total += ours.size
+    assert differing <= total * 0.002
+    weight = next(iter(rounded))
+    loss = rounded[weight].sum()
+    loss.backward()  # straight through: the float parameter takes the gradient
+    assert torch.equal(dict(model.named_parameters())[weight].grad, torch.ones_like(rounded[weight]))

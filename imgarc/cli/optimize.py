@@ -112,7 +112,8 @@ def optimize(
     storage: WeightStorage = typer.Option(WeightStorage.FLOAT.value, "--storage", help="How the exported weights file stores "
                                           "the networks: float (fp16) or int8 (g_a's, h_a's and g_s's convolutions in int8 "
                                           "per output channel, h_s only as its integer network: about a third of the "
-                                          "size; see docs/MODELS.md). Pruning variants only."),
+                                          "size; see docs/MODELS.md). With int8, fine-tuning runs through the same "
+                                          "rounding. Pruning variants only."),
 ) -> None:
     """Prune a model's g_a and g_s to fewer channels (or, with --int8, quantize its g_a or g_s), then fine-tune
     the result with distillation from the parent (rate + distortion + matching the parent's
@@ -146,7 +147,7 @@ def optimize(
         out.print(f"{parent_id} -> int8 {INT8_LAYERS[int8_network]}; {network} alone trains")
     else:
         child = pruned_architecture(parent_arch, keep, widths, latents, hyper_widths, hyper_latents)
-        config = child_config(parent_id, data, run_dir, child, parse_lambdas(lambdas), **training)
+        config = child_config(parent_id, data, run_dir, child, parse_lambdas(lambdas), weight_storage=storage.value, **training)
         description = f"{parent_id} pruned to {describe(child)}, fine-tuned with distillation"
         before, after = macs_per_pixel(parent_arch), macs_per_pixel(child)
         out.print(f"{parent_id} -> {describe(child)}: g_a+h_a+g_s {sum(before.values()) - before['h_s']:,.0f} -> "

@@ -20,10 +20,10 @@ import torch
 from pytorch_msssim import ms_ssim
 
 from imgarc.codec.architecture import MEAN_SCALE, Architecture, build_model
-from imgarc.codec.fake_quant import Int8Network, calibrated_ranges, synthesis_ranges
+from imgarc.codec.fake_quant import Int8Network, calibrated_ranges, fake_int8_weights, synthesis_ranges
 from imgarc.codec.gained import GAIN_NAMES, initial_gains
-from imgarc.codec.int8 import load_arrays, save_arrays
-from imgarc.codec.weights import load_weights
+from imgarc.codec.int8 import WEIGHT_LIMIT, load_arrays, save_arrays
+from imgarc.codec.weights import WeightStorage, int8_output_axis, load_weights, stored_in_int8
 from imgarc.errors import ModelError, TrainingError, UsageError
 from imgarc.runtime.torch_networks import TorchNetworks, torch_state
 from imgarc.train.crops import CropSampler, load_photos, prefetched
@@ -79,6 +79,10 @@ class TrainConfig:
     # Quantization-aware training of an int8 g_a or g_s (imgarc.codec.fake_quant): its grids
     # are calibrated on the first crops, kept in the checkpoint, and exported with the weights.
     int8_network: str | None = None
+    # "int8": the run's model will be exported with int8 storage (WeightStorage.INT8), so its
+    # forward pass sees those weights rounded as the file will hold them (straight through for
+    # the gradient), and fine-tuning repairs what the rounding costs.
+    weight_storage: str = "float"
 
     def record(self) -> dict:
         """The settings as a checkpoint stores them (paths as strings)."""
@@ -88,6 +92,8 @@ class TrainConfig:
         """Refuse a configuration training cannot run, naming the option a user sets."""
         if self.crop % 64:
             raise UsageError(f"--crop must be a multiple of 64, not {self.crop}")
+        if self.weight_storage not in {s.value for s in WeightStorage}:
+            raise UsageError(f"--storage must be one of {', '.join(s.value for s in WeightStorage)}, not {self.weight_storage!r}")
         if self.distortion not in DISTORTIONS:
             raise UsageError(f"--distortion must be one of {', '.join(DISTORTIONS)}, not {self.distortion!r}")
         if self.distortion != "mse" and self.crop < MSSSIM_MIN_CROP:
@@ -166,6 +172,13 @@ def load_teacher(path: Path, device: torch.device):
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
+
+
+def stored_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters int8 storage rounds, rounded as it will (gradients pass straight through):
+    what the forward pass of a run for an int8-stored export uses instead of the float ones."""
+    return {name: fake_int8_weights(p, WEIGHT_LIMIT, int8_output_axis(name))[0]
+            for name, p in model.named_parameters() if stored_in_int8(name, p.dim())}
 
 
 def _psnr(mse: float) -> float:
@@ -307,7 +320,11 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
             g["lr"] = lr
         x = torch.from_numpy(next(batches)).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
         point = point_rng.randrange(len(config.lambdas)) if variable_rate else 0
-        out = model(x, rate_position=point) if variable_rate else model(x)
+        arguments = {"rate_position": point} if variable_rate else {}
+        if config.weight_storage == WeightStorage.INT8.value:
+            out = torch.func.functional_call(model, stored_weights(model), (x,), arguments)
+        else:
+            out = model(x, **arguments)
         num_pixels = x.shape[0] * x.shape[2] * x.shape[3]
         bpp = sum(-torch.log2(l).sum() for l in out["likelihoods"].values()) / num_pixels
         mse = torch.mean((out["x_hat"] - x) ** 2)
