@@ -53,9 +53,9 @@ class WeightStorage(Enum):
     FLOAT = "float"  # learned parameters fp16 (or fp32), buffers fp32
     # The convolutions' weights of g_a, h_a and g_s (`stored_in_int8`) as int8, symmetric per
     # output channel with an fp32 scale each (loading multiplies them back: the same floats on
-    # every machine), the rest fp16; h_s
-    # only as the integer network the coding tables need (the float h_s is derived from it,
-    # `float_h_s`). The default's file would shrink from 19.5 to about 6 MB.
+    # every machine), the rest fp16; h_s only as the integer network the coding tables need,
+    # with 8-bit weights (the float h_s is derived from it, `float_h_s`). The default stored so:
+    # 19.5 -> 5.8 MB.
     INT8 = "int8"
 
 
@@ -77,23 +77,6 @@ def int8_output_axis(name: str) -> int:
     return 1 if name.startswith("g_s.") else 0
 
 
-def _stored_arrays(params: Mapping[str, np.ndarray], storage: WeightStorage) -> dict[str, np.ndarray]:
-    if storage is WeightStorage.FLOAT:
-        return {f"param/{k}": v for k, v in params.items()}
-    arrays = {}
-    for name, value in params.items():
-        if name.startswith(STORED_AS_INTEGERS):
-            continue
-        stored = params.stored_int8(name) if isinstance(params, LazyParams) else None
-        if stored is None and stored_in_int8(name, value.ndim):
-            axis = int8_output_axis(name)
-            q, scale = int8_weights(value, axis=axis)
-            stored = q, np.expand_dims(scale, tuple(d for d in range(4) if d != axis))
-        if stored is not None:
-            arrays[INT8_PREFIX + name], arrays[SCALE_PREFIX + name] = stored
-        else:
-            arrays[f"param/{name}"] = value
-    return arrays
 LAYER_FIELDS = ("upsample", "stride", "pad_before", "pad_after", "leaky")
 
 
@@ -154,9 +137,8 @@ class LazyParams(Mapping[str, np.ndarray]):
         self._npz = np.load(io.BytesIO(data), allow_pickle=False)
         self._stored = {n[len(prefix):]: n for n in names for prefix in (self.PREFIX, INT8_PREFIX) if n.startswith(prefix)}
         self._hyper = hyper
-        self._derived: dict[str, np.ndarray] | None = None
-        if any(n.startswith(INT8_PREFIX) for n in names):
-            self._derived = {}  # an int8-stored file: h_s from the integer network
+        self._derived: dict[str, np.ndarray] | None = None  # float_h_s(hyper), made when first read
+        if any(n.startswith(INT8_PREFIX) for n in names):  # an int8-stored file: h_s from the integer network
             self._stored.update({name: "" for name in _h_s_names(hyper)})
         self._names = list(self._stored)
         self._read: dict[str, np.ndarray] = {}
@@ -169,7 +151,7 @@ class LazyParams(Mapping[str, np.ndarray]):
                 if key is None:
                     raise KeyError(name)
                 if not key:
-                    if not self._derived:
+                    if self._derived is None:
                         self._derived = float_h_s(self._hyper)
                     self._read[name] = self._derived[name]
                 elif key.startswith(INT8_PREFIX):
@@ -205,6 +187,25 @@ class LazyParams(Mapping[str, np.ndarray]):
 
     def __len__(self) -> int:
         return len(self._names)
+
+
+def _stored_arrays(params: Mapping[str, np.ndarray], storage: WeightStorage) -> dict[str, np.ndarray]:
+    if storage is WeightStorage.FLOAT:
+        return {f"param/{k}": v for k, v in params.items()}
+    arrays = {}
+    for name, value in params.items():
+        if name.startswith(STORED_AS_INTEGERS):
+            continue
+        stored = params.stored_int8(name) if isinstance(params, LazyParams) else None
+        if stored is None and stored_in_int8(name, value.ndim):
+            axis = int8_output_axis(name)
+            q, scale = int8_weights(value, axis=axis)
+            stored = q, np.expand_dims(scale, tuple(d for d in range(4) if d != axis))
+        if stored is not None:
+            arrays[INT8_PREFIX + name], arrays[SCALE_PREFIX + name] = stored
+        else:
+            arrays[f"param/{name}"] = value
+    return arrays
 
 
 def _h_s_names(hyper: IntHyperSynthesis) -> dict[str, tuple[int, ...]]:
