@@ -160,6 +160,7 @@ def test_optimize_prunes_fine_tunes_resumes_and_exports_a_working_variant(tmp_pa
     facts = lines[next(n for n, line in enumerate(lines) if line.startswith("tiny-vr-pruned")) + 1]
     parameters = sum(weights.params[k].size for k in weights.params)
     macs = macs_per_pixel(weights.architecture)
+    assert "MB weights (int8 storage)" in facts
     assert f"{parameters:,} parameters" in facts and f"g_s {macs['g_s']:,.0f}" in facts
     assert f"parent: {VR_MODEL_ID}" in facts and " ms/MP here" in facts
 

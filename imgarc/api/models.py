@@ -14,7 +14,7 @@ import numpy as np
 from imgarc.codec.architecture import macs_per_pixel
 from imgarc.codec.int8 import QuantizedNetwork, quantizes_network
 from imgarc.codec.registry import ModelRecord, default_model_id, list_models, load_codec
-from imgarc.codec.weights import load_weights
+from imgarc.codec.weights import WeightStorage, load_weights
 from imgarc.codec.zoo import REFUSED, conversion_dir, parse_zoo_id, torch_hub_dir
 from imgarc.codec.zoo_convert import ZooEntry, list_zoo, load_zoo_codec
 
@@ -35,6 +35,7 @@ class ModelFacts:
     macs_per_pixel: dict[str, float]  # g_a, h_a, h_s (the integer one), g_s
     parent: str | None  # the model a variant (imgarc optimize) was made from
     int8_networks: tuple[str, ...] = ()  # those that run in int8 (imgarc optimize --int8)
+    storage: WeightStorage = WeightStorage.FLOAT  # how the file stores the networks (optimize --storage)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ def model_facts(record: ModelRecord) -> ModelFacts:
     parent = weights.meta.get("parent")
     return ModelFacts(record.path.stat().st_size, parameters, macs_per_pixel(weights.architecture),
                       str(parent) if parent else None,
-                      tuple(n.value for n in QuantizedNetwork if quantizes_network(weights.int8_ranges, n.value)))
+                      tuple(n.value for n in QuantizedNetwork if quantizes_network(weights.int8_ranges, n.value)),
+                      weights.storage)
 
 
 def measure_speed(model_id: str, runs: int = 3) -> ModelSpeed:
