@@ -2,6 +2,10 @@
 # One call of `imgarc train` on a lent CUDA machine, made to be chained across calls.
 #
 #   scripts/gpu_train.sh RUN_DIR SEED_DIR MINUTES [more `imgarc train` options]
+#   IMGARC_COMMAND=optimize scripts/gpu_train.sh RUN_DIR SEED_DIR MINUTES [`imgarc optimize` options]
+#
+# (optimize: a pruned child's fine-tune, e.g. `--widths ... --hyper-widths ... --storage int8`;
+# its first call prunes the parent, later ones resume the carried checkpoint the same way.)
 #
 # Run from the repository root on the GPU machine. That machine has torch but not CompressAI:
 # .whl/ must hold its wheels for that machine's Python (cp312), installed here without network.
@@ -21,7 +25,7 @@ if [ ! -f "$run_dir/checkpoint.pt" ] && compgen -G "$seed_dir/slim.pt.part*" >/d
   echo "resuming from the carried weights in $seed_dir"
 fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-python3 -m imgarc.cli train --run-dir "$run_dir" --minutes "$minutes" --device cuda "$@" 2>&1 | tee "$OUT/train.log"
+python3 -m imgarc.cli "${IMGARC_COMMAND:-train}" --run-dir "$run_dir" --minutes "$minutes" --device cuda "$@" 2>&1 | tee "$OUT/train.log"
 python3 -c "import sys; from pathlib import Path; from imgarc.train.trainer import slim_checkpoint; \
 slim_checkpoint(Path(sys.argv[1]), Path(sys.argv[2]))" "$run_dir/checkpoint.pt" "$OUT/slim.pt"
 (cd "$OUT" && split -b 15M -d slim.pt slim.pt.part && rm slim.pt && ls -l)
