@@ -132,6 +132,8 @@ def test_optimize_prunes_fine_tunes_resumes_and_exports_a_working_variant(tmp_pa
                   "--storage", "int8"], env)
     assert second.returncode == 0, second.stderr
     assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"] > steps  # resumed, not pruned again
+    other = run(["optimize", *[("5" if a == "6" else a) for a in common], "--minutes", "0.05"], env)  # 5 latents and hyper-latents
+    assert other.returncode == 2 and "holds a model of other widths" in other.stderr and "Traceback" not in other.stderr
 
     weights, _ = load_weights(out / "tiny-vr-pruned.npz")
     assert weights.storage is WeightStorage.INT8
@@ -167,10 +169,11 @@ def test_optimize_prunes_fine_tunes_resumes_and_exports_a_working_variant(tmp_pa
 
 @pytest.mark.parametrize("args, message", [
     (["--widths", "8,8"], "six positive integers"),
-    (["--widths", "a,b,c,d,e,f"], "six integers"),
+    (["--widths", "a,b,c,d,e,f"], "six positive integers"),
     (["--hyper-widths", "4,4"], "four positive integers (h_a's two inner widths, then h_s's)"),
-    (["--latents", "x"], "--latents must be an integer"),
-    (["--latents", "0"], "--latents must be a positive integer (latent channels kept)"),
+    (["--latents", "x"], "--latents must be a positive integer (the latent channels kept), not 'x'"),
+    (["--latents", "0"], "--latents must be a positive integer"),
+    (["--widths", "8,8,8,8,8,99"], "cannot be wider than its parent"),
     (["--latents", "99"], "cannot be wider than its parent"),
     (["--keep", "0"], "fraction"),
     (["--keep", "0.5"], "give them with --lambdas"),

@@ -17,7 +17,7 @@ from imgarc.codec.registry import assets_dir, default_model_id, find_model
 from imgarc.codec.weights import WeightStorage
 from imgarc.errors import UsageError
 from imgarc.extras import require
-from imgarc.optimize.widths import architecture_of, widths_for
+from imgarc.optimize.widths import architecture_of, group_widths, widths_for
 
 
 INT8_LAYERS = {QuantizedNetwork.G_A: "g_a (all convolutions but the last)",
@@ -28,40 +28,37 @@ INT8_LAYERS = {QuantizedNetwork.G_A: "g_a (all convolutions but the last)",
 class WidthsOption:
     name: str
     count: int
-    meaning: str
+    what: str  # what the option takes, for its error message
 
     def parse(self, text: str) -> tuple[int, ...]:
         try:
             widths = tuple(int(v) for v in text.split(","))
-        except ValueError as e:
-            raise UsageError(f"{self.name} must be {self._what('integer')} ({self.meaning}), not {text!r}") from e
+        except ValueError:
+            widths = ()
         if len(widths) != self.count or min(widths) < 1:
-            raise UsageError(f"{self.name} must be {self._what('positive integer')} ({self.meaning}), not {text!r}")
+            raise UsageError(f"{self.name} must be {self.what}, not {text!r}")
         return widths
 
-    def _what(self, kind: str) -> str:
-        if self.count == 1:
-            return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
-        return f"{('two', 'three', 'four', 'five', 'six')[self.count - 2]} {kind}s"
 
-
-WIDTHS = WidthsOption("--widths", 6, "g_a's three inner widths, then g_s's")
-HYPER_WIDTHS = WidthsOption("--hyper-widths", 4, "h_a's two inner widths, then h_s's")
-LATENTS = WidthsOption("--latents", 1, "latent channels kept")
-HYPER_LATENTS = WidthsOption("--hyper-latents", 1, "hyper-latent channels kept")
+WIDTHS = WidthsOption("--widths", 6, "six positive integers (g_a's three inner widths, then g_s's)")
+HYPER_WIDTHS = WidthsOption("--hyper-widths", 4, "four positive integers (h_a's two inner widths, then h_s's)")
+LATENTS = WidthsOption("--latents", 1, "a positive integer (the latent channels kept)")
+HYPER_LATENTS = WidthsOption("--hyper-latents", 1, "a positive integer (the hyper-latent channels kept)")
 
 
 def pruned_architecture(parent: Architecture, keep: float, widths: str | None, latents: str | None,
                         hyper_widths: str | None, hyper_latents: str | None) -> Architecture:
     """The child's architecture from the options: each group the parent's unless given."""
+    if parent.scale_only:
+        raise UsageError("imgarc optimize prunes mean-scale models; this parent is a scale-only (zoo) model")
     inner = WIDTHS.parse(widths) if widths else widths_for(parent, keep)
     m = LATENTS.parse(latents)[0] if latents else parent.M
     ha0, ha1, hs0, hs1 = HYPER_WIDTHS.parse(hyper_widths) if hyper_widths else parent.hyper_inner_widths
     n = HYPER_LATENTS.parse(hyper_latents)[0] if hyper_latents else parent.N
-    if m > parent.M or n > parent.N or any(w > p for w, p in zip((ha0, ha1, hs0, hs1), parent.hyper_inner_widths)):
-        raise UsageError(f"a pruned child cannot be wider than its parent ({parent.N} hyper-latents, {parent.M} latents, "
-                         f"hyper widths {','.join(map(str, parent.hyper_inner_widths))})")
-    return architecture_of(parent, (*inner[:3], m, *inner[3:], ha0, ha1, n, hs0, hs1))
+    child = architecture_of(parent, (*inner[:3], m, *inner[3:], ha0, ha1, n, hs0, hs1))
+    if any(c > p for c, p in zip(group_widths(child), group_widths(parent))):
+        raise UsageError(f"a pruned child cannot be wider than its parent ({describe(parent)}), not {describe(child)}")
+    return child
 
 
 def describe(arch: Architecture) -> str:
@@ -115,7 +112,7 @@ def optimize(
                                           "size; see docs/MODELS.md). With int8, fine-tuning runs through the same "
                                           "rounding. Pruning variants only."),
 ) -> None:
-    """Prune a model's g_a and g_s to fewer channels (or, with --int8, quantize its g_a or g_s), then fine-tune
+    """Prune a model's networks to fewer channels (or, with --int8, quantize its g_a or g_s), then fine-tune
     the result with distillation from the parent (rate + distortion + matching the parent's
     outputs); resumable like `imgarc train`. The variant is a new model id that records its parent."""
     # torch loads only when this command runs, so the other commands and `--help` never pay for it.

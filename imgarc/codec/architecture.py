@@ -36,10 +36,10 @@ class Architecture:
         if self.hyper_widths and (len(self.hyper_widths) != self.HYPER_WIDTHS or min(self.hyper_widths) < 1):
             raise ModelError(f"an architecture's hyper widths are {self.HYPER_WIDTHS} positive channel counts, "
                              f"not {self.hyper_widths!r}")
-        if self.hyper_widths and self.scale_only:
-            raise ModelError("scale-only models have CompressAI's hyper networks")
         if self.hyper_widths == self._compressai_hyper_widths():
             object.__setattr__(self, "hyper_widths", ())
+        if (self.widths or self.hyper_widths) and self.scale_only:
+            raise ModelError("a scale-only model has CompressAI's own widths (imgarc prunes mean-scale models only)")
 
     def _compressai_hyper_widths(self) -> tuple[int, ...]:
         if self.scale_only:

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from imgarc.codec.int8 import WEIGHT_LIMIT
 from imgarc.codec.quality import GAIN_BITS, QualityRow
 from imgarc.cores import usable_cores
 from imgarc.errors import ModelError
 
 ACT_BITS = 10
 WEIGHT_BITS = 14
-EIGHT_BIT_LIMIT = 127  # an 8-bit h_s's weights stay within ±this
 MAX_WEIGHT_BITS = 24  # an 8-bit h_s channel's fractional bits at most (a channel of all-but-zero weights)
 ACT_LIMIT = 1 << 24
 EXACT_LIMIT = 1 << 52
@@ -70,7 +70,7 @@ class IntLayer:
         """What the accumulator is multiplied by to come back to ACT_BITS (powers of two: exact)."""
         if self.weight_bits is None:
             return 1 / (1 << WEIGHT_BITS)
-        return np.ldexp(1.0, -self.weight_bits)[:, None, None]
+        return np.ldexp(1.0, -self.weight_bits.astype(np.int32))[:, None, None]
 
     def tap_matrix(self, taps: list[tuple[int, int]]) -> np.ndarray:
         key = tuple(taps)
@@ -299,6 +299,17 @@ class IntHyperSynthesis:
             limit = ACT_LIMIT
 
 
+def eight_bit_weight_bits(peak: np.ndarray) -> np.ndarray:
+    """Per output channel, the most fractional bits b with peak·2^b ≤ WEIGHT_LIMIT (so its weights
+    round within ±127), at most MAX_WEIGHT_BITS (and that for a channel of zeros, whose bias then
+    keeps the most precision); from the exponents alone (frexp), which every machine computes
+    exactly."""
+    limit_mantissa, limit_exponent = np.frexp(float(WEIGHT_LIMIT))
+    mantissa, exponent = np.frexp(peak)
+    bits = np.where(mantissa <= limit_mantissa, limit_exponent - exponent, limit_exponent - exponent - 1)
+    return np.where(peak > 0, np.minimum(bits, MAX_WEIGHT_BITS), MAX_WEIGHT_BITS).astype(np.int64)
+
+
 def integerize_h_s(h_s, z_medians: np.ndarray, scale_table: np.ndarray, scale_only: bool = False,
                    eight_bit: bool = False) -> IntHyperSynthesis:
     """Fixed-point copy of a CompressAI h_s: the mean-scale one (deconv, leaky, deconv, leaky,
@@ -332,11 +343,9 @@ def integerize_h_s(h_s, z_medians: np.ndarray, scale_table: np.ndarray, scale_on
         else:
             raise ModelError(f"h_s contains an unsupported layer {type(mod).__name__}")
         if eight_bit:
-            peak = np.abs(w).reshape(w.shape[0], -1).max(axis=1)
-            bits = np.floor(np.log2(EIGHT_BIT_LIMIT / np.maximum(peak, 2.0 ** -MAX_WEIGHT_BITS))).astype(np.int64)
-            bits = np.minimum(bits, MAX_WEIGHT_BITS)
-            weight = np.round(np.ldexp(w, bits[:, None, None, None])).astype(np.int64)
-            bias = np.round(np.ldexp(b, bits + ACT_BITS)).astype(np.int64)
+            bits = eight_bit_weight_bits(np.abs(w).reshape(w.shape[0], -1).max(axis=1))
+            weight = np.round(np.ldexp(w, bits[:, None, None, None].astype(np.int32))).astype(np.int64)
+            bias = np.round(np.ldexp(b, (bits + ACT_BITS).astype(np.int32))).astype(np.int64)
         else:
             bits = None
             weight = np.round(w * (1 << WEIGHT_BITS)).astype(np.int64)
@@ -362,8 +371,8 @@ def float_h_s(hyper: IntHyperSynthesis) -> dict[str, np.ndarray]:
     significant bits; integerizing it gives the same weights back."""
     params = {}
     for i, layer in enumerate(hyper.layers):
-        bits = np.full(layer.weight.shape[0], WEIGHT_BITS) if layer.weight_bits is None else layer.weight_bits
-        w = np.ldexp(layer.weight.astype(np.float32), -bits[:, None, None, None].astype(np.int32)).astype(np.float32)
+        bits = (np.full(layer.weight.shape[0], WEIGHT_BITS) if layer.weight_bits is None else layer.weight_bits).astype(np.int32)
+        w = np.ldexp(layer.weight.astype(np.float32), -bits[:, None, None, None]).astype(np.float32)
         if layer.upsample > 1:  # undo the transposed convolution's flip and [in, out] transpose
             w = np.ascontiguousarray(np.flip(w.transpose(1, 0, 2, 3), axis=(2, 3)))
         params[f"h_s.{2 * i}.weight"] = w

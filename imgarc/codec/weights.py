@@ -19,6 +19,7 @@ integer type that holds it.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -42,7 +43,7 @@ from imgarc.errors import ModelError
 from imgarc.fileio import write_file_atomic
 
 FORMAT_NAME = "imgarc-weights"
-FORMAT_VERSION = 1  # float storage; files that need the int8 storage's keys are version 2
+FORMAT_VERSION = 1  # float storage; files an older imgarc would misread (int8 storage, 8-bit h_s) are version 2
 INT8_FORMAT_VERSION = 2
 
 
@@ -60,6 +61,7 @@ class WeightStorage(Enum):
 
 
 INT8_PREFIX, SCALE_PREFIX = "param8/", "scale/"
+CHANGED = "changed"  # LazyParams.with_changes: a parameter held in memory, not read from the file
 STORED_AS_INTEGERS = "h_s."  # the float parameters an int8-stored file derives from its integer h_s
 # The convolutions that read and write pixels stay fp16 in int8 storage: 19,200 weights whose
 # int8 rounding cost the default 0.02 dB at q95, a fifth of what int8 storage cost in all.
@@ -133,12 +135,12 @@ class LazyParams(Mapping[str, np.ndarray]):
 
     PREFIX = "param/"
 
-    def __init__(self, data: bytes, names: list[str], hyper: IntHyperSynthesis) -> None:
+    def __init__(self, data: bytes, names: list[str], hyper: IntHyperSynthesis, storage: WeightStorage) -> None:
         self._npz = np.load(io.BytesIO(data), allow_pickle=False)
         self._stored = {n[len(prefix):]: n for n in names for prefix in (self.PREFIX, INT8_PREFIX) if n.startswith(prefix)}
         self._hyper = hyper
         self._derived: dict[str, np.ndarray] | None = None  # float_h_s(hyper), made when first read
-        if any(n.startswith(INT8_PREFIX) for n in names):  # an int8-stored file: h_s from the integer network
+        if storage is WeightStorage.INT8:  # h_s from the integer network
             self._stored.update({name: "" for name in _h_s_names(hyper)})
         self._names = list(self._stored)
         self._read: dict[str, np.ndarray] = {}
@@ -160,6 +162,14 @@ class LazyParams(Mapping[str, np.ndarray]):
                     self._read[name] = self._npz[key]
             return self._read[name]
 
+    def with_changes(self, changed: Mapping[str, np.ndarray]) -> "LazyParams":
+        """These parameters but `changed` (a variant of this file's model: publish_network_variant);
+        the others still read from this file, and int8-stored ones are copied as stored."""
+        other = copy.copy(self)  # the same file and lock: one reader of the npz at a time
+        other._stored = {**self._stored, **{name: CHANGED for name in changed}}
+        other._read = {**self._read, **changed}
+        return other
+
     def stored_int8(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
         """An int8-stored parameter's int8 values and scales as the file holds them (a variant
         copies them rather than quantizing their product again, which could move a scale by
@@ -175,6 +185,8 @@ class LazyParams(Mapping[str, np.ndarray]):
         key = self._stored.get(name)
         if key is None:
             raise KeyError(name)
+        if key == CHANGED:
+            return self._read[name].shape
         if not key:
             return _h_s_names(self._hyper)[name]
         with self._lock, self._npz.zip.open(f"{key}.npy") as f:
@@ -245,9 +257,12 @@ def _hyper_layout(h: IntHyperSynthesis) -> list[dict]:
 def save_weights(w: WeightsFile, path: Path) -> str:
     """Write atomically, the networks as `w.storage` says; returns the file's sha256 (hex)."""
     storage = w.storage
+    # Version 2 where an older imgarc would misread the file: int8 storage, or an 8-bit h_s.
+    newer = storage is WeightStorage.INT8 or any(layer.weight_bits is not None for layer in w.tables.hyper.layers)
     meta = {
         "format": FORMAT_NAME,
-        "format_version": INT8_FORMAT_VERSION if storage is WeightStorage.INT8 else FORMAT_VERSION,
+        "format_version": INT8_FORMAT_VERSION if newer else FORMAT_VERSION,
+        **({"weight_storage": storage.value} if storage is not WeightStorage.FLOAT else {}),
         "model_id": w.model_id,
         "architecture": w.architecture.to_dict(),
         "hyper_layout": _hyper_layout(w.tables.hyper),
@@ -345,8 +360,11 @@ def load_weights(path: Path, known_sha256: str | None = None) -> tuple[WeightsFi
         raise ModelError(f"weights file for model {model_id!r} ({path}): gain table and architecture disagree")
     if tables.quality is not None:
         tables.quality.check(arch.N, arch.M)
-    params = LazyParams(data, names, hyper)
+    try:
+        storage = WeightStorage(meta.get("weight_storage", WeightStorage.FLOAT.value))
+    except ValueError as e:
+        raise ModelError(f"weights file for model {model_id!r} ({path}) has an unknown storage {meta.get('weight_storage')!r}") from e
+    params = LazyParams(data, names, hyper, storage)
     provenance = {k: v for k, v in meta.items() if k not in ("format", "format_version", "model_id", "architecture", "hyper_layout",
-                                                             "hyper_scale_only", "tables_sha256")}
-    storage = WeightStorage.INT8 if meta["format_version"] == INT8_FORMAT_VERSION else WeightStorage.FLOAT
+                                                             "hyper_scale_only", "tables_sha256", "weight_storage")}
     return WeightsFile(model_id, arch, params, tables, provenance, recorded, load_int8_ranges(arrays), storage), sha256

@@ -168,8 +168,6 @@ def prune_model(model: nn.Module, arch: Architecture, widths: tuple[int, ...], c
                 rate_position: float | None = None) -> tuple[nn.Module, Architecture, Kept]:
     """A new model whose groups have `widths` (`GROUP_NAMES` order), holding the parent's most
     important channels; its architecture and the kept channels."""
-    if arch.scale_only:
-        raise UsageError("imgarc optimize prunes mean-scale models only")
     kept = choose_channels(channel_importance(model, crops, rate_position), widths)
     child_arch = architecture_of(arch, kept.widths)
     child = build_model(child_arch)

@@ -62,7 +62,7 @@ def publish_network_variant(parent: WeightsFile, model, networks: tuple[str, ...
     decoder to the same pixels), as `<out_dir>/<model_id>.npz`, listed in out_dir/models.json.
     The parent's int8 grids of the other networks stay."""
     trained = float_params(model, half=True)
-    params = {k: trained[k] if k.split(".", 1)[0] in networks else v for k, v in parent.params.items()}
+    params = parent.params.with_changes({k: v for k, v in trained.items() if k.split(".", 1)[0] in networks})
     ranges = {k: v for k, v in parent.int8_ranges.items() if k.split(".", 1)[0] not in networks}
     variant = replace(parent, model_id=model_id, params=params, meta=meta, int8_ranges={**ranges, **(int8_ranges or {})})
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -80,8 +80,9 @@ class TrainConfig:
     # are calibrated on the first crops, kept in the checkpoint, and exported with the weights.
     int8_network: str | None = None
     # "int8": the run's model will be exported with int8 storage (WeightStorage.INT8), so its
-    # forward pass sees those weights rounded as the file will hold them (straight through for
-    # the gradient), and fine-tuning repairs what the rounding costs.
+    # forward pass sees those weights rounded as the file will hold them (from the float32
+    # weights; export rounds their fp16 copy, which moves a few values at a rounding tie; straight
+    # through for the gradient), and fine-tuning repairs what the rounding costs.
     weight_storage: str = "float"
 
     def record(self) -> dict:
@@ -256,6 +257,10 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
     variable_rate = config.architecture.rate_points > 1
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        started = Architecture.from_dict(state["config"]["architecture"])
+        if started != config.architecture:
+            raise UsageError(f"{ckpt_path} holds a model of other widths ({started}) than this call's options give "
+                             f"({config.architecture}): resume it with the options it started with, or give another --run-dir")
         model.load_state_dict(state["model"])
         if "opt" in state:  # a weights-only checkpoint (see `slim_checkpoint`) restarts the optimizers
             opt.load_state_dict(state["opt"])
