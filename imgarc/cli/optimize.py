@@ -42,19 +42,17 @@ class WidthsOption:
 
 WIDTHS = WidthsOption("--widths", 6, "six positive integers (g_a's three inner widths, then g_s's)")
 HYPER_WIDTHS = WidthsOption("--hyper-widths", 4, "four positive integers (h_a's two inner widths, then h_s's)")
-LATENTS = WidthsOption("--latents", 1, "a positive integer (the latent channels kept)")
-HYPER_LATENTS = WidthsOption("--hyper-latents", 1, "a positive integer (the hyper-latent channels kept)")
 
 
-def pruned_architecture(parent: Architecture, keep: float, widths: str | None, latents: str | None,
-                        hyper_widths: str | None, hyper_latents: str | None) -> Architecture:
+def pruned_architecture(parent: Architecture, keep: float, widths: str | None, latents: int | None,
+                        hyper_widths: str | None, hyper_latents: int | None) -> Architecture:
     """The child's architecture from the options: each group the parent's unless given."""
     if parent.scale_only:
         raise UsageError("imgarc optimize prunes mean-scale models; this parent is a scale-only (zoo) model")
     inner = WIDTHS.parse(widths) if widths else widths_for(parent, keep)
-    m = LATENTS.parse(latents)[0] if latents else parent.M
+    m = latents or parent.M
     ha0, ha1, hs0, hs1 = HYPER_WIDTHS.parse(hyper_widths) if hyper_widths else parent.hyper_inner_widths
-    n = HYPER_LATENTS.parse(hyper_latents)[0] if hyper_latents else parent.N
+    n = hyper_latents or parent.N
     child = architecture_of(parent, (*inner[:3], m, *inner[3:], ha0, ha1, n, hs0, hs1))
     if any(c > p for c, p in zip(group_widths(child), group_widths(parent))):
         raise UsageError(f"a pruned child cannot be wider than its parent ({describe(parent)}), not {describe(child)}")
@@ -73,12 +71,12 @@ def optimize(
                                "multiples of 8). Multiply-adds fall about as keep²."),
     widths: Optional[str] = typer.Option(None, "--widths", help="Exact inner widths instead of --keep: g_a's three, then g_s's, "
                                          "comma-separated."),
-    latents: Optional[str] = typer.Option(None, "--latents", help="Latent channels to keep (M; default: the parent's). Fewer "
+    latents: Optional[int] = typer.Option(None, "--latents", min=1, help="Latent channels to keep (M; default: the parent's). Fewer "
                                           "latents shrink g_a's last layer, g_s's first, and h_s's output."),
     hyper_widths: Optional[str] = typer.Option(None, "--hyper-widths", help="h_a's two inner widths, then h_s's, "
                                                "comma-separated (default: the parent's). h_a and h_s hold most of the "
                                                "parameters (the weights file's size), little of the time."),
-    hyper_latents: Optional[str] = typer.Option(None, "--hyper-latents", help="Hyper-latent channels to keep (N, what h_a "
+    hyper_latents: Optional[int] = typer.Option(None, "--hyper-latents", min=1, help="Hyper-latent channels to keep (N, what h_a "
                                                 "outputs and the entropy bottleneck codes; default: the parent's)."),
     int8: bool = typer.Option(False, "--int8", help="Instead of pruning: an int8 network (--int8-network), its activation "
                               "grids measured and searched on training crops; with --minutes, that network alone then "
