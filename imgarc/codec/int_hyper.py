@@ -50,7 +50,7 @@ class IntLayer:
     leaky: bool  # LeakyReLU after the layer
     relu: bool = False  # ReLU after the layer (CompressAI ScaleHyperprior's h_s)
     # int64 [out]: each output channel's fractional weight bits (an 8-bit h_s, where they keep
-    # its weights within ±127: a weights file a third of the size, +0.03 % in rate on Kodak);
+    # its weights within ±127: a weights file a third of the size, +0.03 % in rate on 6 Kodak photos);
     # None: WEIGHT_BITS for all, as every model before 8-bit h_s had.
     weight_bits: np.ndarray | None = None
     # The weights of each tap set as one float64 matrix (`tap_weights`), built once: on small

@@ -82,7 +82,7 @@ class TrainConfig:
     # "int8": the run's model will be exported with int8 storage (WeightStorage.INT8), so its
     # forward pass sees those weights rounded as the file will hold them (from the float32
     # weights; export rounds their fp16 copy, which moves a few values at a rounding tie; straight
-    # through for the gradient), and fine-tuning repairs what the rounding costs.
+    # through for the gradient): a pruned child fine-tunes for the weights it will ship with.
     weight_storage: str = "float"
 
     def record(self) -> dict:
