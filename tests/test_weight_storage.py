@@ -156,3 +156,29 @@ def test_training_for_int8_storage_sees_the_weights_the_file_will_hold(stored):
     loss = rounded[weight].sum()
     loss.backward()  # straight through: the float parameter takes the gradient
     assert torch.equal(dict(model.named_parameters())[weight].grad, torch.ones_like(rounded[weight]))
+
+
+def test_int8_storage_keeps_an_int8_g_s_layer_on_its_graphs_7_bit_grid(stored, tmp_path):
+    """A layer the int8 graph runs in int8 is stored at the graph's weight limit (g_s: ±63), so
+    the graph quantizes the stored weights back to the same integers (one rounding, not two)."""
+    from dataclasses import replace
+
+    from imgarc.codec.int8 import SYNTHESIS_WEIGHT_LIMIT, int8_weights, layer_ranges, CONV_POINTS
+    from imgarc.codec.weights import save_weights
+    from tests.test_int8 import INT8_VR_MODEL_ID, export_tiny_int8_variant
+
+    export_tiny_int8_variant(stored)
+    variant, _ = load_weights(stored / f"{INT8_VR_MODEL_ID}.npz")
+    save_weights(replace(variant, storage=WeightStorage.INT8), tmp_path / "v.npz")
+    loaded, _ = load_weights(tmp_path / "v.npz")
+    with np.load(tmp_path / "v.npz") as z:
+        for layer in (0, 2, 4, 6):
+            name = f"g_s.{layer}.weight"
+            if f"param8/{name}" not in z.files:
+                continue
+            limit = SYNTHESIS_WEIGHT_LIMIT if layer_ranges(variant.int8_ranges, "g_s", layer, CONV_POINTS) else WEIGHT_LIMIT
+            q = z[f"param8/{name}"]
+            assert np.abs(q).max() == limit
+            again, _ = int8_weights(loaded.params[name], limit=limit, axis=1)
+            np.testing.assert_array_equal(again, q)
+    assert any(layer_ranges(variant.int8_ranges, "g_s", layer, CONV_POINTS) for layer in (2, 4))

@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from imgarc.codec.architecture import Architecture
-from imgarc.codec.int8 import Int8Ranges, int8_weights, load_arrays as load_int8_ranges, save_arrays as save_int8_ranges
+from imgarc.codec.int8 import (CONV_POINTS, WEIGHT_LIMIT, Int8Ranges, int8_weights, layer_ranges, load_arrays as load_int8_ranges,
+                               save_arrays as save_int8_ranges, weight_limit)
 from imgarc.codec.int_hyper import IntHyperSynthesis, IntLayer, float_h_s
 from imgarc.codec.quality import QualityGains
 from imgarc.coders.tables import CdfTables
@@ -201,7 +202,7 @@ class LazyParams(Mapping[str, np.ndarray]):
         return len(self._names)
 
 
-def _stored_arrays(params: Mapping[str, np.ndarray], storage: WeightStorage) -> dict[str, np.ndarray]:
+def _stored_arrays(params: Mapping[str, np.ndarray], storage: WeightStorage, ranges: Int8Ranges) -> dict[str, np.ndarray]:
     if storage is WeightStorage.FLOAT:
         return {f"param/{k}": v for k, v in params.items()}
     arrays = {}
@@ -211,13 +212,22 @@ def _stored_arrays(params: Mapping[str, np.ndarray], storage: WeightStorage) -> 
         stored = params.stored_int8(name) if isinstance(params, LazyParams) else None
         if stored is None and stored_in_int8(name, value.ndim):
             axis = int8_output_axis(name)
-            q, scale = int8_weights(value, axis=axis)
+            q, scale = int8_weights(value, limit=_storage_limit(name, ranges), axis=axis)
             stored = q, np.expand_dims(scale, tuple(d for d in range(4) if d != axis))
         if stored is not None:
             arrays[INT8_PREFIX + name], arrays[SCALE_PREFIX + name] = stored
         else:
             arrays[f"param/{name}"] = value
     return arrays
+
+
+def _storage_limit(name: str, ranges: Int8Ranges) -> int:
+    """A stored weight's int8 limit: that of the int8 graph where the layer runs in int8 (g_s's
+    7 bits), so the graph quantizes the stored weights back to the same integers instead of
+    rounding them twice; ±127 elsewhere."""
+    network, layer, _ = name.split(".", 2)
+    quantized = layer_ranges(ranges, network, int(layer), CONV_POINTS) is not None
+    return weight_limit(network) if quantized else WEIGHT_LIMIT
 
 
 def _h_s_names(hyper: IntHyperSynthesis) -> dict[str, tuple[int, ...]]:
@@ -271,7 +281,7 @@ def save_weights(w: WeightsFile, path: Path) -> str:
         **w.meta,
     }
     arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
-    arrays.update(_stored_arrays(w.params, storage))
+    arrays.update(_stored_arrays(w.params, storage, w.int8_ranges))
     integers = _hyper_arrays(w.tables.hyper) | ({f"gains/{k}": v for k, v in w.tables.quality.arrays().items()}
                                                 if w.tables.quality is not None else {})
     arrays.update({k: _narrowest(v) for k, v in integers.items()} if storage is WeightStorage.INT8 else integers)
