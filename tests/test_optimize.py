@@ -184,3 +184,37 @@ def test_bad_optimize_options_are_one_line(tmp_path, args, message):
     env = dict(os.environ, IMGARC_MODEL_PATH=str(models))
     done = run(["optimize", "--parent", VR_MODEL_ID, "--run-dir", str(tmp_path / "run"), *args], env)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_the_parent_is_consulted_on_every_nth_step_only(tmp_path, monkeypatch, every):
+    from imgarc.optimize.run import child_config, start_pruned_run
+    from imgarc.train import trainer
+
+    data, run_dir, _, env = optimize_setup(tmp_path)
+    monkeypatch.setenv("IMGARC_MODEL_PATH", env["IMGARC_MODEL_PATH"])
+    parent = load_weights(Path(env["IMGARC_MODEL_PATH"].split(":")[1]) / f"{VR_MODEL_ID}.npz")[0].architecture
+    arch = architecture_of(parent, (8, 8, 8, *group_widths(parent)[3:4], 8, 8, 8, *group_widths(parent)[7:]))
+    config = child_config(VR_MODEL_ID, data, run_dir, arch, (0.005, 0.02, 0.08), crop=64, batch=2, minutes=0.02,
+                          distill_every=every)
+    start_pruned_run(config)
+    calls = []
+    load_teacher = trainer.load_teacher
+
+    def counting_teacher(path, device):
+        teacher = load_teacher(path, device)
+        teacher.register_forward_hook(lambda *_: calls.append(1))
+        return teacher
+
+    monkeypatch.setattr(trainer, "load_teacher", counting_teacher)
+    trainer.train(config, resume=True)
+    steps = torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"]
+    assert steps >= 3 and len(calls) == -(-steps // every)  # steps 0, N, 2N, … of this call
+
+
+def test_distill_every_below_one_is_refused(tmp_path):
+    from imgarc.errors import UsageError
+    from imgarc.train.trainer import TrainConfig
+
+    with pytest.raises(UsageError, match="--distill-every must be 1 or more"):
+        TrainConfig(data=tmp_path, run_dir=tmp_path, distill_every=0)
