@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from imgarc.cli.console import console
-from imgarc.cli.train import BATCH, CHECKPOINT_MINUTES, DATA, DEVICE, EXPORT_DIR, print_status
+from imgarc.cli.train import AMP, BATCH, CHECKPOINT_MINUTES, DATA, DEVICE, EXPORT_DIR, SCALE_JITTER, print_status
 from imgarc.codec.architecture import Architecture, macs_per_pixel
 from imgarc.codec.int8 import QuantizedNetwork
 from imgarc.codec.registry import assets_dir, default_model_id, find_model
@@ -105,6 +105,8 @@ def optimize(
     lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate; the last 20% of the budget runs at lr/4."),
     checkpoint_minutes: float = CHECKPOINT_MINUTES,
     device: str = DEVICE,
+    scale_jitter: float = SCALE_JITTER,
+    amp: bool = AMP,
     export: Optional[str] = typer.Option(None, "--export", help="After fine-tuning, export the variant's weights under this model id."),
     export_dir: Optional[Path] = EXPORT_DIR,
     storage: WeightStorage = typer.Option(WeightStorage.FLOAT.value, "--storage", help="How the exported weights file stores "
@@ -128,7 +130,7 @@ def optimize(
     if minutes is None:
         minutes = 0.0 if int8 else 60.0
     training = dict(distill=distill, distill_every=distill_every, batch=batch, crop=crop, lr=lr, lr_final=lr / 4, minutes=minutes,
-                    checkpoint_minutes=checkpoint_minutes, device=device)
+                    checkpoint_minutes=checkpoint_minutes, device=device, scale_jitter=scale_jitter, amp=amp)
     out = console()
     if int8_network and not int8:
         raise UsageError("--int8-network goes with --int8")

@@ -16,8 +16,8 @@ from imgarc.extras import require
 def print_status(st) -> None:
     """One line per trainer report (a TrainStatus), with each rate point's running bpp and PSNR."""
     points = "  ".join(f"[{b:.3f} bpp {p:.2f} dB]" for b, p in st.per_point)
-    console().print(f"step {st.step}  {st.seconds / 60:.1f} min  loss {st.loss:.3f}  bpp {st.bpp:.3f}  "
-                    f"PSNR {st.psnr:.2f} dB  aux {st.aux:.1f}  lr {st.lr:.1e}  {points}".rstrip())
+    console().print(f"step {st.step}  {st.seconds / 60:.1f} min  {st.steps_per_second:.2f} steps/s  loss {st.loss:.3f}  "
+                    f"bpp {st.bpp:.3f}  PSNR {st.psnr:.2f} dB  aux {st.aux:.1f}  lr {st.lr:.1e}  {points}".rstrip())
 
 
 # Options `train` and `optimize` share.
@@ -25,6 +25,9 @@ DATA = typer.Option(Path("../shared/datasets/train"), "--data", help="Folder of 
 BATCH = typer.Option(8, "--batch", help="Crops per training step.")
 CHECKPOINT_MINUTES = typer.Option(5.0, "--checkpoint-minutes", help="Minutes between checkpoints.")
 DEVICE = typer.Option("cpu", "--device", help="'cpu' or 'cuda'.")
+SCALE_JITTER = typer.Option(1.0, "--scale-jitter", help="Cut each crop from a square up to this many times its side "
+                            "(log-uniform) and scale it down to --crop: more variety from few photos. 1: off.")
+AMP = typer.Option(False, "--amp", help="Run g_a and g_s in bf16 autocast (for CUDA GPUs); the rate term stays float32.")
 EXPORT_DIR = typer.Option(None, "--export-dir", help="Folder for the exported weights and its models.json (default: the installed assets).")
 
 
@@ -49,6 +52,8 @@ def train(
     lr: float = typer.Option(3e-4, "--lr", help="Adam learning rate; the last 20% of the budget runs at lr/4."),
     checkpoint_minutes: float = CHECKPOINT_MINUTES,
     device: str = DEVICE,
+    scale_jitter: float = SCALE_JITTER,
+    amp: bool = AMP,
     export: Optional[str] = typer.Option(None, "--export", help="After training, export the inference weights under this model id."),
     export_dir: Optional[Path] = EXPORT_DIR,
     quality: int = typer.Option(75, "--quality", min=1, max=100, help="Nominal --quality the exported model serves."),
@@ -66,7 +71,7 @@ def train(
     config = TrainConfig(data=data, run_dir=run_dir, architecture=arch, lmbda=lmbda, lambdas=rate_lambdas,
                          distortion=distortion, msssim_share=msssim_share, lr=lr, lr_final=lr / 4, batch=batch,
                          crop=crop, minutes=minutes, checkpoint_minutes=checkpoint_minutes, device=device,
-                         init_weights=init_weights)
+                         scale_jitter=scale_jitter, amp=amp, init_weights=init_weights)
     out = console()
     checkpoint = run_training(config, resume=resume, log=print_status)
     out.print(f"checkpoint: {checkpoint}")

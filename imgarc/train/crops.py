@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+from PIL import Image
 
 from imgarc.errors import UsageError
 
@@ -23,8 +24,6 @@ def load_photos(folder: Path, min_side: int) -> list[np.ndarray]:
 
     Photos smaller than `min_side` on either side are skipped (they cannot give a crop).
     """
-    from PIL import Image
-
     if not folder.is_dir():
         raise UsageError(f"training folder {folder} does not exist")
     photos = []
@@ -45,11 +44,16 @@ class CropSampler:
     """Batches of random crops with random horizontal flips, as uint8 NHWC.
 
     uint8 keeps the host-to-device copy a quarter of float's; the trainer converts on the device.
+    `scale_jitter` S > 1: each crop is cut from a square s times its side, s log-uniform in
+    [1, S] (as far as the photo allows), and scaled down to the crop (Lanczos, as the shared
+    set's larger photos were): one photo yields crops at many scales, so a few hundred photos
+    look like more. Never scaled up: that would teach the codec blur.
     """
 
-    def __init__(self, photos: list[np.ndarray], crop: int, seed: int):
+    def __init__(self, photos: list[np.ndarray], crop: int, seed: int, scale_jitter: float = 1.0):
         self.photos = photos
         self.crop = crop
+        self.scale_jitter = scale_jitter
         self.rng = np.random.default_rng(seed)
 
     def batch(self, size: int) -> np.ndarray:
@@ -58,9 +62,15 @@ class CropSampler:
         for i in range(size):
             photo = self.photos[self.rng.integers(len(self.photos))]
             h, w = photo.shape[:2]
-            top = self.rng.integers(h - c + 1)
-            left = self.rng.integers(w - c + 1)
-            patch = photo[top : top + c, left : left + c]
+            side = c
+            if self.scale_jitter > 1.0:
+                largest = min(self.scale_jitter, min(h, w) / c)
+                side = min(int(round(c * np.exp(self.rng.uniform(0.0, np.log(largest))))), h, w)
+            top = self.rng.integers(h - side + 1)
+            left = self.rng.integers(w - side + 1)
+            patch = photo[top : top + side, left : left + side]
+            if side != c:
+                patch = np.asarray(Image.fromarray(patch).resize((c, c), Image.Resampling.LANCZOS))
             if self.rng.random() < 0.5:
                 patch = patch[:, ::-1]
             out[i] = patch

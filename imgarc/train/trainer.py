@@ -62,6 +62,10 @@ class TrainConfig:
     aux_lr: float = 1e-3
     batch: int = 8
     crop: int = 128
+    scale_jitter: float = 1.0  # crops cut from up to this many times their side, scaled down (CropSampler)
+    # bf16 autocast of g_a and g_s (93 % of the multiply-adds), for CUDA; h_a, h_s and the
+    # entropy models, which make the rate term, stay float32 (see `bf16_transforms`).
+    amp: bool = False
     minutes: float = 60.0
     checkpoint_minutes: float = 5.0
     seed: int = 0
@@ -94,6 +98,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Refuse a configuration training cannot run, naming the option a user sets."""
+        if self.scale_jitter < 1.0:
+            raise UsageError(f"--scale-jitter must be 1 (off) or more, not {self.scale_jitter}")
         if self.distill_every < 1:
             raise UsageError(f"--distill-every must be 1 or more, not {self.distill_every}")
         if self.crop % 64:
@@ -141,8 +147,27 @@ class TrainStatus:
     aux: float
     lr: float
     per_point: tuple[tuple[float, float], ...] = ()  # variable-rate: (bpp, PSNR) per rate point
+    steps_per_second: float = 0.0  # since the previous report
 
 
+
+
+def bf16_transforms(model: torch.nn.Module, device_type: str) -> None:
+    """Run `model`'s g_a and g_s under bf16 autocast, their outputs back in float32.
+
+    Only the transforms: h_s's means and scales (bf16 would round a mean of 40 to a quarter
+    step) and the entropy models' likelihoods make the rate term, which stays float32. The
+    parameters and their gradients stay float32; the weights and checkpoints do not change.
+    """
+    for name in ("g_a", "g_s"):
+        network = getattr(model, name)
+        forward = network.forward
+
+        def autocast_forward(x, forward=forward):
+            with torch.autocast(device_type, dtype=torch.bfloat16):
+                return forward(x).float()
+
+        network.forward = autocast_forward
 
 
 def distortion_term(distortion: str, x_hat, x, mse, msssim_share: float = 0.5):
@@ -251,6 +276,8 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
     ckpt_path = config.run_dir / CHECKPOINT_NAME
 
     model = build_model(config.architecture).to(device)
+    if config.amp:
+        bf16_transforms(model, device.type)
     for name, p in model.named_parameters():
         p.requires_grad_(not config.train_only or name.split(".", 1)[0] in config.train_only)
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles") and p.requires_grad]
@@ -279,6 +306,8 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
         model.set_initial_gains(initial_gains(list(config.lambdas), config.lambdas[len(config.lambdas) // 2]).to(device))
     point_rng = random.Random(config.seed * 7919 + step)
     teacher = load_teacher(config.teacher, device) if config.teacher is not None and config.distill > 0 else None
+    if teacher is not None and config.amp:
+        bf16_transforms(teacher, device.type)
     teacher_latents = state.get(TEACHER_LATENTS)
 
     photos = load_photos(config.data, config.crop)
@@ -292,7 +321,7 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
             int8_ranges = calibration(model, torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float().div_(255))
         network = config.int8_network  # the same parameters, trained through the grid
         setattr(model, network, Int8Network(getattr(model, network), int8_ranges, network))
-    sampler = CropSampler(photos, config.crop, seed=config.seed + step)
+    sampler = CropSampler(photos, config.crop, seed=config.seed + step, scale_jitter=config.scale_jitter)
     batches = prefetched(lambda: sampler.batch(config.batch))
     budget = spent + config.minutes * 60.0
     start = time.monotonic() - spent
@@ -369,7 +398,7 @@ def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] 
             n = sums["n"]
             per_point = tuple((float(b) / c, _psnr(float(m) / c)) for b, m, c in point_sums if c)
             log(TrainStatus(step, now - start, float(sums["loss"]) / n, float(sums["bpp"]) / n,
-                            _psnr(float(sums["mse"]) / n), float(sums["aux"]) / n, lr, per_point))
+                            _psnr(float(sums["mse"]) / n), float(sums["aux"]) / n, lr, per_point, n / (now - last_log)))
             sums = {k: zero for k in sums} | {"n": 0}
             point_sums = [[zero, zero, 0] for _ in config.lambdas]
             last_log = now
