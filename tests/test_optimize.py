@@ -177,6 +177,8 @@ def test_optimize_prunes_fine_tunes_resumes_and_exports_a_working_variant(tmp_pa
     (["--latents", "99"], "cannot be wider than its parent"),
     (["--keep", "0"], "fraction"),
     (["--keep", "0.5"], "give them with --lambdas"),
+    (["--keep", "0.5", "--storage-bits", "6"], "--storage-bits goes with --storage int8"),
+    (["--keep", "0.5", "--storage", "int8", "--storage-bits", "9", "--lambdas", "0.005,0.02,0.08"], "--storage-bits must be 5–8"),
 ])
 def test_bad_optimize_options_are_one_line(tmp_path, args, message):
     models = tmp_path / "models"

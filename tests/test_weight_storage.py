@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 from imgarc.codec.export import export_model
 from imgarc.codec.int8 import int8_weights
 from imgarc.codec.int8 import WEIGHT_LIMIT
-from imgarc.codec.int_hyper import MAX_WEIGHT_BITS, eight_bit_weight_bits, float_h_s, integerize_h_s
+from imgarc.codec.int_hyper import MAX_WEIGHT_BITS, channel_weight_bits, float_h_s, integerize_h_s
 from imgarc.codec.weights import WeightStorage, int8_output_axis, load_weights, stored_in_int8
 from imgarc.runtime.torch_networks import TorchNetworks
 from imgarc.train.publish import register_model
@@ -73,7 +74,7 @@ def test_the_8_bit_h_s_and_the_float_h_s_derived_from_it_agree(stored):
         assert np.abs(layer.weight).reshape(layer.weight.shape[0], -1).max(axis=1).min() > WEIGHT_LIMIT // 2
     model = TorchNetworks(w8.architecture, w8.params, w8.model_id).model  # loads the derived float h_s
     medians = np.asarray(w8.params["entropy_bottleneck.quantiles"][:, 0, 1], np.float64)
-    again = integerize_h_s(model.h_s, medians, np.ones(2), eight_bit=True)
+    again = integerize_h_s(model.h_s, medians, np.ones(2), weight_limit=WEIGHT_LIMIT)
     for a, b in zip(hyper.layers, again.layers):
         np.testing.assert_array_equal(a.weight, b.weight)
         np.testing.assert_array_equal(a.weight_bits, b.weight_bits)
@@ -82,7 +83,7 @@ def test_the_8_bit_h_s_and_the_float_h_s_derived_from_it_agree(stored):
 
 def test_an_8_bit_h_s_channel_takes_the_most_bits_that_keep_its_weights_within_127():
     peaks = np.array([127.0, 127.0000001, 1.0, 127 / 2**10, np.nextafter(127 / 2**10, 1), 0.0])
-    bits = eight_bit_weight_bits(peaks)
+    bits = channel_weight_bits(peaks)
     assert bits.tolist() == [0, -1, 6, 10, 9, MAX_WEIGHT_BITS]
     assert np.all(np.ldexp(peaks, bits.astype(np.int32)) <= WEIGHT_LIMIT)
     assert np.all(np.ldexp(peaks[:-1], bits[:-1].astype(np.int32) + 1) > WEIGHT_LIMIT)  # one bit more would not fit
@@ -182,3 +183,45 @@ def test_int8_storage_keeps_an_int8_g_s_layer_on_its_graphs_7_bit_grid(stored, t
             again, _ = int8_weights(loaded.params[name], limit=limit, axis=1)
             np.testing.assert_array_equal(again, q)
     assert any(layer_ranges(variant.int8_ranges, "g_s", layer, CONV_POINTS) for layer in (2, 4))
+
+
+def test_narrower_storage_bits_keep_every_weight_within_their_limit_and_still_code(stored, tmp_path):
+    """6-bit storage: the same int8 arrays, every stored weight within ±31 (h_s's too, at the most
+    fractional bits that allows), recorded in the file, smaller, and the model still codes."""
+    weights, _ = load_weights(stored / f"{VR_MODEL_ID}.npz")
+    model = TorchNetworks(weights.architecture, weights.params, weights.model_id).model
+    folder = tmp_path / "models"
+    folder.mkdir()
+    sha = export_model(model, weights.architecture, "tiny-vr-w6", folder / "tiny-vr-w6.npz", {**weights.meta},
+                       storage=WeightStorage.INT8, storage_bits=6)
+    register_model(folder, "tiny-vr-w6", "tiny-vr-w6.npz", sha, 50, "tiny 6-bit-stored model", False, True)
+    w6, _ = load_weights(folder / "tiny-vr-w6.npz")
+    assert w6.storage is WeightStorage.INT8 and w6.storage_bits == 6
+    with np.load(folder / "tiny-vr-w6.npz") as z:
+        stored8 = [z[k] for k in z.files if k.startswith("param8/")]
+        assert stored8 and all(a.dtype == np.int8 and np.abs(a).max() <= 31 for a in stored8)
+    for layer in w6.tables.hyper.layers:
+        assert np.abs(layer.weight).max() <= 31
+        assert np.abs(layer.weight).reshape(layer.weight.shape[0], -1).max(axis=1).min() > 15  # the most bits that fit
+    assert (folder / "tiny-vr-w6.npz").stat().st_size < (stored / f"{W8_MODEL_ID}.npz").stat().st_size
+    env = dict(os.environ, IMGARC_MODEL_PATH=str(folder))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "p.png").write_bytes(image_bytes(noise_rgb(64, 80, 3), "PNG"))
+    cli = [sys.executable, "-m", "imgarc.cli"]
+    done = subprocess.run([*cli, "compress", str(photos), str(tmp_path / "a.iarc"), "--model", "tiny-vr-w6", "--no-progress"],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([*cli, "extract", str(tmp_path / "a.iarc"), str(tmp_path / "x"), "--no-progress"],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and (tmp_path / "x" / "p.png").exists(), done.stderr
+    listed = subprocess.run([*cli, "models", "--no-zoo"], env=env, capture_output=True, text=True)
+    assert "(int8 storage, 6-bit weights)" in listed.stdout
+
+
+def test_storage_bits_outside_5_to_8_are_refused(stored):
+    from imgarc.errors import ModelError
+
+    weights, _ = load_weights(stored / f"{W8_MODEL_ID}.npz")
+    with pytest.raises(ModelError, match="4-bit weights"):
+        dataclasses.replace(weights, storage_bits=4)

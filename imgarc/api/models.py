@@ -36,6 +36,7 @@ class ModelFacts:
     parent: str | None  # the model a variant (imgarc optimize) was made from
     int8_networks: tuple[str, ...] = ()  # those that run in int8 (imgarc optimize --int8)
     storage: WeightStorage = WeightStorage.FLOAT  # how the file stores the networks (optimize --storage)
+    storage_bits: int = 8  # int8 storage: its weights' width (optimize --storage-bits)
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def model_facts(record: ModelRecord) -> ModelFacts:
     return ModelFacts(record.path.stat().st_size, parameters, macs_per_pixel(weights.architecture),
                       str(parent) if parent else None,
                       tuple(n.value for n in QuantizedNetwork if quantizes_network(weights.int8_ranges, n.value)),
-                      weights.storage)
+                      weights.storage, weights.storage_bits)
 
 
 def measure_speed(model_id: str, runs: int = 3) -> ModelSpeed:

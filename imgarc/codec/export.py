@@ -9,7 +9,7 @@ import numpy as np
 from imgarc.codec.architecture import COMPRESSAI_TABLE_BUFFERS, Architecture
 from imgarc.codec.int_hyper import integerize_h_s
 from imgarc.codec.quality import build_quality_gains
-from imgarc.codec.weights import CodingTables, WeightsFile, WeightStorage, save_weights
+from imgarc.codec.weights import CodingTables, WeightsFile, WeightStorage, bits_limit, save_weights
 from imgarc.coders.tables import CdfTables
 
 # Gaussian scale levels: 128 log-spaced levels (adjacent ratio ≈ 1.05, so snapping a scale to
@@ -46,9 +46,9 @@ def float_params(model, half: bool) -> dict[str, np.ndarray]:
     return out
 
 
-def coding_tables(model, eight_bit_h_s: bool = False) -> CodingTables:
+def coding_tables(model, h_s_weight_limit: int | None = None) -> CodingTables:
     """Build every coding table from the model's learned densities (float math, run once);
-    `eight_bit_h_s`: the integer h_s with 8-bit weights (see integerize_h_s)."""
+    `h_s_weight_limit`: the integer h_s's weights within ± it, per channel (see integerize_h_s)."""
     import torch
 
     model = model.cpu().eval()
@@ -57,16 +57,16 @@ def coding_tables(model, eight_bit_h_s: bool = False) -> CodingTables:
         scales = scale_table()
         model.gaussian_conditional.update_scale_table(torch.tensor(scales, dtype=torch.float32), force=True)
         medians = model.entropy_bottleneck.quantiles[:, 0, 1].double().numpy()
-    hyper = integerize_h_s(model.h_s, medians, scales, eight_bit=eight_bit_h_s)
+    hyper = integerize_h_s(model.h_s, medians, scales, weight_limit=h_s_weight_limit)
     quality = build_quality_gains(model) if getattr(model, "rate_points", 1) > 1 else None
     return CodingTables(z=_cdf_tables(model.entropy_bottleneck), y=_cdf_tables(model.gaussian_conditional),
                         hyper=hyper, quality=quality)
 
 
 def export_model(model, arch: Architecture, model_id: str, path: Path, meta: dict, half: bool = True,
-                 storage: WeightStorage = WeightStorage.FLOAT) -> str:
-    """Write the inference weights file for `model`, its networks stored as `storage` says;
-    returns its sha256 (hex).
+                 storage: WeightStorage = WeightStorage.FLOAT, storage_bits: int = 8) -> str:
+    """Write the inference weights file for `model`, its networks stored as `storage` says
+    (int8 storage: weights within `storage_bits` bits); returns its sha256 (hex).
 
     With `half`, float parameters are stored as fp16 and the *tables are built from the fp16
     model*, so what a user loads is exactly what the tables were made for. (Int8 storage rounds
@@ -79,5 +79,7 @@ def export_model(model, arch: Architecture, model_id: str, path: Path, meta: dic
         with torch.no_grad():
             for p in model.parameters():
                 p.copy_(p.half().float())
-    tables = coding_tables(model, eight_bit_h_s=storage is WeightStorage.INT8)
-    return save_weights(WeightsFile(model_id, arch, float_params(model, half), tables, meta, storage=storage), path)
+    integer_storage = storage is WeightStorage.INT8
+    tables = coding_tables(model, h_s_weight_limit=bits_limit(storage_bits) if integer_storage else None)
+    return save_weights(WeightsFile(model_id, arch, float_params(model, half), tables, meta, storage=storage,
+                                    storage_bits=storage_bits if integer_storage else 8), path)

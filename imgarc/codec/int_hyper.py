@@ -9,7 +9,8 @@ exact in any order. So the result is the same integers on every machine, by cons
 (Ballé et al., "Integer networks for data compression with latent-variable models", 2019).
 
 Fixed point: activations carry ACT_BITS fractional bits, weights WEIGHT_BITS (or, in an 8-bit
-h_s, each output channel's own `weight_bits`: its weights within ±127). After each layer the
+(or narrower) h_s, each output channel's own `weight_bits`: its weights within ±127, or ±31 for
+6 bits). After each layer the
 accumulator is floor-divided back to ACT_BITS (exact on integers) and clamped to ±ACT_LIMIT;
 export checks that no accumulator can exceed 2**52.
 """
@@ -50,8 +51,9 @@ class IntLayer:
     leaky: bool  # LeakyReLU after the layer
     relu: bool = False  # ReLU after the layer (CompressAI ScaleHyperprior's h_s)
     # int64 [out]: each output channel's fractional weight bits (an 8-bit h_s, where they keep
-    # its weights within ±127: a weights file a third of the size, +0.03 % in rate on 6 Kodak photos);
-    # None: WEIGHT_BITS for all, as every model before 8-bit h_s had.
+    # its weights within ±127: a weights file a third of the size, +0.03 % in rate on 6 Kodak
+    # photos; a 6-bit one, ±31: h_s's bytes −30 % more, +0.12 %); None: WEIGHT_BITS for all, as
+    # every model before 8-bit h_s had.
     weight_bits: np.ndarray | None = None
     # The weights of each tap set as one float64 matrix (`tap_weights`), built once: on small
     # photos building them took most of h_s's time (latent classification, 150x150 px).
@@ -299,23 +301,23 @@ class IntHyperSynthesis:
             limit = ACT_LIMIT
 
 
-def eight_bit_weight_bits(peak: np.ndarray) -> np.ndarray:
-    """Per output channel, the most fractional bits b with peak·2^b ≤ WEIGHT_LIMIT (so its weights
-    round within ±127), at most MAX_WEIGHT_BITS (and that for a channel of zeros, whose bias then
-    keeps the most precision); from the exponents alone (frexp), which every machine computes
-    exactly."""
-    limit_mantissa, limit_exponent = np.frexp(float(WEIGHT_LIMIT))
+def channel_weight_bits(peak: np.ndarray, limit: int = WEIGHT_LIMIT) -> np.ndarray:
+    """Per output channel, the most fractional bits b with peak·2^b ≤ `limit` (so its weights
+    round within ±limit: ±127 for 8-bit weights), at most MAX_WEIGHT_BITS (and that for a channel
+    of zeros, whose bias then keeps the most precision); from the exponents alone (frexp), which
+    every machine computes exactly."""
+    limit_mantissa, limit_exponent = np.frexp(float(limit))
     mantissa, exponent = np.frexp(peak)
     bits = np.where(mantissa <= limit_mantissa, limit_exponent - exponent, limit_exponent - exponent - 1)
     return np.where(peak > 0, np.minimum(bits, MAX_WEIGHT_BITS), MAX_WEIGHT_BITS).astype(np.int64)
 
 
 def integerize_h_s(h_s, z_medians: np.ndarray, scale_table: np.ndarray, scale_only: bool = False,
-                   eight_bit: bool = False) -> IntHyperSynthesis:
+                   weight_limit: int | None = None) -> IntHyperSynthesis:
     """Fixed-point copy of a CompressAI h_s: the mean-scale one (deconv, leaky, deconv, leaky,
     conv) or, with `scale_only`, ScaleHyperprior's (deconv, ReLU, deconv, ReLU, conv, ReLU).
-    `eight_bit`: each output channel's weights within ±127, with as many fractional bits as
-    that allows (`IntLayer.weight_bits`).
+    `weight_limit` L: each output channel's weights within ±L (127: 8-bit weights), with as
+    many fractional bits as that allows (`IntLayer.weight_bits`); None: WEIGHT_BITS for all.
 
     Deterministic given the float32 weights: scaling by powers of two and rounding are exact,
     and the thresholds use only IEEE-754 multiply and sqrt (correctly rounded everywhere).
@@ -342,8 +344,8 @@ def integerize_h_s(h_s, z_medians: np.ndarray, scale_table: np.ndarray, scale_on
             layer_args = dict(upsample=1, stride=mod.stride[0], pad_before=p, pad_after=p)
         else:
             raise ModelError(f"h_s contains an unsupported layer {type(mod).__name__}")
-        if eight_bit:
-            bits = eight_bit_weight_bits(np.abs(w).reshape(w.shape[0], -1).max(axis=1))
+        if weight_limit is not None:
+            bits = channel_weight_bits(np.abs(w).reshape(w.shape[0], -1).max(axis=1), weight_limit)
             weight = np.round(np.ldexp(w, bits[:, None, None, None].astype(np.int32))).astype(np.int64)
             bias = np.round(np.ldexp(b, (bits + ACT_BITS).astype(np.int32))).astype(np.int64)
         else:

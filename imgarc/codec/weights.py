@@ -61,6 +61,16 @@ class WeightStorage(Enum):
     INT8 = "int8"
 
 
+# Int8 storage's weights may be narrower (`imgarc optimize --storage-bits`): the same int8 arrays,
+# with values within ±(2^(bits−1) − 1), which zip packs tighter. Nothing that reads them changes.
+STORAGE_BITS = range(5, 9)
+
+
+def bits_limit(bits: int) -> int:
+    """The symmetric limit of `bits`-bit weights: 127 for 8, 31 for 6."""
+    return (1 << (bits - 1)) - 1
+
+
 INT8_PREFIX, SCALE_PREFIX = "param8/", "scale/"
 CHANGED = "changed"  # LazyParams.with_changes: a parameter held in memory, not read from the file
 STORED_AS_INTEGERS = "h_s."  # the float parameters an int8-stored file derives from its integer h_s
@@ -121,8 +131,12 @@ class WeightsFile:
     # the tables' digest, as nothing a decoder computes depends on them.
     int8_ranges: Int8Ranges = field(default_factory=dict)
     storage: WeightStorage = WeightStorage.FLOAT  # how the file stores (or will store) the networks
+    storage_bits: int = 8  # int8 storage: its weights' width, at most 8 (STORAGE_BITS)
 
     def __post_init__(self) -> None:
+        if self.storage_bits not in STORAGE_BITS:
+            raise ModelError(f"weights of model {self.model_id!r}: int8 storage of {self.storage_bits}-bit weights "
+                             f"(only {STORAGE_BITS.start}–{STORAGE_BITS.stop - 1})")
         if not self.tables_sha256:
             object.__setattr__(self, "tables_sha256", self.tables.digest().hex())
 
@@ -202,7 +216,8 @@ class LazyParams(Mapping[str, np.ndarray]):
         return len(self._names)
 
 
-def _stored_arrays(params: Mapping[str, np.ndarray], storage: WeightStorage, ranges: Int8Ranges) -> dict[str, np.ndarray]:
+def _stored_arrays(params: Mapping[str, np.ndarray], storage: WeightStorage, ranges: Int8Ranges,
+                   bits: int) -> dict[str, np.ndarray]:
     if storage is WeightStorage.FLOAT:
         return {f"param/{k}": v for k, v in params.items()}
     arrays = {}
@@ -212,7 +227,7 @@ def _stored_arrays(params: Mapping[str, np.ndarray], storage: WeightStorage, ran
         stored = params.stored_int8(name) if isinstance(params, LazyParams) else None
         if stored is None and stored_in_int8(name, value.ndim):
             axis = int8_output_axis(name)
-            q, scale = int8_weights(value, limit=_storage_limit(name, ranges), axis=axis)
+            q, scale = int8_weights(value, limit=min(_storage_limit(name, ranges), bits_limit(bits)), axis=axis)
             stored = q, np.expand_dims(scale, tuple(d for d in range(4) if d != axis))
         if stored is not None:
             arrays[INT8_PREFIX + name], arrays[SCALE_PREFIX + name] = stored
@@ -273,6 +288,7 @@ def save_weights(w: WeightsFile, path: Path) -> str:
         "format": FORMAT_NAME,
         "format_version": INT8_FORMAT_VERSION if newer else FORMAT_VERSION,
         **({"weight_storage": storage.value} if storage is not WeightStorage.FLOAT else {}),
+        **({"storage_bits": w.storage_bits} if w.storage_bits != 8 else {}),
         "model_id": w.model_id,
         "architecture": w.architecture.to_dict(),
         "hyper_layout": _hyper_layout(w.tables.hyper),
@@ -281,7 +297,7 @@ def save_weights(w: WeightsFile, path: Path) -> str:
         **w.meta,
     }
     arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
-    arrays.update(_stored_arrays(w.params, storage, w.int8_ranges))
+    arrays.update(_stored_arrays(w.params, storage, w.int8_ranges, w.storage_bits))
     integers = _hyper_arrays(w.tables.hyper) | ({f"gains/{k}": v for k, v in w.tables.quality.arrays().items()}
                                                 if w.tables.quality is not None else {})
     arrays.update({k: _narrowest(v) for k, v in integers.items()} if storage is WeightStorage.INT8 else integers)
@@ -376,5 +392,7 @@ def load_weights(path: Path, known_sha256: str | None = None) -> tuple[WeightsFi
         raise ModelError(f"weights file for model {model_id!r} ({path}) has an unknown storage {meta.get('weight_storage')!r}") from e
     params = LazyParams(data, names, hyper, storage)
     provenance = {k: v for k, v in meta.items() if k not in ("format", "format_version", "model_id", "architecture", "hyper_layout",
-                                                             "hyper_scale_only", "tables_sha256", "weight_storage")}
-    return WeightsFile(model_id, arch, params, tables, provenance, recorded, load_int8_ranges(arrays), storage), sha256
+                                                             "hyper_scale_only", "tables_sha256", "weight_storage",
+                                                             "storage_bits")}
+    return WeightsFile(model_id, arch, params, tables, provenance, recorded, load_int8_ranges(arrays), storage,
+                       int(meta.get("storage_bits", 8))), sha256

@@ -16,10 +16,11 @@ from imgarc.fileio import write_file_atomic
 
 
 def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: int, description: str, make_default: bool,
-                       half: bool = True, parent: str | None = None, storage: WeightStorage = WeightStorage.FLOAT) -> str:
+                       half: bool = True, parent: str | None = None, storage: WeightStorage = WeightStorage.FLOAT,
+                       storage_bits: int = 8) -> str:
     """Export `checkpoint` as `<out_dir>/<model_id>.npz` and list it in out_dir/models.json
-    (`parent`: the model a variant was made from, recorded in its weights file; `storage`: how
-    its networks are stored, see WeightStorage). A run that
+    (`parent`: the model a variant was made from, recorded in its weights file; `storage` and
+    `storage_bits`: how its networks are stored, see WeightStorage). A run that
     trained only some networks of the weights it started from (an int8 g_a or g_s) exports those
     networks, and their int8 grids, into a copy of that file (`publish_network_variant`)."""
     import torch
@@ -41,15 +42,16 @@ def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: 
         start, _ = load_weights(Path(cfg["init_weights"]))
         return publish_network_variant(start, model, tuple(cfg["train_only"]), model_id, out_dir, quality, description,
                                        {**start.meta, **meta}, load_arrays(state.get("int8_ranges", {})))
-    return publish_model(model, arch, model_id, out_dir, quality, description, meta, make_default, half, storage)
+    return publish_model(model, arch, model_id, out_dir, quality, description, meta, make_default, half, storage, storage_bits)
 
 
 def publish_model(model, arch: Architecture, model_id: str, out_dir: Path, quality: int, description: str, meta: dict,
-                  make_default: bool = False, half: bool = True, storage: WeightStorage = WeightStorage.FLOAT) -> str:
+                  make_default: bool = False, half: bool = True, storage: WeightStorage = WeightStorage.FLOAT,
+                  storage_bits: int = 8) -> str:
     """Export a torch model as `<out_dir>/<model_id>.npz` and list it in out_dir/models.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     filename = f"{model_id}.npz"
-    sha = export_model(model, arch, model_id, out_dir / filename, meta, half=half, storage=storage)
+    sha = export_model(model, arch, model_id, out_dir / filename, meta, half=half, storage=storage, storage_bits=storage_bits)
     register_model(out_dir, model_id, filename, sha, quality, description, make_default, arch.rate_points > 1, tune_of(meta))
     return sha
 
