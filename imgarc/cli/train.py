@@ -27,7 +27,9 @@ CHECKPOINT_MINUTES = typer.Option(5.0, "--checkpoint-minutes", help="Minutes bet
 DEVICE = typer.Option("cpu", "--device", help="'cpu' or 'cuda'.")
 SCALE_JITTER = typer.Option(1.0, "--scale-jitter", help="Cut each crop from a square up to this many times its side "
                             "(log-uniform) and scale it down to --crop: more variety from few photos. 1: off.")
-AMP = typer.Option(False, "--amp", help="Run g_a and g_s in bf16 autocast (for CUDA GPUs); the rate term stays float32.")
+AMP = typer.Option(False, "--amp", help="Run g_a and g_s in bf16 autocast (CUDA GPUs, and CPUs with bf16 matrix units "
+                   "such as Intel's AMX: 1.9x the steps/s of a small child on this project's 2-core machine); the rate "
+                   "term stays float32.")
 EXPORT_DIR = typer.Option(None, "--export-dir", help="Folder for the exported weights and its models.json (default: the installed assets).")
 
 

@@ -63,8 +63,9 @@ class TrainConfig:
     batch: int = 8
     crop: int = 128
     scale_jitter: float = 1.0  # crops cut from up to this many times their side, scaled down (CropSampler)
-    # bf16 autocast of g_a and g_s (93 % of the multiply-adds), for CUDA; h_a, h_s and the
-    # entropy models, which make the rate term, stay float32 (see `bf16_transforms`).
+    # bf16 autocast of g_a and g_s (93 % of the multiply-adds), for CUDA and CPUs with bf16
+    # matrix units (AMX); h_a, h_s and the entropy models, which make the rate term, stay
+    # float32 (see `bf16_transforms`).
     amp: bool = False
     minutes: float = 60.0
     checkpoint_minutes: float = 5.0
