@@ -9,10 +9,9 @@ exact in any order. So the result is the same integers on every machine, by cons
 (Ballé et al., "Integer networks for data compression with latent-variable models", 2019).
 
 Fixed point: activations carry ACT_BITS fractional bits, weights WEIGHT_BITS (or, in an 8-bit
-(or narrower) h_s, each output channel's own `weight_bits`: its weights within ±127, or ±31 for
-6 bits). After each layer the
-accumulator is floor-divided back to ACT_BITS (exact on integers) and clamped to ±ACT_LIMIT;
-export checks that no accumulator can exceed 2**52.
+or narrower h_s, each output channel's own `weight_bits`: its weights within ±127, or ±31 for
+6 bits). After each layer the accumulator is floor-divided back to ACT_BITS (exact on
+integers) and clamped to ±ACT_LIMIT; export checks that no accumulator can exceed 2**52.
 """
 
 from __future__ import annotations
