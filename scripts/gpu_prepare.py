@@ -30,6 +30,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+from imgarc.train.crops import PHOTO_SUFFIXES
 from imgarc.train.trainer import slim_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,7 +41,6 @@ WHEELS = ("compressai", "pytorch-msssim", "typer")
 WHEEL_TARGET = ["--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:", "--no-deps",
                 *(a for tag in ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64",
                                 "manylinux2014_x86_64") for a in ("--platform", tag))]
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
 def in_part(name: str, part: int, parts: int) -> bool:
