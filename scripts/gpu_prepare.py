@@ -31,11 +31,10 @@ from importlib.metadata import version
 from pathlib import Path
 
 from imgarc.train.crops import PHOTO_SUFFIXES
-from imgarc.train.trainer import slim_checkpoint
+from imgarc.train.trainer import SLIM_PART_BYTES, slim_checkpoint_parts
 
 REPO = Path(__file__).resolve().parent.parent
 TRAVEL_LIMIT = 64 << 20
-SEED_PART_BYTES = 15 << 20  # files come back from $OUT at 16 MiB at most; parts go both ways
 WHEELS = ("compressai", "pytorch-msssim", "typer")
 # The GPU image's Python; pip matches the manylinux tag exactly (CompressAI 1.2.8: 2_34).
 WHEEL_TARGET = ["--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:", "--no-deps",
@@ -63,16 +62,11 @@ def copy_part(data: Path, out: Path, part: int, parts: int) -> int:
     return count
 
 
-def write_seed(checkpoint: Path, out: Path) -> None:
-    """The checkpoint's weights-only copy, cut into parts (slim.pt.part00, ...)."""
+def write_seed(checkpoint: Path, out: Path, part_bytes: int = SLIM_PART_BYTES) -> None:
+    """`out` (emptied first) holds just the checkpoint's weights-only copy, in parts."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    slim = out / "slim.pt"
-    slim_checkpoint(checkpoint, slim)
-    data = slim.read_bytes()
-    slim.unlink()
-    for k, start in enumerate(range(0, len(data), SEED_PART_BYTES)):
-        (out / f"slim.pt.part{k:02d}").write_bytes(data[start : start + SEED_PART_BYTES])
+    slim_checkpoint_parts(checkpoint, out, part_bytes)
 
 
 def fetch_wheels(out: Path) -> None:

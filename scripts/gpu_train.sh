@@ -46,6 +46,6 @@ if [ -n "$sampler" ]; then
   kill "$sampler" || true
   awk -F', ' '{sub(/ %/, "", $2); s += $2; n++} END {if (n) printf "GPU utilisation: mean %.0f %% over %d samples\n", s / n, n}' "$OUT/gpu_util.csv"
 fi
-python3 -c "import sys; from pathlib import Path; from imgarc.train.trainer import slim_checkpoint; \
-slim_checkpoint(Path(sys.argv[1]), Path(sys.argv[2]))" "$run_dir/checkpoint.pt" "$OUT/slim.pt"
-(cd "$OUT" && split -b 15M -d slim.pt slim.pt.part && rm slim.pt && ls -l)
+python3 -c "import sys; from pathlib import Path; from imgarc.train.trainer import slim_checkpoint_parts; \
+slim_checkpoint_parts(Path(sys.argv[1]), Path(sys.argv[2]))" "$run_dir/checkpoint.pt" "$OUT"
+ls -l "$OUT"

@@ -82,12 +82,11 @@ def test_the_photo_split_is_a_partition_fixed_by_name(tmp_path):
     assert [gpu_prepare.in_part(n, 1, 3) for n in names] == [n in parts[1] for n in names]
 
 
-def test_a_seed_checkpoint_comes_in_parts_that_join_to_the_weights_only_copy(tmp_path, monkeypatch):
+def test_a_seed_checkpoint_comes_in_parts_that_join_to_the_weights_only_copy(tmp_path):
     arch = Architecture(MEAN_SCALE, 8, 8)
     torch.save({"model": build_model(arch).state_dict(), "opt": {}, "step": 7, "seconds": 1.0,
                 "config": {"architecture": arch.to_dict()}}, tmp_path / "c.pt")
-    monkeypatch.setattr(gpu_prepare, "SEED_PART_BYTES", 4096)
-    gpu_prepare.write_seed(tmp_path / "c.pt", tmp_path / "seed")
+    gpu_prepare.write_seed(tmp_path / "c.pt", tmp_path / "seed", part_bytes=4096)
     parts = sorted((tmp_path / "seed").iterdir())
     assert len(parts) > 1 and all(p.stat().st_size <= 4096 for p in parts)
     (tmp_path / "joined.pt").write_bytes(b"".join(p.read_bytes() for p in parts))

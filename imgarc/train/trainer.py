@@ -43,6 +43,7 @@ MSSSIM_MIN_CROP = 161
 # CompressAI's λ tables for its six qualities pair MSE λ 0.0018 … 0.0483 with MS-SSIM λ
 # 2.40 … 60.5: at the same quality, 1 − MS-SSIM weighs about 1300 times 255²·MSE.
 MSSSIM_PER_MSE_UNIT = 1300.0
+SLIM_PART_BYTES = 15 << 20  # a lent GPU machine sends files back at 16 MiB at most
 
 
 @dataclass
@@ -78,7 +79,7 @@ class TrainConfig:
     # child with fewer latent channels names the parent's it kept in its checkpoint (TEACHER_LATENTS).
     teacher: Path | None = None
     distill: float = 1.0
-    # The parent's forward pass is ~45 % of a CPU step of a small child (py-spy, 192 px crops):
+    # The parent's forward pass is 46 % of a CPU step of a small child (py-spy, 192 px crops):
     # consulting it on every Nth step only leaves more steps per minute for the rate-distortion loss.
     distill_every: int = 1
     # Networks that train (g_a, h_a, g_s, h_s, entropy_bottleneck, ...); empty: all of them.
@@ -269,6 +270,20 @@ def slim_checkpoint(path: Path, out: Path) -> None:
     learned = {name for name, _ in model.named_parameters()}
     weights = {k: v.half() if k in learned else v for k, v in state["model"].items()}
     save_atomic({k: v for k, v in state.items() if k not in ("opt", "aux_opt")} | {"model": weights}, out)
+
+
+def slim_checkpoint_parts(path: Path, folder: Path, part_bytes: int = SLIM_PART_BYTES) -> list[Path]:
+    """`slim_checkpoint(path)` cut into folder/slim.pt.part00, part01, …: how a run travels to and
+    from a lent GPU machine (scripts/gpu_prepare.py, scripts/gpu_train.sh); `cat` joins them."""
+    slim = folder / "slim.pt"
+    slim_checkpoint(path, slim)
+    data = slim.read_bytes()
+    slim.unlink()
+    parts = []
+    for k, start in enumerate(range(0, len(data), part_bytes)):
+        parts.append(folder / f"slim.pt.part{k:02d}")
+        parts[-1].write_bytes(data[start : start + part_bytes])
+    return parts
 
 
 def train(config: TrainConfig, resume: bool, log: Callable[[TrainStatus], None] | None = None) -> Path:
