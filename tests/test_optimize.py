@@ -165,6 +165,27 @@ def test_optimize_prunes_fine_tunes_resumes_and_exports_a_working_variant(tmp_pa
     assert "MB weights (int8 storage)" in facts
     assert f"{parameters:,} parameters" in facts and f"g_s {macs['g_s']:,.0f}" in facts
     assert f"parent: {VR_MODEL_ID}" in facts and " ms/MP here" in facts
+    assert "(--tune fast)" not in listed.stdout  # listed as fast-tuned, not yet the catalog's pick for --tune fast
+
+    # A pruned variant is listed as the fast tune, and records the parent's latents it kept, so
+    # a new run (its checkpoint gone) goes on training it from the weights file alone.
+    catalog = json.loads((out / "models.json").read_text())
+    assert [m["tune"] for m in catalog["models"] if m["id"] == "tiny-vr-pruned"] == ["fast"]
+    exported = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    assert weights.meta["teacher_latents"] == exported["teacher_latents"] and weights.meta["steps"] == exported["step"]
+    fast = run(["compress", str(photos), str(tmp_path / "f.iarc"), "--tune", "fast", "--no-progress"], env)
+    assert fast.returncode == 0, fast.stderr
+    listing = run(["list", str(tmp_path / "f.iarc")], env)
+    assert "tiny-vr-pruned" in listing.stdout, listing.stdout
+    again = run(["optimize", "--init", "tiny-vr-pruned", "--data", str(data), "--run-dir", str(tmp_path / "run2"),
+                 "--crop", "64", "--batch", "2", "--minutes", "0.05", "--lambdas", "0.005,0.02,0.08", "--storage", "int8",
+                 "--export", "tiny-vr-pruned-2", "--export-dir", str(out)], env)
+    assert again.returncode == 0, again.stderr
+    continued = torch.load(tmp_path / "run2" / "checkpoint.pt", weights_only=False)
+    assert continued["step"] > exported["step"] and continued["teacher_latents"] == exported["teacher_latents"]
+    assert load_weights(out / "tiny-vr-pruned-2.npz")[0].meta["parent"] == VR_MODEL_ID
+    wider = run(["optimize", "--init", "tiny-vr-pruned", "--latents", "5", "--run-dir", str(tmp_path / "run3")], env)
+    assert wider.returncode == 2 and "--init goes on with the widths" in wider.stderr
 
 
 @pytest.mark.parametrize("args, message", [

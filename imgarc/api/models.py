@@ -13,7 +13,7 @@ import numpy as np
 
 from imgarc.codec.architecture import macs_per_pixel
 from imgarc.codec.int8 import QuantizedNetwork, quantizes_network
-from imgarc.codec.registry import ModelRecord, default_model_id, list_models, load_codec
+from imgarc.codec.registry import ModelRecord, Tune, default_model_id, list_models, load_codec
 from imgarc.codec.weights import WeightStorage, load_weights
 from imgarc.codec.zoo import REFUSED, conversion_dir, parse_zoo_id, torch_hub_dir
 from imgarc.codec.zoo_convert import ZooEntry, list_zoo, load_zoo_codec
@@ -23,7 +23,7 @@ from imgarc.codec.zoo_convert import ZooEntry, list_zoo, load_zoo_codec
 class InstalledModel:
     record: ModelRecord
     is_default: bool
-    tune_default: str | None  # "msssim": what `--tune msssim` picks (None: not a --tune choice)
+    tune_default: Tune | None  # what `--tune` picks this model for (None: not a --tune choice)
 
 
 @dataclass(frozen=True)

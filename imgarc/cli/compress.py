@@ -38,9 +38,11 @@ def compress(
                                         "a CompressAI pretrained model as cai:ARCH:METRIC:Q, e.g. cai:mbt2018-mean:mse:3 "
                                         "(downloaded into the torch cache at first use; cai:ARCH alone takes the zoo quality "
                                         "nearest --quality)."),
-    tune: Optional[str] = typer.Option(None, "--tune", help="Use the model trained for this metric: psnr (MSE, or MSE mixed with "
-                                       "MS-SSIM: exact colours and detail) or msssim (MS-SSIM only: the smallest files at "
-                                       "equal MS-SSIM, less exact colours). Default: the default model (see `imgarc models`)."),
+    tune: Optional[str] = typer.Option(None, "--tune", help="Use the model made for this: psnr (MSE, or MSE mixed with "
+                                       "MS-SSIM: exact colours and detail), msssim (MS-SSIM only: the smallest files at "
+                                       "equal MS-SSIM, less exact colours) or fast (a pruned model for phone-class CPUs: "
+                                       "about 3x faster networks, somewhat larger files; see docs/MODELS.md). "
+                                       "Default: the default model (see `imgarc models`)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace ARCHIVE if it exists (also if another run creates it "
                                "meanwhile), and remove temp files that killed runs left beside it."),
     strict: bool = typer.Option(False, "--strict", help="Stop, writing nothing, if any file or folder cannot be read. "

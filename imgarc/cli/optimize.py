@@ -13,8 +13,8 @@ from imgarc.cli.console import console
 from imgarc.cli.train import AMP, BATCH, CHECKPOINT_MINUTES, DATA, DEVICE, EXPORT_DIR, SCALE_JITTER, print_status
 from imgarc.codec.architecture import Architecture, macs_per_pixel
 from imgarc.codec.int8 import QuantizedNetwork
-from imgarc.codec.registry import assets_dir, default_model_id, find_model
-from imgarc.codec.weights import WeightStorage
+from imgarc.codec.registry import Tune, assets_dir, default_model_id, find_model
+from imgarc.codec.weights import WeightStorage, load_weights
 from imgarc.errors import UsageError
 from imgarc.extras import require
 from imgarc.optimize.widths import architecture_of, group_widths, widths_for
@@ -78,6 +78,10 @@ def optimize(
                                                "parameters (the weights file's size), little of the time."),
     hyper_latents: Optional[int] = typer.Option(None, "--hyper-latents", min=1, help="Hyper-latent channels to keep (N, what h_a "
                                                 "outputs and the entropy bottleneck codes; default: the parent's)."),
+    init: Optional[str] = typer.Option(None, "--init", help="Go on training an earlier pruned variant (e.g. the shipped "
+                                       "--tune fast model) instead of pruning the parent again: the run starts from its "
+                                       "weights, widths and step count (Adam restarts); --parent defaults to the one it "
+                                       "records. Ignored by a run folder that has a checkpoint (it resumes)."),
     int8: bool = typer.Option(False, "--int8", help="Instead of pruning: an int8 network (--int8-network), its activation "
                               "grids measured and searched on training crops; with --minutes, that network alone then "
                               "fine-tunes through them. The variant keeps the parent's coding tables."),
@@ -128,7 +132,9 @@ def optimize(
     from imgarc.train.publish import publish_checkpoint
     from imgarc.train.trainer import parse_lambdas, train as run_training
 
-    parent_id = parent or default_model_id()
+    init_path = find_model(init).path if init else None
+    start = load_weights(init_path)[0] if init_path else None
+    parent_id = parent or (start.meta.get("parent") if start else None) or default_model_id()
     parent_arch = parent_architecture(parent_id)
     if minutes is None:
         minutes = 0.0 if int8 else 60.0
@@ -141,8 +147,8 @@ def optimize(
         raise UsageError("--int8-network goes with --int8")
     if int8:
         int8_network = int8_network or QuantizedNetwork.G_A
-        if widths or latents or hyper_widths or hyper_latents:
-            raise UsageError("--int8 keeps the parent's widths: prune (--widths, --keep, ...) in a separate run")
+        if widths or latents or hyper_widths or hyper_latents or init:
+            raise UsageError("--int8 keeps the parent's widths: prune (--widths, --keep, --init, ...) in a separate run")
         if storage is not WeightStorage.FLOAT:
             raise UsageError("--int8 variants keep the parent's float storage: --storage int8 goes with pruning")
         network = int8_network.value
@@ -151,7 +157,12 @@ def optimize(
             f"; decodes with {parent_id}'s decoder" if int8_network == QuantizedNetwork.G_A else "")
         out.print(f"{parent_id} -> int8 {INT8_LAYERS[int8_network]}; {network} alone trains")
     else:
-        child = pruned_architecture(parent_arch, keep, widths, latents, hyper_widths, hyper_latents)
+        if start and (widths or latents or hyper_widths or hyper_latents):
+            raise UsageError("--init goes on with the widths of the model it names: leave out --widths, --latents, …")
+        if start and start.meta.get("parent") != parent_id:
+            raise UsageError(f"{init} was made from {start.meta.get('parent') or 'no parent'}, not {parent_id}")
+        child = start.architecture if start else pruned_architecture(parent_arch, keep, widths, latents, hyper_widths,
+                                                                     hyper_latents)
         config = child_config(parent_id, data, run_dir, child, parse_lambdas(lambdas), weight_storage=storage.value,
                               storage_bits=storage_bits, **training)
         description = f"{parent_id} pruned to {describe(child)}, fine-tuned with distillation"
@@ -159,11 +170,12 @@ def optimize(
         out.print(f"{parent_id} -> {describe(child)}: g_a+h_a+g_s {sum(before.values()) - before['h_s']:,.0f} -> "
                   f"{sum(after.values()) - after['h_s']:,.0f} multiply-adds per pixel, "
                   f"{parameter_count(parent_arch):,} -> {parameter_count(child):,} parameters")
-        start_pruned_run(config)
+        start_pruned_run(config, init_path)
     checkpoint = run_training(config, resume=True, log=print_status)
     out.print(f"checkpoint: {checkpoint}")
     if export:
         folder = export_dir or assets_dir()
         sha = publish_checkpoint(checkpoint, export, folder, find_model(parent_id).quality, description,
-                                 make_default=False, parent=parent_id, storage=storage, storage_bits=storage_bits)
+                                 make_default=False, parent=parent_id, storage=storage, storage_bits=storage_bits,
+                                 tune=None if int8 else Tune.FAST)
         out.print(f"exported {export} to {folder} (sha256 {sha})")

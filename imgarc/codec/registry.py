@@ -4,8 +4,8 @@ Models are listed in a `models.json` beside their weights files: the shipped one
 package's `assets/`, more in folders named by the IMGARC_MODEL_PATH environment variable
 (colon-separated; tests use it for tiny models). Each record gives the file's sha256: a file
 that does not match is refused, never used, and may say what the model is tuned for
-(`"tune": "msssim"`; absent: psnr). A catalog names its `default` model and, optionally, the
-model `--tune psnr|msssim` picks (`"tune_defaults": {"msssim": ID}`).
+(`"tune": "msssim"`; absent: psnr; see Tune). A catalog names its `default` model and, optionally,
+the model each `--tune` picks (`"tune_defaults": {"msssim": ID, "fast": ID}`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,7 +26,20 @@ from imgarc.errors import ModelError
 from imgarc.runtime import Device, Runtime, chosen_runtime
 
 CATALOG_NAME = "models.json"
-TUNES = ("psnr", "msssim")  # what a model's distortion term was: MSE (judged by PSNR) or MS-SSIM
+
+
+class Tune(str, Enum):
+    """What a model is made for: `--tune` picks among them. PSNR and MSSSIM name the metric its
+    distortion term was (MSE, or MSE mixed with MS-SSIM, judged by PSNR; MS-SSIM alone); FAST is
+    a pruned variant for phone-class CPUs (`imgarc optimize`): its networks several times
+    faster, its files a few percent larger at equal quality (its model card says how much)."""
+
+    PSNR = "psnr"
+    MSSSIM = "msssim"
+    FAST = "fast"
+
+
+TUNES = tuple(t.value for t in Tune)
 
 
 @dataclass(frozen=True)
@@ -36,7 +50,7 @@ class ModelRecord:
     quality: int  # the --quality this model serves best (1-100)
     description: str
     variable_rate: bool = False  # serves every --quality itself (gain table in its weights)
-    tune: str = "psnr"  # the metric it was trained for (TUNES)
+    tune: Tune = Tune.PSNR
 
 
 def assets_dir() -> Path:
@@ -54,7 +68,7 @@ def catalog_dirs() -> list[Path]:
 
 
 def _read_catalog(folder: Path) -> tuple[dict, list[ModelRecord]]:
-    """(defaults, records): defaults maps "default" and each tune (TUNES) to a model id."""
+    """(defaults, records): defaults maps "default" and each tune's value to a model id."""
     path = folder / CATALOG_NAME
     if not path.is_file():
         return {}, []
@@ -62,7 +76,7 @@ def _read_catalog(folder: Path) -> tuple[dict, list[ModelRecord]]:
         doc = json.loads(path.read_text())
         records = [
             ModelRecord(m["id"], folder / m["file"], m["sha256"], int(m["quality"]), m.get("description", ""),
-                        bool(m.get("variable_rate", False)), m.get("tune", "psnr"))
+                        bool(m.get("variable_rate", False)), Tune(m.get("tune", Tune.PSNR.value)))
             for m in doc["models"]
         ]
         defaults = {"default": doc.get("default"), **{t: doc.get("tune_defaults", {}).get(t) for t in TUNES}}
@@ -79,19 +93,20 @@ def list_models() -> list[ModelRecord]:
     return list(seen.values())
 
 
-def default_model_id(tune: str = "default") -> str | None:
+def default_model_id(tune: Tune | None = None) -> str | None:
     """The catalog's default model, or with `tune`, its preferred model of that tune (None if unset).
     The first catalog on IMGARC_MODEL_PATH that sets it wins over the shipped one."""
+    key = tune.value if tune else "default"
     for folder in catalog_dirs():
-        chosen = _read_catalog(folder)[0].get(tune)
+        chosen = _read_catalog(folder)[0].get(key)
         if chosen:
             return chosen
-    if tune != "default":
+    if tune:
         return None
     raise ModelError("no default model is installed (assets/models.json is missing); reinstall imgarc")
 
 
-def model_for_quality(quality: int, tune: str | None = None) -> ModelRecord:
+def model_for_quality(quality: int, tune: Tune | str | None = None) -> ModelRecord:
     """The model that codes at `quality`, among those tuned for `tune` (default: what the default
     model is tuned for). For the default model's tune: the default model if it is variable-rate.
     For another tune: the catalog's choice for it (`tune_defaults`), else the newest
@@ -102,12 +117,12 @@ def model_for_quality(quality: int, tune: str | None = None) -> ModelRecord:
         raise ModelError("no models are installed; reinstall imgarc")
     by_id = {r.model_id: r for r in models}
     default = by_id.get(default_model_id())
-    wanted = tune or (default.tune if default else "psnr")
-    if wanted not in TUNES:
-        raise ModelError(f"--tune must be one of {', '.join(TUNES)}, not {wanted!r}")
-    candidates = [r for r in models if r.tune == wanted]
+    if tune is not None and tune not in TUNES:
+        raise ModelError(f"--tune must be one of {', '.join(TUNES)}, not {tune!r}")
+    wanted = Tune(tune) if tune else (default.tune if default else Tune.PSNR)
+    candidates = [r for r in models if r.tune is wanted]
     if not candidates:
-        raise ModelError(f"no installed model is tuned for {wanted} (see `imgarc models`)")
+        raise ModelError(f"no installed model is tuned for {wanted.value} (see `imgarc models`)")
     if default in candidates:
         if default.variable_rate:
             return default

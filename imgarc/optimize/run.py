@@ -3,7 +3,8 @@ with distillation from it.
 
 The run lives in one folder, like `imgarc train`'s: the pruned child is written there as the
 first checkpoint (step 0), then the trainer runs from it, so an interrupted or time-budgeted
-run resumes where it stopped (the pruning is done once). The child trains on the parent's own
+run resumes where it stopped (the pruning is done once). A run can also start from an earlier
+child's exported weights (`--init`: the shipped fast model), going on where that run stopped. The child trains on the parent's own
 objective (its λs, distortion and MS-SSIM share, read from the parent's weights file).
 
 An int8 variant (`int8_config`) is not pruned: it starts from the parent's weights, and only
@@ -64,13 +65,22 @@ def int8_config(parent_id: str, network: str, data: Path, run_dir: Path, lambdas
     return dataclasses.replace(config, init_weights=config.teacher, train_only=(network,), int8_network=network)
 
 
-def start_pruned_run(config: TrainConfig) -> Path:
-    """Write the pruned child as the run's first checkpoint unless the run already has one. The
-    checkpoint records which of the parent's latent channels the child kept: distillation
+def start_pruned_run(config: TrainConfig, init: Path | None = None) -> Path:
+    """Write the pruned child as the run's first checkpoint unless the run already has one: the
+    parent pruned, or with `init`, an earlier pruned variant's weights file (`continued_child`).
+    The checkpoint records which of the parent's latent channels the child kept: distillation
     compares ŷ on those."""
     path = config.run_dir / CHECKPOINT_NAME
     if path.exists():
         return path
+    state = continued_child(init, config.architecture) if init is not None else pruned_child(config)
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    save_atomic({**state, "config": config.record()}, path)
+    return path
+
+
+def pruned_child(config: TrainConfig) -> dict:
+    """The parent pruned to `config.architecture`, its channels ranked on a few training crops."""
     assert config.teacher is not None
     weights, _ = load_weights(config.teacher)
     parent, parent_arch = TorchNetworks(weights.architecture, weights.params, weights.model_id).model, weights.architecture
@@ -81,7 +91,22 @@ def start_pruned_run(config: TrainConfig) -> Path:
     child, child_arch, kept = prune_model(parent, parent_arch, group_widths(config.architecture), crops, middle)
     if child_arch != config.architecture:
         raise UsageError(f"pruning gave {child_arch}, not the {config.architecture} asked for")
-    config.run_dir.mkdir(parents=True, exist_ok=True)
-    save_atomic({"model": child.state_dict(), "step": 0, "seconds": 0.0, "config": config.record(),
-                 TEACHER_LATENTS: kept.latents}, path)
-    return path
+    return {"model": child.state_dict(), "step": 0, "seconds": 0.0, TEACHER_LATENTS: kept.latents}
+
+
+def continued_child(init: Path, architecture: Architecture) -> dict:
+    """A pruned variant's exported weights as a run's first checkpoint, its step count and time
+    carried on, so training goes on from a shipped model when the run that made it is gone
+    (checkpoints live in ignored folders, weights files in the package). Adam restarts; an
+    int8-stored file gives its weights as stored, which is what training through the same
+    rounding uses anyway."""
+    weights, _ = load_weights(init)
+    if weights.architecture != architecture:
+        raise UsageError(f"{init.name} is a model of other widths ({weights.architecture}) than this run's ({architecture})")
+    kept = weights.meta.get(TEACHER_LATENTS)
+    if kept is None:
+        raise UsageError(f"{weights.model_id} does not record which of its parent's latent channels it kept "
+                         "(a variant exported before imgarc recorded them): prune the parent again instead")
+    model = TorchNetworks(weights.architecture, weights.params, weights.model_id).model
+    return {"model": model.state_dict(), "step": int(weights.meta.get("steps", 0)),
+            "seconds": float(weights.meta.get("train_seconds", 0)), TEACHER_LATENTS: [int(c) for c in kept]}

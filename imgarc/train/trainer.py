@@ -30,7 +30,8 @@ from imgarc.train.crops import CropSampler, load_photos, prefetched
 
 
 CHECKPOINT_NAME = "checkpoint.pt"
-# A pruned child's checkpoint: the parent's latent channels it kept (imgarc.optimize.run).
+# A pruned child's checkpoint, and its exported weights file's meta: the parent's latent
+# channels it kept (imgarc.optimize.run).
 TEACHER_LATENTS = "teacher_latents"
 # How each int8 network's grids are made (keys: imgarc.codec.int8.QuantizedNetwork's values).
 INT8_CALIBRATION = {"g_a": calibrated_ranges, "g_s": synthesis_ranges}
