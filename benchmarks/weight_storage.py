@@ -6,7 +6,8 @@ integer network), then each --variant ID=WEIGHTS, typically the same model expor
 int8 per output channel, h_s only as an 8-bit integer network), or a pruned child stored
 either way. For each: the weights file's size and what it holds (bytes per parameter, the
 largest parts), and Kodak's rate-distortion curve (24 photos at --qualities, coded as an
-archive codes them: rANS), BD-rate vs the parent in PSNR and MS-SSIM.
+archive codes them: rANS), BD-rate in PSNR and MS-SSIM vs the parent and vs WebP and AVIF (their
+curves from the committed `imgarc bench kodak` results, the same photos).
 
     python benchmarks/weight_storage.py --variant msh128-mixed-vr1-w8=runs/w8/export/msh128-mixed-vr1-w8.npz
         [--qualities 10,25,50,75,95] [--out benchmarks/results/weight_storage]
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from common import first_files, machine_line
 from int8_g_a import KODAK, bd_rates, codec_rate_distortion, curve_table, write_results
+from network_compression import CLASSICAL, classical_curves
 
 from imgarc.codec.image_codec import ImageCodec
 from imgarc.codec.registry import default_model_id, find_model, load_codec
@@ -62,8 +64,10 @@ def main() -> None:
         variant_id, _, path = spec.partition("=")
         weights, sha = load_weights(Path(path))
         rows[variant_id] = row(ImageCodec(weights, sha), Path(path), photos, qualities)
+    classical = classical_curves()
     for r in rows.values():
         r["bd_rate_vs_parent"] = bd_rates(r["curve"], rows[parent_id]["curve"])
+        r["bd_rate_vs"] = {name: bd_rates(r["curve"], classical[name]) for name in CLASSICAL}
     document = {"parent": parent_id, "machine": machine_line(), "qualities": qualities, "photos": len(photos),
                 "command": " ".join(["python benchmarks/weight_storage.py", *sys.argv[1:]]), "results": rows}
     write_results(args.out, document, report(document))
@@ -74,15 +78,24 @@ def report(d: dict) -> str:
     out.write(f"# Weights storage: file size against rate-distortion\n\nCommand: `{d['command']}`  \n"
               f"Machine: {d['machine']}  \nParent `{d['parent']}`; Kodak ({d['photos']} photos) at --quality "
               f"{', '.join(map(str, d['qualities']))}, coded with rANS as an archive codes them.\n\n")
-    out.write("| model | weights MB | parameters | bytes per parameter | largest parts (MB) | BD-rate vs parent, PSNR | MS-SSIM |\n"
-              "|---|---|---|---|---|---|---|\n")
+    out.write("| model | weights MB | parameters | bytes per parameter | largest parts (MB) | BD-rate vs parent, PSNR | MS-SSIM "
+              f"| {' | '.join(f'vs {name}, PSNR / MS-SSIM' for name in CLASSICAL)} |\n|---|---|---|---|---|---|---|"
+              f"{'---|' * len(CLASSICAL)}\n")
     for name, r in d["results"].items():
         parts = ", ".join(f"{k} {v / 1e6:.2f}" for k, v in list(r["parts"].items())[:4])
         bd = r["bd_rate_vs_parent"]
         out.write(f"| {name} | {r['bytes'] / 1e6:.2f} | {r['parameters']:,} | {r['bytes'] / r['parameters']:.2f} | {parts} | "
-                  f"{bd['psnr']:+.2f} % | {bd['ms_ssim']:+.2f} % |\n")
+                  f"{bd['psnr']:+.2f} % | {bd['ms_ssim']:+.2f} % | "
+                  f"{' | '.join(pair(r.get('bd_rate_vs', {}).get(name)) for name in CLASSICAL)} |\n")
     out.write("\n" + curve_table("model", {name: r["curve"] for name, r in d["results"].items()}, d["qualities"], 4))
     return out.getvalue()
+
+
+def pair(bd: dict | None) -> str:
+    """A BD-rate pair as "PSNR / MS-SSIM"; – where the curves do not overlap (or an older run has none)."""
+    if not bd:
+        return "–"
+    return " / ".join("–" if bd[m] is None else f"{bd[m]:+.1f} %" for m in ("psnr", "ms_ssim"))
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ subprocess under ATEN_CPU_CAPABILITY=default with one thread (torch and BLAS) an
 entry, its own latent code and the pixels that code synthesizes to. Decoders run in one
 subprocess per capability this CPU has (default/avx2/avx512) and extract every archive: tiny
 single-rate and variable-rate models (several qualities; the latter also with an int8 g_a and
-g_s) and the shipped default model on the shipped sample photos, with every coder. Every decoded
-photo must equal the encoder's intent byte for byte, and decode from the same code.
+g_s) and the shipped default model and `--tune fast` model (pruned, int8-stored) on the shipped
+sample photos, with every coder. Every decoded photo must equal the encoder's intent byte for
+byte, and decode from the same code.
 
 What the decode subprocesses vary, precisely: the CPU code path (one process each), and the
 torch thread count the *caller* set before extracting (TORCH_THREADS: 1, 2, 4). Synthesis pins
@@ -87,7 +88,7 @@ def _finish(proc: subprocess.Popen, root: Path, name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory, tiny_model_dir) -> Matrix:
-    from imgarc.codec.registry import default_model_id, load_codec
+    from imgarc.codec.registry import Tune, default_model_id, load_codec
 
     root = tmp_path_factory.mktemp("det")
     vr_dir = root / "vr-models"
@@ -103,11 +104,12 @@ def matrix(tmp_path_factory, tiny_model_dir) -> Matrix:
     # sums by thread count (the tiny models' are not). PNGs only: a JPEG is written back lossy.
     for sample in sorted((REPO / "assets" / "samples").glob("*.png")):
         (shipped_src / sample.name).write_bytes(sample.read_bytes())
-    shipped = default_model_id()  # before IMGARC_MODEL_PATH names the tiny models' folders
-    shipped_q = SHIPPED_VR_QUALITIES if load_codec(shipped).variable_rate else (75,)
+    # The shipped default and the shipped fast variant (pruned, int8-stored), before
+    # IMGARC_MODEL_PATH names the tiny models' folders.
+    shipped = [m for m in (default_model_id(), default_model_id(Tune.FAST)) if m]
     models = [(TINY_MODEL_ID, tiny_src, (75,)), (VR_MODEL_ID, tiny_src, TINY_VR_QUALITIES),
               (INT8_VR_MODEL_ID, tiny_src, TINY_VR_QUALITIES), (W8_MODEL_ID, tiny_src, TINY_VR_QUALITIES),
-              (shipped, shipped_src, shipped_q)]
+              *[(m, shipped_src, SHIPPED_VR_QUALITIES if load_codec(m).variable_rate else (75,)) for m in shipped]]
     jobs = [{"archive": str(root / f"{model}-q{q}-{coder}.iarc"), "src": str(src), "model": model, "coder": coder, "quality": q}
             for model, src, qualities in models for q in qualities for coder in CODER_NAMES]
     extra = [p for p in os.environ.get("IMGARC_MODEL_PATH", "").split(os.pathsep) if p]  # where the default may come from
