@@ -178,12 +178,14 @@ def test_optimize_prunes_fine_tunes_resumes_and_exports_a_working_variant(tmp_pa
     listing = run(["list", str(tmp_path / "f.iarc")], env)
     assert "tiny-vr-pruned" in listing.stdout, listing.stdout
     again = run(["optimize", "--init", "tiny-vr-pruned", "--data", str(data), "--run-dir", str(tmp_path / "run2"),
-                 "--crop", "64", "--batch", "2", "--minutes", "0.05", "--lambdas", "0.005,0.02,0.08", "--storage", "int8",
+                 "--crop", "64", "--batch", "2", "--minutes", "0.05", "--lambdas", "0.005,0.02,0.08",
                  "--export", "tiny-vr-pruned-2", "--export-dir", str(out)], env)
     assert again.returncode == 0, again.stderr
     continued = torch.load(tmp_path / "run2" / "checkpoint.pt", weights_only=False)
     assert continued["step"] > exported["step"] and continued["teacher_latents"] == exported["teacher_latents"]
-    assert load_weights(out / "tiny-vr-pruned-2.npz")[0].meta["parent"] == VR_MODEL_ID
+    continued_weights = load_weights(out / "tiny-vr-pruned-2.npz")[0]
+    assert continued_weights.meta["parent"] == VR_MODEL_ID
+    assert continued_weights.storage is WeightStorage.INT8  # stored as the model it went on from, unless told
     wider = run(["optimize", "--init", "tiny-vr-pruned", "--latents", "5", "--run-dir", str(tmp_path / "run3")], env)
     assert wider.returncode == 2 and "--init goes on with the widths" in wider.stderr
 

@@ -35,7 +35,7 @@ def models(
         r = m.record
         mark = " (default)" if m.is_default else f" (--tune {m.tune_default.value})" if m.tune_default else ""
         rates = "quality 1-100" if r.variable_rate else f"quality {r.quality}"
-        out.print(f"{escape(f'{r.model_id}{mark}  embedded  {rates}  tuned for {r.tune.value}  {r.description}')}  [dim]{escape(str(r.path))}[/]")
+        out.print(f"{escape(f'{r.model_id}{mark}  embedded  {rates}  tune {r.tune.value}  {r.description}')}  [dim]{escape(str(r.path))}[/]")
         out.print(f"    {escape(facts_line(api.model_facts(r), api.measure_speed(r.model_id) if measure else None))}")
     if not zoo:
         return

@@ -113,14 +113,16 @@ def optimize(
     amp: bool = AMP,
     export: Optional[str] = typer.Option(None, "--export", help="After fine-tuning, export the variant's weights under this model id."),
     export_dir: Optional[Path] = EXPORT_DIR,
-    storage: WeightStorage = typer.Option(WeightStorage.FLOAT.value, "--storage", help="How the exported weights file stores "
-                                          "the networks: float (fp16) or int8 (g_a's, h_a's and g_s's convolutions in int8 "
-                                          "per output channel, h_s only as its integer network: about a third of the "
-                                          "size; see docs/MODELS.md). With int8, fine-tuning runs through the same "
-                                          "rounding. Pruning variants only."),
-    storage_bits: int = typer.Option(8, "--storage-bits", help="With --storage int8: the stored weights' width, 5-8 "
-                                     "bits (the integer h_s's too). 6 bits: h_s's bytes −30 % for +0.12 % in rate "
-                                     "(the default's, measured); fine-tuning runs through the same rounding."),
+    storage: Optional[WeightStorage] = typer.Option(None, "--storage", help="How the exported weights file stores "
+                                                    "the networks: float (fp16; the default) or int8 (g_a's, h_a's and g_s's "
+                                                    "convolutions in int8 per output channel, h_s only as its integer network: "
+                                                    "about a third of the size; see docs/MODELS.md). With int8, fine-tuning runs "
+                                                    "through the same rounding. Pruning variants only; with --init, default: "
+                                                    "as that model is stored."),
+    storage_bits: Optional[int] = typer.Option(None, "--storage-bits", help="With --storage int8: the stored weights' width, "
+                                               "5-8 bits (default 8, or with --init that model's; the integer h_s's too). "
+                                               "6 bits: h_s's bytes −30 % for +0.12 % in rate (the default's, measured); "
+                                               "fine-tuning runs through the same rounding."),
 ) -> None:
     """Prune a model's networks to fewer channels (or, with --int8, quantize its g_a or g_s), then fine-tune
     the result with distillation from the parent (rate + distortion + matching the parent's
@@ -141,8 +143,10 @@ def optimize(
     training = dict(distill=distill, distill_every=distill_every, batch=batch, crop=crop, lr=lr, lr_final=lr / 4, minutes=minutes,
                     checkpoint_minutes=checkpoint_minutes, device=device, scale_jitter=scale_jitter, amp=amp)
     out = console()
-    if storage_bits != 8 and storage is not WeightStorage.INT8:
+    storage = storage or (start.storage if start else WeightStorage.FLOAT)
+    if storage_bits is not None and storage is not WeightStorage.INT8:
         raise UsageError("--storage-bits goes with --storage int8")
+    storage_bits = storage_bits or (start.storage_bits if start else 8)
     if int8_network and not int8:
         raise UsageError("--int8-network goes with --int8")
     if int8:

@@ -3,9 +3,10 @@ with distillation from it.
 
 The run lives in one folder, like `imgarc train`'s: the pruned child is written there as the
 first checkpoint (step 0), then the trainer runs from it, so an interrupted or time-budgeted
-run resumes where it stopped (the pruning is done once). A run can also start from an earlier
-child's exported weights (`--init`: the shipped fast model), going on where that run stopped. The child trains on the parent's own
-objective (its λs, distortion and MS-SSIM share, read from the parent's weights file).
+run resumes where it stopped (the pruning is done once), or it starts from an earlier child's
+exported weights (`--init`: the shipped fast model), going on where that run stopped. The child
+trains on the parent's own objective (its λs, distortion and MS-SSIM share, read from the
+parent's weights file).
 
 An int8 variant (`int8_config`) is not pruned: it starts from the parent's weights, and only
 the quantized network (g_a or g_s) trains, through its int8 grid (quantization-aware
