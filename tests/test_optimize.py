@@ -165,12 +165,14 @@ def test_optimize_prunes_fine_tunes_resumes_and_exports_a_working_variant(tmp_pa
     assert "MB weights (int8 storage)" in facts
     assert f"{parameters:,} parameters" in facts and f"g_s {macs['g_s']:,.0f}" in facts
     assert f"parent: {VR_MODEL_ID}" in facts and " ms/MP here" in facts
-    assert "(--tune fast)" not in listed.stdout  # listed as fast-tuned, not yet the catalog's pick for --tune fast
+    assert "  tune fast  " in lines[next(n for n, line in enumerate(lines) if line.startswith("tiny-vr-pruned"))]
 
     # A pruned variant is listed as the fast tune, and records the parent's latents it kept, so
     # a new run (its checkpoint gone) goes on training it from the weights file alone.
     catalog = json.loads((out / "models.json").read_text())
     assert [m["tune"] for m in catalog["models"] if m["id"] == "tiny-vr-pruned"] == ["fast"]
+    # The first catalog that names a model for --tune fast wins over the shipped one.
+    (out / "models.json").write_text(json.dumps({**catalog, "tune_defaults": {"fast": "tiny-vr-pruned"}}))
     exported = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     assert weights.meta["teacher_latents"] == exported["teacher_latents"] and weights.meta["steps"] == exported["step"]
     fast = run(["compress", str(photos), str(tmp_path / "f.iarc"), "--tune", "fast", "--no-progress"], env)
