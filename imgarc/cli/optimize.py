@@ -134,9 +134,9 @@ def optimize(
     from imgarc.train.publish import publish_checkpoint
     from imgarc.train.trainer import parse_lambdas, train as run_training
 
-    init_path = find_model(init).path if init else None
-    start = load_weights(init_path)[0] if init_path else None
-    parent_id = parent or (start.meta.get("parent") if start else None) or default_model_id()
+    start = load_weights(find_model(init).path)[0] if init else None  # the variant --init goes on from
+    start_parent = start.meta.get("parent") if start else None
+    parent_id = parent or start_parent or default_model_id()
     parent_arch = parent_architecture(parent_id)
     if minutes is None:
         minutes = 0.0 if int8 else 60.0
@@ -163,8 +163,8 @@ def optimize(
     else:
         if start and (widths or latents or hyper_widths or hyper_latents):
             raise UsageError("--init goes on with the widths of the model it names: leave out --widths, --latents, …")
-        if start and start.meta.get("parent") != parent_id:
-            raise UsageError(f"{init} was made from {start.meta.get('parent') or 'no parent'}, not {parent_id}")
+        if start and start_parent != parent_id:
+            raise UsageError(f"{init} was made from {start_parent or 'no parent'}, not {parent_id}")
         child = start.architecture if start else pruned_architecture(parent_arch, keep, widths, latents, hyper_widths,
                                                                      hyper_latents)
         config = child_config(parent_id, data, run_dir, child, parse_lambdas(lambdas), weight_storage=storage.value,
@@ -174,7 +174,7 @@ def optimize(
         out.print(f"{parent_id} -> {describe(child)}: g_a+h_a+g_s {sum(before.values()) - before['h_s']:,.0f} -> "
                   f"{sum(after.values()) - after['h_s']:,.0f} multiply-adds per pixel, "
                   f"{parameter_count(parent_arch):,} -> {parameter_count(child):,} parameters")
-        start_pruned_run(config, init_path)
+        start_pruned_run(config, start)
     checkpoint = run_training(config, resume=True, log=print_status)
     out.print(f"checkpoint: {checkpoint}")
     if export:

@@ -24,7 +24,7 @@ import torch
 from imgarc.codec.architecture import Architecture
 from imgarc.codec.gained import GainedMeanScaleHyperprior
 from imgarc.codec.registry import find_model
-from imgarc.codec.weights import load_weights
+from imgarc.codec.weights import WeightsFile, load_weights
 from imgarc.errors import UsageError
 from imgarc.optimize.prune import prune_model
 from imgarc.optimize.widths import group_widths
@@ -66,9 +66,9 @@ def int8_config(parent_id: str, network: str, data: Path, run_dir: Path, lambdas
     return dataclasses.replace(config, init_weights=config.teacher, train_only=(network,), int8_network=network)
 
 
-def start_pruned_run(config: TrainConfig, init: Path | None = None) -> Path:
+def start_pruned_run(config: TrainConfig, init: WeightsFile | None = None) -> Path:
     """Write the pruned child as the run's first checkpoint unless the run already has one: the
-    parent pruned, or with `init`, an earlier pruned variant's weights file (`continued_child`).
+    parent pruned, or with `init`, an earlier pruned variant's weights (`continued_child`).
     The checkpoint records which of the parent's latent channels the child kept: distillation
     compares ŷ on those."""
     path = config.run_dir / CHECKPOINT_NAME
@@ -95,15 +95,14 @@ def pruned_child(config: TrainConfig) -> dict:
     return {"model": child.state_dict(), "step": 0, "seconds": 0.0, TEACHER_LATENTS: kept.latents}
 
 
-def continued_child(init: Path, architecture: Architecture) -> dict:
+def continued_child(weights: WeightsFile, architecture: Architecture) -> dict:
     """A pruned variant's exported weights as a run's first checkpoint, its step count and time
     carried on, so training goes on from a shipped model when the run that made it is gone
     (checkpoints live in ignored folders, weights files in the package). Adam restarts; an
     int8-stored file gives its weights as stored, which is what training through the same
     rounding uses anyway."""
-    weights, _ = load_weights(init)
     if weights.architecture != architecture:
-        raise UsageError(f"{init.name} is a model of other widths ({weights.architecture}) than this run's ({architecture})")
+        raise UsageError(f"{weights.model_id} is a model of other widths ({weights.architecture}) than this run's ({architecture})")
     kept = weights.meta.get(TEACHER_LATENTS)
     if kept is None:
         raise UsageError(f"{weights.model_id} does not record which of its parent's latent channels it kept "
