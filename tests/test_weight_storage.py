@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +16,7 @@ from imgarc.codec.export import export_model
 from imgarc.codec.int8 import int8_weights
 from imgarc.codec.int8 import WEIGHT_LIMIT
 from imgarc.codec.int_hyper import MAX_WEIGHT_BITS, channel_weight_bits, float_h_s, integerize_h_s
+from imgarc.codec.storage_bits import StorageBits
 from imgarc.codec.weights import WeightStorage, int8_output_axis, load_weights, stored_in_int8
 from imgarc.runtime.torch_networks import TorchNetworks
 from imgarc.train.publish import register_model
@@ -193,10 +194,10 @@ def test_narrower_storage_bits_keep_every_weight_within_their_limit_and_still_co
     folder = tmp_path / "models"
     folder.mkdir()
     sha = export_model(model, weights.architecture, "tiny-vr-w6", folder / "tiny-vr-w6.npz", {**weights.meta},
-                       storage=WeightStorage.INT8, storage_bits=6)
+                       storage=WeightStorage.INT8, storage_bits=StorageBits.uniform(6))
     register_model(folder, "tiny-vr-w6", "tiny-vr-w6.npz", sha, 50, "tiny 6-bit-stored model", False, True)
     w6, _ = load_weights(folder / "tiny-vr-w6.npz")
-    assert w6.storage is WeightStorage.INT8 and w6.storage_bits == 6
+    assert w6.storage is WeightStorage.INT8 and w6.storage_bits == StorageBits.uniform(6)
     with np.load(folder / "tiny-vr-w6.npz") as z:
         stored8 = [z[k] for k in z.files if k.startswith("param8/")]
         assert stored8 and all(a.dtype == np.int8 and np.abs(a).max() <= 31 for a in stored8)
@@ -219,9 +220,36 @@ def test_narrower_storage_bits_keep_every_weight_within_their_limit_and_still_co
     assert "(int8 storage, 6-bit weights)" in listed.stdout
 
 
-def test_storage_bits_outside_5_to_8_are_refused(stored):
+def test_each_network_keeps_its_own_storage_bits(stored, tmp_path):
+    """Per-network widths (g_s=8,h_s=5,6): every stored weight within its own network's limit,
+    recorded in the file, read back the same, shown by `imgarc models`, and the model codes."""
+    weights, _ = load_weights(stored / f"{VR_MODEL_ID}.npz")
+    model = TorchNetworks(weights.architecture, weights.params, weights.model_id).model
+    bits = StorageBits.parse("g_s=8,h_s=5,6")
+    path = tmp_path / "tiny-vr-mixed.npz"
+    export_model(model, weights.architecture, "tiny-vr-mixed", path, {**weights.meta}, storage=WeightStorage.INT8,
+                 storage_bits=bits)
+    mixed, _ = load_weights(path)
+    assert mixed.storage_bits == bits == StorageBits(g_a=6, h_a=6, g_s=8, h_s=5)
+    peaks: dict[str, int] = {}  # each network's largest stored weight
+    with np.load(path) as z:
+        for name in (k for k in z.files if k.startswith("param8/")):
+            network = name.removeprefix("param8/").split(".")[0]
+            peaks[network] = max(peaks.get(network, 0), int(np.abs(z[name]).max()))
+    assert peaks == {"g_a": 31, "h_a": 31, "g_s": 127}
+    for layer in mixed.tables.hyper.layers:
+        assert np.abs(layer.weight).max() <= 15
+    assert json.loads(np.load(path)["meta"].tobytes())["storage_bits"] == {"g_a": 6, "h_a": 6, "g_s": 8, "h_s": 5}
+
+
+def test_a_file_recording_storage_bits_outside_5_to_8_is_refused(stored, tmp_path):
     from imgarc.errors import ModelError
 
-    weights, _ = load_weights(stored / f"{W8_MODEL_ID}.npz")
-    with pytest.raises(ModelError, match="4-bit weights"):
-        dataclasses.replace(weights, storage_bits=4)
+    path = tmp_path / "w4.npz"
+    with np.load(stored / f"{W8_MODEL_ID}.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["meta"].tobytes()) | {"storage_bits": 4}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez_compressed(path, **arrays)
+    with pytest.raises(ModelError, match="g_a weights of 4 bits"):
+        load_weights(path)

@@ -27,7 +27,7 @@ __getattr__, __dir__, __all__ = lazy_names(__name__, {
     **dict.fromkeys(("ArchiveLatents", "NotAPhotoError", "PhotoLatents", "SkippedEntry", "load_latents_npz",
                      "write_latents_npz"), ".latents"),
     **dict.fromkeys(("MemberNotFoundError", "MemberSelection"), ".members"),
-    **dict.fromkeys(("ModelFacts", "ModelSpeed", "WeightStorage", "download_zoo_model", "installed_models", "measure_speed",
+    **dict.fromkeys(("ModelFacts", "ModelSpeed", "StorageBits", "WeightStorage", "download_zoo_model", "installed_models", "measure_speed",
                      "model_facts", "zoo_models"), ".models"),
     **dict.fromkeys(("DEFAULT_QUALITY", "CompressOptions"), ".options"),
     **dict.fromkeys(("RECORD_KEYS", "RECORD_SCHEMA", "entry_record", "listing_document", "verify_document"), ".records"),

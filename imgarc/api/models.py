@@ -14,6 +14,7 @@ import numpy as np
 from imgarc.codec.architecture import macs_per_pixel
 from imgarc.codec.int8 import QuantizedNetwork, quantizes_network
 from imgarc.codec.registry import ModelRecord, Tune, default_model_id, list_models, load_codec
+from imgarc.codec.storage_bits import StorageBits
 from imgarc.codec.weights import WeightStorage, load_weights
 from imgarc.codec.zoo import REFUSED, conversion_dir, parse_zoo_id, torch_hub_dir
 from imgarc.codec.zoo_convert import ZooEntry, list_zoo, load_zoo_codec
@@ -36,7 +37,7 @@ class ModelFacts:
     parent: str | None  # the model a variant (imgarc optimize) was made from
     int8_networks: tuple[str, ...] = ()  # those that run in int8 (imgarc optimize --int8)
     storage: WeightStorage = WeightStorage.FLOAT  # how the file stores the networks (optimize --storage)
-    storage_bits: int = 8  # int8 storage: its weights' width (optimize --storage-bits)
+    storage_bits: StorageBits = StorageBits()  # int8 storage: each network's weights' width (optimize --storage-bits)
 
 
 @dataclass(frozen=True)

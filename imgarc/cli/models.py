@@ -57,7 +57,8 @@ def facts_line(facts: api.ModelFacts, speed: api.ModelSpeed | None) -> str:
                      for net in ("g_a", "h_a", "h_s", "g_s"))
     timed = (f"encode {speed.encode_ms_per_mp:,.0f} ms/MP, decode {speed.decode_ms_per_mp:,.0f} ms/MP here"
              if speed else "speed: imgarc models --measure")
-    width = f", {facts.storage_bits}-bit weights" if facts.storage_bits != 8 else ""
+    bits = facts.storage_bits
+    width = "" if bits == api.StorageBits() else f", {bits}-bit weights" if bits.is_uniform else f", weights of {bits} bits"
     stored = f" (int8 storage{width})" if facts.storage is api.WeightStorage.INT8 else ""
     return (f"{facts.weights_bytes / 1e6:.1f} MB weights{stored}, {facts.parameters:,} parameters, multiply-adds per pixel: "
             f"{macs}; {timed}; parent: {facts.parent or 'none'}")

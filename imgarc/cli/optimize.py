@@ -14,6 +14,7 @@ from imgarc.cli.train import AMP, BATCH, CHECKPOINT_MINUTES, DATA, DEVICE, EXPOR
 from imgarc.codec.architecture import Architecture, macs_per_pixel
 from imgarc.codec.int8 import QuantizedNetwork
 from imgarc.codec.registry import Tune, assets_dir, default_model_id, find_model
+from imgarc.codec.storage_bits import StorageBits
 from imgarc.codec.weights import WeightStorage, load_weights
 from imgarc.errors import UsageError
 from imgarc.extras import require
@@ -119,10 +120,11 @@ def optimize(
                                                     "about a third of the size; see docs/MODELS.md). With int8, fine-tuning runs "
                                                     "through the same rounding. Pruning variants only; with --init, default: "
                                                     "as that model is stored."),
-    storage_bits: Optional[int] = typer.Option(None, "--storage-bits", help="With --storage int8: the stored weights' width, "
-                                               "5-8 bits (default 8, or with --init that model's; the integer h_s's too). "
-                                               "6 bits: h_s's bytes −30 % for +0.12 % in rate (the default's, measured); "
-                                               "fine-tuning runs through the same rounding."),
+    storage_bits: Optional[str] = typer.Option(None, "--storage-bits", help="With --storage int8: the stored weights' width, "
+                                               "5-8 bits (default 8, or with --init that model's; the integer h_s's too), "
+                                               "or per network, e.g. g_s=8,g_a=7,5 (unnamed networks: the bare width, "
+                                               "else 8). 6 bits: h_s's bytes −30 % for +0.12 % in rate (the default's, "
+                                               "measured); fine-tuning runs through the same rounding."),
 ) -> None:
     """Prune a model's networks to fewer channels (or, with --int8, quantize its g_a or g_s), then fine-tune
     the result with distillation from the parent (rate + distortion + matching the parent's
@@ -146,7 +148,7 @@ def optimize(
     storage = storage or (start.storage if start else WeightStorage.FLOAT)
     if storage_bits is not None and storage is not WeightStorage.INT8:
         raise UsageError("--storage-bits goes with --storage int8")
-    storage_bits = storage_bits or (start.storage_bits if start else 8)
+    bits = StorageBits.parse(storage_bits) if storage_bits else start.storage_bits if start else StorageBits()
     if int8_network and not int8:
         raise UsageError("--int8-network goes with --int8")
     if int8:
@@ -168,7 +170,7 @@ def optimize(
         child = start.architecture if start else pruned_architecture(parent_arch, keep, widths, latents, hyper_widths,
                                                                      hyper_latents)
         config = child_config(parent_id, data, run_dir, child, parse_lambdas(lambdas), weight_storage=storage.value,
-                              storage_bits=storage_bits, **training)
+                              storage_bits=bits, **training)
         description = f"{parent_id} pruned to {describe(child)}, fine-tuned with distillation"
         before, after = macs_per_pixel(parent_arch), macs_per_pixel(child)
         out.print(f"{parent_id} -> {describe(child)}: g_a+h_a+g_s {sum(before.values()) - before['h_s']:,.0f} -> "
@@ -180,6 +182,6 @@ def optimize(
     if export:
         folder = export_dir or assets_dir()
         sha = publish_checkpoint(checkpoint, export, folder, find_model(parent_id).quality, description,
-                                 make_default=False, parent=parent_id, storage=storage, storage_bits=storage_bits,
+                                 make_default=False, parent=parent_id, storage=storage, storage_bits=bits,
                                  tune=None if int8 else Tune.FAST)
         out.print(f"exported {export} to {folder} (sha256 {sha})")

@@ -9,7 +9,8 @@ import numpy as np
 from imgarc.codec.architecture import COMPRESSAI_TABLE_BUFFERS, Architecture
 from imgarc.codec.int_hyper import integerize_h_s
 from imgarc.codec.quality import build_quality_gains
-from imgarc.codec.weights import CodingTables, WeightsFile, WeightStorage, bits_limit, save_weights
+from imgarc.codec.storage_bits import StorageBits, bits_limit
+from imgarc.codec.weights import CodingTables, WeightsFile, WeightStorage, save_weights
 from imgarc.coders.tables import CdfTables
 
 # Gaussian scale levels: 128 log-spaced levels (adjacent ratio ≈ 1.05, so snapping a scale to
@@ -64,9 +65,9 @@ def coding_tables(model, h_s_weight_limit: int | None = None) -> CodingTables:
 
 
 def export_model(model, arch: Architecture, model_id: str, path: Path, meta: dict, half: bool = True,
-                 storage: WeightStorage = WeightStorage.FLOAT, storage_bits: int = 8) -> str:
+                 storage: WeightStorage = WeightStorage.FLOAT, storage_bits: StorageBits = StorageBits()) -> str:
     """Write the inference weights file for `model`, its networks stored as `storage` says
-    (int8 storage: weights within `storage_bits` bits); returns its sha256 (hex).
+    (int8 storage: each network's weights within its `storage_bits`); returns its sha256 (hex).
 
     With `half`, float parameters are stored as fp16 and the *tables are built from the fp16
     model*, so what a user loads is exactly what the tables were made for. (Int8 storage rounds
@@ -80,6 +81,6 @@ def export_model(model, arch: Architecture, model_id: str, path: Path, meta: dic
             for p in model.parameters():
                 p.copy_(p.half().float())
     integer_storage = storage is WeightStorage.INT8
-    tables = coding_tables(model, h_s_weight_limit=bits_limit(storage_bits) if integer_storage else None)
+    tables = coding_tables(model, h_s_weight_limit=bits_limit(storage_bits.h_s) if integer_storage else None)
     return save_weights(WeightsFile(model_id, arch, float_params(model, half), tables, meta, storage=storage,
-                                    storage_bits=storage_bits if integer_storage else 8), path)
+                                    storage_bits=storage_bits if integer_storage else StorageBits()), path)

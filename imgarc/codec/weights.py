@@ -38,6 +38,7 @@ from imgarc.codec.int8 import (CONV_POINTS, WEIGHT_LIMIT, Int8Ranges, int8_weigh
                                save_arrays as save_int8_ranges, weight_limit)
 from imgarc.codec.int_hyper import IntHyperSynthesis, IntLayer, float_h_s
 from imgarc.codec.quality import QualityGains
+from imgarc.codec.storage_bits import StorageBits, bits_limit
 from imgarc.coders.tables import CdfTables
 from imgarc.cores import usable_cores
 from imgarc.errors import ModelError
@@ -59,16 +60,6 @@ class WeightStorage(Enum):
     # with 8-bit weights (the float h_s is derived from it, `float_h_s`). The default stored so:
     # 19.5 -> 5.8 MB.
     INT8 = "int8"
-
-
-# Int8 storage's weights may be narrower (`imgarc optimize --storage-bits`): the same int8 arrays,
-# with values within ±(2^(bits−1) − 1), which zip packs tighter. Nothing that reads them changes.
-STORAGE_BITS = range(5, 9)
-
-
-def bits_limit(bits: int) -> int:
-    """The symmetric limit of `bits`-bit weights: 127 for 8, 31 for 6."""
-    return (1 << (bits - 1)) - 1
 
 
 INT8_PREFIX, SCALE_PREFIX = "param8/", "scale/"
@@ -131,12 +122,9 @@ class WeightsFile:
     # the tables' digest, as nothing a decoder computes depends on them.
     int8_ranges: Int8Ranges = field(default_factory=dict)
     storage: WeightStorage = WeightStorage.FLOAT  # how the file stores (or will store) the networks
-    storage_bits: int = 8  # int8 storage: its weights' width, at most 8 (STORAGE_BITS)
+    storage_bits: StorageBits = StorageBits()  # int8 storage: each network's weights' width
 
     def __post_init__(self) -> None:
-        if self.storage_bits not in STORAGE_BITS:
-            raise ModelError(f"weights of model {self.model_id!r}: int8 storage of {self.storage_bits}-bit weights "
-                             f"(only {STORAGE_BITS.start}–{STORAGE_BITS.stop - 1})")
         if not self.tables_sha256:
             object.__setattr__(self, "tables_sha256", self.tables.digest().hex())
 
@@ -217,7 +205,7 @@ class LazyParams(Mapping[str, np.ndarray]):
 
 
 def _stored_arrays(params: Mapping[str, np.ndarray], storage: WeightStorage, ranges: Int8Ranges,
-                   bits: int) -> dict[str, np.ndarray]:
+                   bits: StorageBits) -> dict[str, np.ndarray]:
     if storage is WeightStorage.FLOAT:
         return {f"param/{k}": v for k, v in params.items()}
     arrays = {}
@@ -227,7 +215,7 @@ def _stored_arrays(params: Mapping[str, np.ndarray], storage: WeightStorage, ran
         stored = params.stored_int8(name) if isinstance(params, LazyParams) else None
         if stored is None and stored_in_int8(name, value.ndim):
             axis = int8_output_axis(name)
-            q, scale = int8_weights(value, limit=min(_storage_limit(name, ranges), bits_limit(bits)), axis=axis)
+            q, scale = int8_weights(value, limit=min(_storage_limit(name, ranges), bits_limit(bits.of(name))), axis=axis)
             stored = q, np.expand_dims(scale, tuple(d for d in range(4) if d != axis))
         if stored is not None:
             arrays[INT8_PREFIX + name], arrays[SCALE_PREFIX + name] = stored
@@ -288,7 +276,7 @@ def save_weights(w: WeightsFile, path: Path) -> str:
         "format": FORMAT_NAME,
         "format_version": INT8_FORMAT_VERSION if newer else FORMAT_VERSION,
         **({"weight_storage": storage.value} if storage is not WeightStorage.FLOAT else {}),
-        **({"storage_bits": w.storage_bits} if w.storage_bits != 8 else {}),
+        **({"storage_bits": w.storage_bits.to_meta()} if w.storage_bits != StorageBits() else {}),
         "model_id": w.model_id,
         "architecture": w.architecture.to_dict(),
         "hyper_layout": _hyper_layout(w.tables.hyper),
@@ -394,5 +382,9 @@ def load_weights(path: Path, known_sha256: str | None = None) -> tuple[WeightsFi
     provenance = {k: v for k, v in meta.items() if k not in ("format", "format_version", "model_id", "architecture", "hyper_layout",
                                                              "hyper_scale_only", "tables_sha256", "weight_storage",
                                                              "storage_bits")}
+    try:
+        storage_bits = StorageBits.from_meta(meta.get("storage_bits", 8))
+    except (ValueError, TypeError) as e:
+        raise ModelError(f"weights file for model {model_id!r} ({path}): {e}") from e
     return WeightsFile(model_id, arch, params, tables, provenance, recorded, load_int8_ranges(arrays), storage,
-                       int(meta.get("storage_bits", 8))), sha256
+                       storage_bits), sha256

@@ -13,6 +13,7 @@ from imgarc.codec.architecture import Architecture, build_model
 from imgarc.codec.export import export_model, float_params
 from imgarc.codec.int8 import Int8Ranges, load_arrays
 from imgarc.codec.registry import CATALOG_NAME, Tune
+from imgarc.codec.storage_bits import StorageBits
 from imgarc.codec.weights import WeightsFile, WeightStorage, load_weights, save_weights
 from imgarc.fileio import write_file_atomic
 from imgarc.train.trainer import TEACHER_LATENTS
@@ -20,7 +21,7 @@ from imgarc.train.trainer import TEACHER_LATENTS
 
 def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: int, description: str, make_default: bool,
                        half: bool = True, parent: str | None = None, storage: WeightStorage = WeightStorage.FLOAT,
-                       storage_bits: int = 8, tune: Tune | None = None) -> str:
+                       storage_bits: StorageBits = StorageBits(), tune: Tune | None = None) -> str:
     """Export `checkpoint` as `<out_dir>/<model_id>.npz` and list it in out_dir/models.json
     (`parent`: the model a variant was made from, recorded in its weights file with the parent's
     latent channels a pruned child kept, so a later run can go on distilling it; `storage` and
@@ -53,7 +54,7 @@ def publish_checkpoint(checkpoint: Path, model_id: str, out_dir: Path, quality: 
 
 def publish_model(model, arch: Architecture, model_id: str, out_dir: Path, quality: int, description: str, meta: dict,
                   make_default: bool = False, half: bool = True, storage: WeightStorage = WeightStorage.FLOAT,
-                  storage_bits: int = 8, tune: Tune | None = None) -> str:
+                  storage_bits: StorageBits = StorageBits(), tune: Tune | None = None) -> str:
     """Export a torch model as `<out_dir>/<model_id>.npz` and list it in out_dir/models.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     filename = f"{model_id}.npz"

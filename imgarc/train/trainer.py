@@ -23,7 +23,8 @@ from imgarc.codec.architecture import MEAN_SCALE, Architecture, build_model
 from imgarc.codec.fake_quant import Int8Network, calibrated_ranges, fake_int8_weights, synthesis_ranges
 from imgarc.codec.gained import GAIN_NAMES, initial_gains
 from imgarc.codec.int8 import load_arrays, save_arrays
-from imgarc.codec.weights import STORAGE_BITS, WeightStorage, bits_limit, int8_output_axis, load_weights, stored_in_int8
+from imgarc.codec.storage_bits import StorageBits, bits_limit
+from imgarc.codec.weights import WeightStorage, int8_output_axis, load_weights, stored_in_int8
 from imgarc.errors import ModelError, TrainingError, UsageError
 from imgarc.runtime.torch_networks import TorchNetworks, torch_state
 from imgarc.train.crops import CropSampler, load_photos, prefetched
@@ -94,7 +95,7 @@ class TrainConfig:
     # weights; export rounds their fp16 copy, which moves a few values at a rounding tie; straight
     # through for the gradient): a pruned child fine-tunes for the weights it will ship with.
     weight_storage: str = "float"
-    storage_bits: int = 8  # int8 storage: the weights' width (imgarc.codec.weights.STORAGE_BITS)
+    storage_bits: StorageBits = StorageBits()  # int8 storage: each network's weights' width
 
     def record(self) -> dict:
         """The settings as a checkpoint stores them (paths as strings)."""
@@ -108,9 +109,7 @@ class TrainConfig:
             raise UsageError(f"--distill-every must be 1 or more, not {self.distill_every}")
         if self.crop % 64:
             raise UsageError(f"--crop must be a multiple of 64, not {self.crop}")
-        if self.storage_bits not in STORAGE_BITS:
-            raise UsageError(f"--storage-bits must be {STORAGE_BITS.start}–{STORAGE_BITS.stop - 1}, not {self.storage_bits}")
-        if self.storage_bits != 8 and self.weight_storage != WeightStorage.INT8.value:
+        if self.storage_bits != StorageBits() and self.weight_storage != WeightStorage.INT8.value:
             raise UsageError("--storage-bits goes with --storage int8")
         if self.weight_storage not in {s.value for s in WeightStorage}:
             raise UsageError(f"--storage must be one of {', '.join(s.value for s in WeightStorage)}, not {self.weight_storage!r}")
@@ -213,12 +212,12 @@ def load_teacher(path: Path, device: torch.device):
     return teacher
 
 
-def stored_weights(model: torch.nn.Module, bits: int = 8) -> dict[str, torch.Tensor]:
-    """The parameters int8 storage rounds, rounded as it will to `bits`-bit weights (gradients
+def stored_weights(model: torch.nn.Module, bits: StorageBits = StorageBits()) -> dict[str, torch.Tensor]:
+    """The parameters int8 storage rounds, rounded as it will to their network's `bits` (gradients
     pass straight through): what the forward pass of a run for an int8-stored export uses
     instead of the float ones. (The integer h_s's rounding is not mimicked: 8 bits cost it
     +0.03 % in rate, 6 bits +0.12 %.)"""
-    return {name: fake_int8_weights(p, bits_limit(bits), int8_output_axis(name))[0]
+    return {name: fake_int8_weights(p, bits_limit(bits.of(name)), int8_output_axis(name))[0]
             for name, p in model.named_parameters() if stored_in_int8(name, p.dim())}
 
 
