@@ -204,6 +204,9 @@ def test_optimize_prunes_fine_tunes_resumes_and_exports_a_working_variant(tmp_pa
     (["--keep", "0.5"], "give them with --lambdas"),
     (["--keep", "0.5", "--storage-bits", "6"], "--storage-bits goes with --storage int8"),
     (["--keep", "0.5", "--storage", "int8", "--storage-bits", "9", "--lambdas", "0.005,0.02,0.08"], "--storage-bits must be 5–8"),
+    (["--keep", "0.5", "--storage", "int8", "--storage-bits", "g_t=8,6"], "--storage-bits names 'g_t'"),
+    (["--int8", "--msssim-share", "0.3"], "--msssim-share goes with pruning"),
+    (["--keep", "0.5", "--msssim-share", "1.5"], "Invalid value for '--msssim-share'"),
 ])
 def test_bad_optimize_options_are_one_line(tmp_path, args, message):
     models = tmp_path / "models"
@@ -211,6 +214,18 @@ def test_bad_optimize_options_are_one_line(tmp_path, args, message):
     env = dict(os.environ, IMGARC_MODEL_PATH=str(models))
     done = run(["optimize", "--parent", VR_MODEL_ID, "--run-dir", str(tmp_path / "run"), *args], env)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_child_trains_on_the_parents_msssim_share_unless_told_otherwise(tmp_path, monkeypatch):
+    from imgarc.optimize.run import child_config
+
+    data, run_dir, _, env = optimize_setup(tmp_path)
+    monkeypatch.setenv("IMGARC_MODEL_PATH", env["IMGARC_MODEL_PATH"])
+    parent = load_weights(Path(env["IMGARC_MODEL_PATH"].split(":")[1]) / f"{VR_MODEL_ID}.npz")[0]
+    lambdas = (0.005, 0.02, 0.08)
+    inherited = child_config(VR_MODEL_ID, data, run_dir, parent.architecture, lambdas)
+    assert inherited.msssim_share == float(parent.meta.get("msssim_share", 0.5))
+    assert child_config(VR_MODEL_ID, data, run_dir, parent.architecture, lambdas, msssim_share=0.3).msssim_share == 0.3
 
 
 @pytest.mark.parametrize("every", [1, 3])

@@ -120,6 +120,9 @@ def optimize(
                                                     "about a third of the size; see docs/MODELS.md). With int8, fine-tuning runs "
                                                     "through the same rounding. Pruning variants only; with --init, default: "
                                                     "as that model is stored."),
+    msssim_share: Optional[float] = typer.Option(None, "--msssim-share", min=0.0, max=1.0, help="Pruning variants of a "
+                                                 "parent trained on --distortion mixed: MS-SSIM's share of the distortion "
+                                                 "(default: the parent's); lower favours PSNR."),
     storage_bits: Optional[str] = typer.Option(None, "--storage-bits", help="With --storage int8: the stored weights' width, "
                                                "5-8 bits (default 8, or with --init that model's; the integer h_s's too), "
                                                "or per network, e.g. g_s=8,g_a=7,5 (unnamed networks: the bare width, "
@@ -157,6 +160,8 @@ def optimize(
             raise UsageError("--int8 keeps the parent's widths: prune (--widths, --keep, --init, ...) in a separate run")
         if storage is not WeightStorage.FLOAT:
             raise UsageError("--int8 variants keep the parent's float storage: --storage int8 goes with pruning")
+        if msssim_share is not None:
+            raise UsageError("--int8 variants train on the parent's own objective: --msssim-share goes with pruning")
         network = int8_network.value
         config = int8_config(parent_id, network, data, run_dir, parse_lambdas(lambdas), **training)
         description = f"{parent_id} with an int8 {INT8_LAYERS[int8_network]}" + (
@@ -169,7 +174,7 @@ def optimize(
             raise UsageError(f"{init} was made from {start_parent or 'no parent'}, not {parent_id}")
         child = start.architecture if start else pruned_architecture(parent_arch, keep, widths, latents, hyper_widths,
                                                                      hyper_latents)
-        config = child_config(parent_id, data, run_dir, child, parse_lambdas(lambdas), weight_storage=storage.value,
+        config = child_config(parent_id, data, run_dir, child, parse_lambdas(lambdas), msssim_share, weight_storage=storage.value,
                               storage_bits=bits, **training)
         description = f"{parent_id} pruned to {describe(child)}, fine-tuned with distillation"
         before, after = macs_per_pixel(parent_arch), macs_per_pixel(child)

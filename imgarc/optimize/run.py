@@ -40,10 +40,10 @@ def parent_architecture(parent_id: str) -> Architecture:
 
 
 def child_config(parent_id: str, data: Path, run_dir: Path, architecture: Architecture, lambdas: tuple[float, ...] = (),
-                 **training) -> TrainConfig:
+                 msssim_share: float | None = None, **training) -> TrainConfig:
     """The trainer's settings for a child of `parent_id` of `architecture` (pruned, or the
     parent's own): its objective and λs as the parent's weights file records them (`lambdas`
-    for a parent that records none)."""
+    for a parent that records none; `msssim_share` instead of a mixed-distortion parent's)."""
     parent = find_model(parent_id)
     weights, _ = load_weights(parent.path)
     meta, arch = weights.meta, weights.architecture
@@ -54,7 +54,7 @@ def child_config(parent_id: str, data: Path, run_dir: Path, architecture: Archit
         raise UsageError(f"{parent_id} does not record the {arch.rate_points} λs it was trained at; give them with --lambdas")
     return TrainConfig(data=data, run_dir=run_dir, architecture=architecture,
                        lmbda=float(meta.get("lambda", lambdas[len(lambdas) // 2] if lambdas else 0.025)), lambdas=lambdas,
-                       distortion=str(meta.get("distortion", "mse")), msssim_share=float(meta.get("msssim_share", 0.5)),
+                       distortion=str(meta.get("distortion", "mse")), msssim_share=float(meta.get("msssim_share", 0.5)) if msssim_share is None else msssim_share,
                        teacher=parent.path, **training)
 
 
