@@ -237,7 +237,7 @@ def test_the_parent_is_consulted_on_every_nth_step_only(tmp_path, monkeypatch, e
     monkeypatch.setenv("IMGARC_MODEL_PATH", env["IMGARC_MODEL_PATH"])
     parent = load_weights(Path(env["IMGARC_MODEL_PATH"].split(":")[1]) / f"{VR_MODEL_ID}.npz")[0].architecture
     arch = architecture_of(parent, (8, 8, 8, *group_widths(parent)[3:4], 8, 8, 8, *group_widths(parent)[7:]))
-    config = child_config(VR_MODEL_ID, data, run_dir, arch, (0.005, 0.02, 0.08), crop=64, batch=2, minutes=0.02,
+    config = child_config(VR_MODEL_ID, data, run_dir, arch, (0.005, 0.02, 0.08), crop=64, batch=2, minutes=0.1,  # 6 s: ≥ 3 steps on a busy machine too
                           distill_every=every)
     start_pruned_run(config)
     calls = []
