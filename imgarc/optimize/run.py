@@ -6,7 +6,7 @@ first checkpoint (step 0), then the trainer runs from it, so an interrupted or t
 run resumes where it stopped (the pruning is done once), or it starts from an earlier child's
 exported weights (`--init`: the shipped fast model), going on where that run stopped. The child
 trains on the parent's own objective (its λs, distortion and MS-SSIM share, read from the
-parent's weights file).
+parent's weights file; `--msssim-share` may move the last).
 
 An int8 variant (`int8_config`) is not pruned: it starts from the parent's weights, and only
 the quantized network (g_a or g_s) trains, through its int8 grid (quantization-aware
@@ -52,10 +52,10 @@ def child_config(parent_id: str, data: Path, run_dir: Path, architecture: Archit
     lambdas = lambdas or tuple(meta.get("lambdas", ()))
     if arch.rate_points > 1 and len(lambdas) != arch.rate_points:
         raise UsageError(f"{parent_id} does not record the {arch.rate_points} λs it was trained at; give them with --lambdas")
+    share = float(meta.get("msssim_share", 0.5)) if msssim_share is None else msssim_share
     return TrainConfig(data=data, run_dir=run_dir, architecture=architecture,
                        lmbda=float(meta.get("lambda", lambdas[len(lambdas) // 2] if lambdas else 0.025)), lambdas=lambdas,
-                       distortion=str(meta.get("distortion", "mse")), msssim_share=float(meta.get("msssim_share", 0.5)) if msssim_share is None else msssim_share,
-                       teacher=parent.path, **training)
+                       distortion=str(meta.get("distortion", "mse")), msssim_share=share, teacher=parent.path, **training)
 
 
 def int8_config(parent_id: str, network: str, data: Path, run_dir: Path, lambdas: tuple[float, ...] = (),
