@@ -9,12 +9,11 @@ most of a pruned model's parameters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 from imgarc.errors import UsageError
 
 STORAGE_BITS = range(5, 9)
-NETWORKS = ("g_a", "h_a", "g_s", "h_s")
 
 
 def bits_limit(bits: int) -> int:
@@ -43,10 +42,7 @@ class StorageBits:
 
     @property
     def is_uniform(self) -> bool:
-        return len(set(self.widths())) == 1
-
-    def widths(self) -> tuple[int, ...]:
-        return tuple(getattr(self, n) for n in NETWORKS)
+        return len(set(asdict(self).values())) == 1
 
     def of(self, parameter: str) -> int:
         """The width of parameter `parameter` (a state-dict name such as "g_s.2.weight")."""
@@ -56,7 +52,7 @@ class StorageBits:
         """As `--storage-bits` takes it: "6", or "g_a=7,h_a=5,g_s=8,h_s=5"."""
         if self.is_uniform:
             return str(self.g_a)
-        return ",".join(f"{n}={getattr(self, n)}" for n in NETWORKS)
+        return ",".join(f"{n}={bits}" for n, bits in asdict(self).items())
 
     @classmethod
     def parse(cls, text: str) -> StorageBits:
@@ -81,7 +77,7 @@ class StorageBits:
     def to_meta(self) -> int | dict[str, int]:
         """As a weights file's meta records it: one width as a number (as files before
         per-network widths did), else {network: width}."""
-        return self.g_a if self.is_uniform else {n: getattr(self, n) for n in NETWORKS}
+        return self.g_a if self.is_uniform else asdict(self)
 
     @classmethod
     def from_meta(cls, value: int | dict[str, int]) -> StorageBits:
@@ -91,3 +87,6 @@ class StorageBits:
                 raise ValueError(f"storage widths for unknown networks {sorted(set(value) - set(NETWORKS))}")
             return cls(**{n: int(value.get(n, 8)) for n in NETWORKS})
         return cls.uniform(int(value))
+
+
+NETWORKS = tuple(f.name for f in fields(StorageBits))  # g_a, h_a, g_s, h_s: what --storage-bits may name
