@@ -170,3 +170,35 @@ def test_catalog_refuses_a_file_whose_sha256_changed(tiny_model_dir, tmp_path, m
     monkeypatch.setenv("IMGARC_MODEL_PATH", str(copy))
     with pytest.raises(ModelError, match="sha256"):
         registry.load_codec("tiny-test")
+
+
+@pytest.mark.parametrize("shape,pads", [((6, 9), (1, 1)), ((7, 4), (1, 1)), ((1, 1), (1, 1)), ((5, 5), (0, 0)),
+                                        ((4, 7), (2, 1))])
+def test_winograd_convolution_is_the_direct_one(shape, pads, monkeypatch):
+    """F(2×2, 3×3) gives the direct convolution's integers exactly: even and odd sizes, other
+    paddings, inputs and weights near the largest an exact sum allows, and bands of one row."""
+    import imgarc.codec.int_hyper as int_hyper
+
+    rng = np.random.default_rng(shape[0] * 10 + shape[1])
+    x = rng.integers(-ACT_LIMIT, ACT_LIMIT + 1, (5, *shape)).astype(np.float64)
+    layer = IntLayer(weight=rng.integers(-(1 << 14), 1 << 14, (7, 5, 3, 3)), bias=rng.integers(-99, 99, 7),
+                     upsample=1, stride=1, pad_before=pads[0], pad_after=pads[1], leaky=False)
+    assert layer.is_winograd_shaped and int_hyper.winograd_bound(layer, ACT_LIMIT) < int_hyper.EXACT_LIMIT
+    direct = conv_exact(x, layer)
+    np.testing.assert_array_equal(conv_exact(x, layer, winograd=True), direct)
+    monkeypatch.setattr(int_hyper, "BAND_VALUES", 1)
+    np.testing.assert_array_equal(conv_exact(x, layer, winograd=True), direct)
+
+
+def test_winograd_only_where_its_sums_stay_exact(tiny_model_dir):
+    """The 3×3 layer runs by Winograd when its transformed sums are provably exact, and directly
+    when weights that large could take them past 2**52 (the direct sums still fit)."""
+    hyper = load_weights(tiny_model_dir / "tiny-test.npz")[0].tables.hyper
+    assert hyper._winograd_layers == (False, False, True)
+    last = hyper.layers[-1]
+    in_c = last.weight.shape[1]
+    big = np.full_like(last.weight, (1 << 52) // (ACT_LIMIT * 9 * in_c * 2))
+    heavy = IntLayer(weight=big, bias=last.bias, upsample=1, stride=1, pad_before=1, pad_after=1, leaky=False)
+    fallback = IntHyperSynthesis(hyper.layers[:-1] + (heavy,), hyper.z_median_fixed, hyper.scale_thresholds)
+    fallback.check_exactness()
+    assert fallback._winograd_layers == (False, False, False)

@@ -141,14 +141,20 @@ class ImageCodec:
 
         def read(rows: slice, cols: slice) -> np.ndarray:
             # The photo edge-replicated to the padded size, one tile at a time (no padded copy:
-            # a 100-megapixel photo's would be another 300 MB).
-            tile = rgb[np.minimum(np.arange(rows.start, rows.stop), h - 1)[:, None],
-                       np.minimum(np.arange(cols.start, cols.stop), w - 1)]
-            return (tile.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255)).copy()
+            # a 100-megapixel photo's would be another 300 MB); a tile inside the photo is a
+            # plain slice, converted in one pass.
+            if rows.stop <= h and cols.stop <= w:
+                tile = rgb[rows, cols]
+            else:
+                tile = rgb[np.minimum(np.arange(rows.start, rows.stop), h - 1)[:, None],
+                           np.minimum(np.arange(cols.start, cols.stop), w - 1)]
+            x = np.empty((1, 3, *tile.shape[:2]), np.float32)
+            np.divide(tile.transpose(2, 0, 1), np.float32(255), out=x[0])
+            return x
 
         y = run_tiled(self.networks.analysis, read, (padded_h, padded_w), ANALYSIS_TILES, usable_cores())
         z = run_tiled(self.networks.hyper_analysis, lambda rows, cols: np.ascontiguousarray(y[:, :, rows, cols]),
-                      y.shape[2:], HYPER_ANALYSIS_TILES)
+                      y.shape[2:], HYPER_ANALYSIS_TILES, usable_cores())
         if padded_h * padded_w > RELEASE_MEMORY_PIXELS:
             self.networks.release_memory()
         return AnalysedImage(y[0], z[0])
@@ -250,5 +256,8 @@ def _int32_as_float32(symbols: np.ndarray) -> np.ndarray:
 
 
 def to_pixels(x_hat: np.ndarray) -> np.ndarray:
-    """g_s output (float, unclamped) -> uint8, rounding half to even as torch does."""
-    return np.round(np.clip(x_hat, 0, 1) * np.float32(255)).astype(np.uint8)
+    """g_s output (float32, unclamped; overwritten) -> uint8, rounding half to even as torch does."""
+    np.clip(x_hat, 0, 1, out=x_hat)
+    x_hat *= np.float32(255)
+    np.round(x_hat, out=x_hat)
+    return x_hat.astype(np.uint8)

@@ -12,6 +12,10 @@ Fixed point: activations carry ACT_BITS fractional bits, weights WEIGHT_BITS (or
 or narrower h_s, each output channel's own `weight_bits`: its weights within ±127, or ±31 for
 6 bits). After each layer the accumulator is floor-divided back to ACT_BITS (exact on
 integers) and clamped to ±ACT_LIMIT; export checks that no accumulator can exceed 2**52.
+
+The 3×3 convolution that makes most of h_s's multiply-adds runs as Winograd's F(2×2, 3×3)
+(integer transforms: see `winograd_conv`), 2.25x fewer of them, wherever its larger intermediate
+sums provably stay below 2**52 too: the same integers, sooner.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Callable
 
 import numpy as np
 
@@ -56,8 +62,8 @@ class IntLayer:
     weight_bits: np.ndarray | None = None
     # The weights of each tap set as one float64 matrix (`tap_weights`), built once: on small
     # photos building them took most of h_s's time (latent classification, 150x150 px).
-    _tap_matrices: dict[tuple[tuple[int, int], ...], np.ndarray] = field(default_factory=dict, init=False,
-                                                                        repr=False, compare=False)
+    # (WINOGRAD_KEY: the Winograd transforms of the filters, `winograd_matrices`.)
+    _tap_matrices: dict[object, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def tap_sets(self) -> list[list[tuple[int, int]]]:
         """The taps conv_exact multiplies together: all k×k, or for a transposed convolution
@@ -74,11 +80,24 @@ class IntLayer:
         return np.ldexp(1.0, -self.weight_bits.astype(np.int32))[:, None, None]
 
     def tap_matrix(self, taps: list[tuple[int, int]]) -> np.ndarray:
-        key = tuple(taps)
+        return self._cached(tuple(taps), lambda: tap_weights(self.weight, taps))
+
+    @property
+    def is_winograd_shaped(self) -> bool:
+        """A plain 3×3 convolution of stride 1: what `winograd_conv` computes."""
+        return self.upsample == 1 and self.stride == 1 and self.weight.shape[-1] == 3
+
+    def winograd_matrices(self) -> np.ndarray:
+        """The filters' Winograd transforms U = 2G·g·(2G)ᵀ as float64 [16, out, in] (integers)."""
+        return self._cached(WINOGRAD_KEY, lambda: np.ascontiguousarray(
+            np.einsum("ri,ocij,sj->rsoc", WINOGRAD_G2, self.weight, WINOGRAD_G2).reshape(16, *self.weight.shape[:2]),
+            dtype=np.float64))
+
+    def _cached(self, key: object, build: Callable[[], np.ndarray]) -> np.ndarray:
         with _TAP_MATRICES_LOCK:  # a thread that needs one another is building waits for it
             matrix = self._tap_matrices.get(key)
             if matrix is None:
-                matrix = self._tap_matrices[key] = tap_weights(self.weight, taps)
+                matrix = self._tap_matrices[key] = build()
         return matrix
 
 
@@ -113,12 +132,13 @@ def _scratch(name: str, values: int) -> np.ndarray:
     return buffer[:values]
 
 
-def _gemm_taps(x: np.ndarray, taps: list[tuple[int, int]], weights: np.ndarray, oh: int, ow: int, stride: int) -> np.ndarray:
-    """out[:, m, n] = Σ_t weights_t @ x[:, dy_t + stride·m, dx_t + stride·n], one matrix product
-    per band of output rows (im2col). `weights` is [out, len(taps)·in], tap-major; x is padded
-    so that every read is in range. Integer-valued float64 below 2**53: exact in any order."""
+def _gemm_taps(x: np.ndarray, taps: list[tuple[int, int]], weights: np.ndarray, out: np.ndarray, stride: int) -> None:
+    """out[:, m, n] = Σ_t weights_t @ x[:, dy_t + stride·m, dx_t + stride·n] (out: float64
+    [out, oh, ow], a view of the layer's output), one matrix product per band of output rows
+    (im2col). `weights` is [out, len(taps)·in], tap-major; x is padded so that every read is in
+    range. Integer-valued float64 below 2**53: exact in any order."""
     in_c = x.shape[0]
-    out = np.empty((weights.shape[0], oh, ow), dtype=np.float64)
+    _, oh, ow = out.shape
     band = max(1, BAND_VALUES // max(1, len(taps) * in_c * ow))
     for r0 in range(0, oh, band):
         r1 = min(oh, r0 + band)
@@ -128,7 +148,6 @@ def _gemm_taps(x: np.ndarray, taps: list[tuple[int, int]], weights: np.ndarray, 
         product = _scratch("product", weights.shape[0] * (r1 - r0) * ow).reshape(weights.shape[0], (r1 - r0) * ow)
         _matmul_on_every_core(weights, cols.reshape(len(taps) * in_c, -1), product)
         out[:, r0:r1] = product.reshape(-1, r1 - r0, ow)
-    return out
 
 
 # numpy's BLAS runs on one thread in the command (imgarc.blas_threads). A product that no other
@@ -143,11 +162,13 @@ MIN_ROWS_PER_PART = 32
 
 
 def _matmul_on_every_core(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """out[...] = a @ b, the rows of `a` split over every usable core when no other product runs."""
+    """out[...] = a @ b, split over every usable core when no other product runs: by rows of a
+    matrix `a`, or by matrices of a stack (3-D `a`, `b` and `out`)."""
     global _matmul_pool, _matmuls_running
+    parts_of = a.shape[0] if a.ndim == 3 else a.shape[0] // MIN_ROWS_PER_PART
     with _matmul_lock:
         _matmuls_running += 1
-        parts = min(usable_cores(), a.shape[0] // MIN_ROWS_PER_PART) if _matmuls_running == 1 else 1
+        parts = min(usable_cores(), parts_of) if _matmuls_running == 1 else 1
         if parts > 1 and _matmul_pool is None:
             _matmul_pool = ThreadPoolExecutor(max_workers=usable_cores() - 1, thread_name_prefix="imgarc-matmul")
     try:
@@ -156,13 +177,89 @@ def _matmul_on_every_core(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None
             return
         assert _matmul_pool is not None
         bounds = [a.shape[0] * n // parts for n in range(parts + 1)]
-        others = [_matmul_pool.submit(np.matmul, a[r0:r1], b, out=out[r0:r1]) for r0, r1 in zip(bounds[1:], bounds[2:])]
-        np.matmul(a[:bounds[1]], b, out=out[:bounds[1]])  # the first part here: one hand-over fewer
+        others = [_matmul_pool.submit(np.matmul, a[r0:r1], b[r0:r1] if a.ndim == 3 else b, out=out[r0:r1])
+                  for r0, r1 in zip(bounds[1:], bounds[2:])]
+        np.matmul(a[:bounds[1]], b[:bounds[1]] if a.ndim == 3 else b, out=out[:bounds[1]])  # one hand-over fewer
         for future in others:
             future.result()
     finally:
         with _matmul_lock:
             _matmuls_running -= 1
+
+
+# Winograd's F(2×2, 3×3) (Lavin & Gray, "Fast algorithms for convolutional neural networks", 2016):
+# each 2×2 block of outputs is Aᵀ[U ⊙ (Bᵀ·d·B)]A, with d the 4×4 input patch under it and U the
+# filter's transform: 16 multiply-adds per block instead of 36 direct ones. G has halves, so the
+# filters are transformed with 2G (integers): every value stays an integer, and the result is 4
+# times the convolution, exactly. The transforms add and subtract up to 4 inputs (Bᵀ) and 9
+# products (Aᵀ), so the sums are larger than the direct ones: `winograd_bound` says how large.
+WINOGRAD_G2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], np.int64)  # 2G
+WINOGRAD_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.int64)  # Aᵀ
+WINOGRAD_INPUT_GAIN = 4  # |Bᵀ·d·B| ≤ 4·max|d|: each row of Bᵀ adds or subtracts two inputs
+WINOGRAD_SCALE = 0.25  # the result is 4x the convolution (2G, twice): a power of two, exact
+WINOGRAD_KEY = "winograd"
+
+
+def winograd_bound(layer: IntLayer, input_limit: int) -> int:
+    """The largest magnitude any sum in `winograd_conv` can reach for inputs within ±input_limit:
+    an output's 9 products (the support of its row of Aᵀ⊗Aᵀ), each at most 4·input_limit times
+    the filter transform's absolute row sum."""
+    u = np.abs(layer.winograd_matrices().astype(np.int64)).sum(axis=2).reshape(4, 4, -1)  # [r, s, out]
+    support = np.abs(WINOGRAD_AT)
+    per_output = np.einsum("ar,bs,rso->abo", support, support, u)
+    return int(per_output.max()) * WINOGRAD_INPUT_GAIN * input_limit
+
+
+def _input_transform(d0: np.ndarray, d1: np.ndarray, d2: np.ndarray, d3: np.ndarray, out: np.ndarray) -> None:
+    """Bᵀ along one axis: out[0..3] = d0 − d2, d1 + d2, d2 − d1, d1 − d3."""
+    np.subtract(d0, d2, out=out[0])
+    np.add(d1, d2, out=out[1])
+    np.subtract(d2, d1, out=out[2])
+    np.subtract(d1, d3, out=out[3])
+
+
+def _output_transform(m0: np.ndarray, m1: np.ndarray, m2: np.ndarray, m3: np.ndarray, out0: np.ndarray,
+                      out1: np.ndarray) -> None:
+    """Aᵀ along one axis: out0 = m0 + m1 + m2, out1 = m1 − m2 − m3."""
+    np.add(m0, m1, out=out0)
+    out0 += m2
+    np.subtract(m1, m2, out=out1)
+    out1 -= m3
+
+
+def winograd_conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
+    """A 3×3, stride-1 convolution of integer-valued float64 x [in, h, w], zero-padded as the
+    layer says, by F(2×2, 3×3) (exact where `winograd_bound` is below EXACT_LIMIT): the same
+    integers as `_gemm_taps`. Bands of output block rows bound the memory, as there."""
+    out_c, in_c = layer.weight.shape[:2]
+    oh = x.shape[1] + layer.pad_before + layer.pad_after - 2
+    ow = x.shape[2] + layer.pad_before + layer.pad_after - 2
+    bh, bw = -(-oh // 2), -(-ow // 2)  # 2×2 output blocks; an odd edge computes one row or column more
+    xp = _zero_padded(x, layer.pad_before, layer.pad_after + 1)
+    u = layer.winograd_matrices()
+    out = np.empty((out_c, 2 * bh, 2 * bw), np.float64)
+    band = max(1, BAND_VALUES // (16 * max(in_c, out_c) * bw))
+    for i0 in range(0, bh, band):
+        n = min(bh, i0 + band) - i0
+        rows = xp[:, 2 * i0:2 * (i0 + n) + 2]
+        across = _scratch("transform", 4 * in_c * n * xp.shape[2]).reshape(4, in_c, n, xp.shape[2])
+        _input_transform(*(rows[:, k:k + 2 * n:2] for k in range(4)), across)
+        v = _scratch("cols", 16 * in_c * n * bw).reshape(4, 4, in_c, n, bw)
+        for r in range(4):
+            _input_transform(*(across[r][:, :, k:k + 2 * bw:2] for k in range(4)), v[r])
+        m = _scratch("product", 16 * out_c * n * bw).reshape(4, 4, out_c, n, bw)
+        _matmul_on_every_core(u, v.reshape(16, in_c, n * bw), m.reshape(16, out_c, n * bw))
+        # Aᵀ along the rows, into the buffer Bᵀ used (done with), then along the columns, into
+        # the output's blocks: no temporaries (a band's are ~2 MB each, too small for huge
+        # pages: their page faults were most of a 12 MP photo's h_s time).
+        by_row = _scratch("transform", 8 * out_c * n * bw).reshape(2, 4, out_c, n, bw)
+        for s in range(4):
+            _output_transform(*m[:, s], by_row[0, s], by_row[1, s])
+        for a in range(2):
+            rows_out = out[:, 2 * i0 + a:2 * (i0 + n):2]
+            _output_transform(*by_row[a], rows_out[:, :, 0::2], rows_out[:, :, 1::2])
+    out *= WINOGRAD_SCALE
+    return out[:, :oh, :ow]
 
 
 def tap_weights(weight: np.ndarray, taps: list[tuple[int, int]]) -> np.ndarray:
@@ -174,15 +271,21 @@ def tap_weights(weight: np.ndarray, taps: list[tuple[int, int]]) -> np.ndarray:
 
 def _zero_padded(x: np.ndarray, before: int, after: int) -> np.ndarray:
     """x [C, h, w] with `before` and `after` rows and columns of zeros around it (np.pad's result,
-    without its per-call overhead, which counted on 150x150 photos)."""
+    without its per-call overhead, which counted on 150x150 photos). Only the border is zeroed:
+    np.zeros's memory is never given huge pages, and its page faults were a third of h_s's."""
     c, h, w = x.shape
-    out = np.zeros((c, before + h + after, before + w + after), x.dtype)
+    out = np.empty((c, before + h + after, before + w + after), x.dtype)
+    out[:, :before] = 0
+    out[:, before + h:] = 0
+    out[:, before:before + h, :before] = 0
+    out[:, before:before + h, before + w:] = 0
     out[:, before:before + h, before:before + w] = x
     return out
 
 
-def conv_exact(x: np.ndarray, layer: IntLayer) -> np.ndarray:
-    """The layer's convolution (before bias scaling) of integer-valued float64 [in, h, w].
+def conv_exact(x: np.ndarray, layer: IntLayer, winograd: bool = False) -> np.ndarray:
+    """The layer's convolution (before bias scaling) of integer-valued float64 [in, h, w];
+    `winograd`: by `winograd_conv` (a 3×3 stride-1 layer whose bound the caller has checked).
 
     A transposed convolution is, by definition, a convolution over the input upsampled with
     zeros; it is computed per output phase with only the taps that meet non-zero inputs (a
@@ -192,12 +295,15 @@ def conv_exact(x: np.ndarray, layer: IntLayer) -> np.ndarray:
     if in_c != x.shape[0]:
         raise ModelError("integer hyper-synthesis layer does not match its input")
     _, h, w = x.shape
-    if layer.upsample == 1:
+    if winograd:
+        acc = winograd_conv(x, layer)
+    elif layer.upsample == 1:
         x = _zero_padded(x, layer.pad_before, layer.pad_after)
         st = layer.stride
         oh, ow = (x.shape[1] - k) // st + 1, (x.shape[2] - k) // st + 1
         taps = [(i, j) for i in range(k) for j in range(k)]
-        acc = _gemm_taps(x, taps, layer.tap_matrix(taps), oh, ow, st)
+        acc = np.empty((out_c, oh, ow), np.float64)
+        _gemm_taps(x, taps, layer.tap_matrix(taps), acc, st)
     else:
         s, pb = layer.upsample, layer.pad_before
         # Output size of the zero-upsampled, padded input convolved with a k×k kernel (stride 1).
@@ -208,12 +314,12 @@ def conv_exact(x: np.ndarray, layer: IntLayer) -> np.ndarray:
         margin = k + 1
         xp = _zero_padded(x, margin, margin + k)
         acc = np.empty((out_c, oh, ow), dtype=np.float64)
-        for phase, taps in enumerate(layer.tap_sets()):
-            a, b = divmod(phase, s)
-            mh, mw = len(range(a, oh, s)), len(range(b, ow, s))
-            if mh and mw:
+        for n, taps in enumerate(layer.tap_sets()):
+            a, b = divmod(n, s)
+            phase = acc[:, a::s, b::s]
+            if phase.size:
                 reads = [((a + i - pb) // s + margin, (b + j - pb) // s + margin) for i, j in taps]
-                acc[:, a::s, b::s] = _gemm_taps(xp, reads, layer.tap_matrix(taps), mh, mw, 1)
+                _gemm_taps(xp, reads, layer.tap_matrix(taps), phase, 1)
     acc += layer.bias.astype(np.float64)[:, None, None]
     return acc
 
@@ -251,9 +357,21 @@ class IntHyperSynthesis:
     def prepare(self) -> None:
         """Build every layer's tap matrices now (ImageCodec does it on a thread of its own while
         the rest of the model loads), not in the first photo's h_s."""
-        for layer in self.layers:
-            for taps in layer.tap_sets():
+        for layer, winograd in zip(self.layers, self._winograd_layers):
+            for taps in [] if winograd else layer.tap_sets():
                 layer.tap_matrix(taps)
+
+    @cached_property
+    def _winograd_layers(self) -> tuple[bool, ...]:
+        """Per layer: run it by winograd_conv, a 3×3 stride-1 convolution whose Winograd sums
+        provably stay below EXACT_LIMIT for its inputs (those of the shipped models do)."""
+        return tuple(layer.is_winograd_shaped and winograd_bound(layer, limit) < EXACT_LIMIT
+                     for layer, limit in zip(self.layers, self._input_limits()))
+
+    def _input_limits(self) -> list[int]:
+        """The largest magnitude of each layer's inputs: ẑ's (clamped), then ACT_LIMIT."""
+        first = max(ACT_LIMIT, (Z_SYMBOL_LIMIT << ACT_BITS) + int(np.abs(self.z_median_fixed).max(initial=0)))
+        return [first] + [ACT_LIMIT] * (len(self.layers) - 1)
 
     def run(self, z_symbols: np.ndarray, gains: QualityRow | None = None) -> tuple[np.ndarray, np.ndarray]:
         """z symbols int [N, h, w] -> (table indexes int32 [M, 4h, 4w], means int64 at ACT_BITS).
@@ -267,8 +385,8 @@ class IntHyperSynthesis:
             z_limit = Z_SYMBOL_LIMIT << ACT_BITS  # keeps check_exactness()'s input bound
             x = np.clip((x * gains.hyper_inv_gain[:, None, None]) >> GAIN_BITS, -z_limit, z_limit)
         x = x.astype(np.float64)
-        for layer in self.layers:
-            x = conv_exact(x, layer)
+        for layer, winograd in zip(self.layers, self._winograd_layers):
+            x = conv_exact(x, layer, winograd)
             x *= layer.output_scales()  # powers of two: exact, as the division by them
             np.floor(x, out=x)
             if layer.leaky:  # ⌊x·655/2^16⌋ below 0 and x above: the larger of the two either way
@@ -291,13 +409,11 @@ class IntHyperSynthesis:
 
     def check_exactness(self) -> None:
         """Raise unless every accumulator provably stays below 2**52 (exact in float64)."""
-        limit = max(ACT_LIMIT, (Z_SYMBOL_LIMIT << ACT_BITS) + int(np.abs(self.z_median_fixed).max(initial=0)))
-        for n, layer in enumerate(self.layers):
+        for n, (layer, limit) in enumerate(zip(self.layers, self._input_limits())):
             per_out = np.abs(layer.weight).reshape(layer.weight.shape[0], -1).sum(axis=1)
             worst = int((per_out * limit + np.abs(layer.bias)).max())
             if worst >= EXACT_LIMIT:
                 raise ModelError(f"integer hyper-synthesis layer {n} could exceed exact float64 range")
-            limit = ACT_LIMIT
 
 
 def channel_weight_bits(peak: np.ndarray, limit: int = WEIGHT_LIMIT) -> np.ndarray:

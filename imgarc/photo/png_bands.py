@@ -44,17 +44,23 @@ def _chunks(png: bytes) -> list[tuple[bytes, bytes]]:
 
 
 def _filtered(pixels: np.ndarray, start: int, stop: int, bpp: int) -> bytes:
-    """Rows start..stop of `pixels` (uint8 [h, w·bpp]) with the Average filter, filter byte first."""
-    x = pixels[start:stop].astype(np.int16)
-    up = np.zeros_like(x)
-    up[1:] = x[:-1]
+    """Rows start..stop of `pixels` (uint8 [h, w·bpp]) with the Average filter, filter byte first.
+    In uint8 throughout: ⌊(a + b)/2⌋ = (a & b) + ((a ^ b) >> 1) cannot overflow, and the
+    difference wraps modulo 256 as PNG's does (4x less memory traffic than int16 arithmetic)."""
+    x = pixels[start:stop]
     if start:
-        up[0] = pixels[start - 1]
-    left = np.zeros_like(x)
-    left[:, bpp:] = x[:, :-bpp]
+        up = pixels[start - 1:stop - 1]
+    else:
+        up = np.empty_like(x)
+        up[0] = 0
+        up[1:] = x[:-1]
     out = np.empty((stop - start, x.shape[1] + 1), np.uint8)
     out[:, 0] = AVERAGE_FILTER
-    out[:, 1:] = (x - ((left + up) >> 1)) & 0xFF
+    np.subtract(x[:, :bpp], up[:, :bpp] >> 1, out=out[:, 1:1 + bpp])  # no left neighbour: the average is up/2
+    left, above = x[:, :-bpp], up[:, bpp:]
+    average = left & above
+    average += (left ^ above) >> 1
+    np.subtract(x[:, bpp:], average, out=out[:, 1 + bpp:])
     return out.tobytes()
 
 
