@@ -48,7 +48,7 @@ class ModelSpeed:
     decode_ms_per_mp: float  # the integer h_s, g_s, pixels
 
 
-# The photo timed: 0.79 MP, over 576 px a side, so g_a and g_s run in tiles on every core as
+# The photo timed: 0.79 MP, over 768x512, so g_a and g_s run in tiles on every core as
 # they do for any photo that size; smooth shapes and some noise, not flat (flat costs nothing).
 SPEED_PHOTO_SIZE = (768, 1024)
 

@@ -46,16 +46,18 @@ class AnalysedImage:
 # 2+4+8+16 = 30 pixels either side; h_a's 3x3 and two 5x5 stride-2 ones 1+2+4 = 7 latents; h_s's
 # and g_s's two or four 5x5 stride-2 transposed ones (and h_s's 3x3) under 2 input units. The
 # halos are wider. Tile sizes bound memory. Every network runs on one thread per call (Networks),
-# so g_a and g_s cut every photo over 576 px a side into tiles of at most 512 px that run side by
-# side: one Kodak photo (768x512) as two halves decodes 1.8x faster on two cores at 8 % more
-# work, with the same pixels as in one piece (measured); the cut depends on the photo's size
-# only, never on the machine. h_a's input is 256x smaller: photos up to 1024x768 run it whole.
-ANALYSIS_TILES = TileGrid(tile=512, halo=32, align=16, scale=1 / 16)
+# so g_a and g_s cut every photo over 768x512 (0.4 MP) into tiles of at most 512 px a side that
+# run side by side, with the same pixels as in one piece on ONNX Runtime (measured); the cut
+# depends on the photo's size only, never on the machine. Smaller photos run whole: in a folder
+# they are coded side by side anyway, and cut in two, a Kodak photo (768x512) cost 8 % more
+# work: the Kodak folder's compress + extract took 14.25 s whole, 15.42 s in halves (a lone
+# one 2.27 s instead of 1.85). h_a's input is 256x smaller: photos up to 1024x768 run it whole.
+ANALYSIS_TILES = TileGrid(tile=512, halo=32, align=16, scale=1 / 16, whole=768 * 512)
 HYPER_ANALYSIS_TILES = TileGrid(tile=96, halo=8, align=4, scale=1 / 4, whole=64 * 48)
 # Exact (integers), so tiles only bound memory: a 32x32 tile of ẑ holds ~150 MB of float64
 # activations and im2col bands; an 8x8 one, as before, recomputed 2.25x the work in its halos.
 HYPER_SYNTHESIS_TILES = TileGrid(tile=32, halo=2, align=1, scale=4, whole=32 * 24)
-SYNTHESIS_TILES = TileGrid(tile=32, halo=2, align=1, scale=16)
+SYNTHESIS_TILES = TileGrid(tile=32, halo=2, align=1, scale=16, whole=48 * 32)
 # After the networks of a photo larger than this (padded pixels), the runtime hands back the
 # memory it keeps between calls: the photo's latents, pixels and file need it next.
 RELEASE_MEMORY_PIXELS = 4_000_000

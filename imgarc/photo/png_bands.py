@@ -22,7 +22,9 @@ import numpy as np
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BAND_ROWS = 256
-DEFLATE_LEVEL = 5  # about as small as Pillow's default (level 6 with adaptive filters), twice as fast as 6
+# Level 4 deflates 1.8x faster than 5 for files 1.6 % (Kodak) to 2.7 % (a 12 MP photo) larger;
+# level 5 was about as small as Pillow's default (level 6 with adaptive filters), twice as fast as 6.
+DEFLATE_LEVEL = 4
 AVERAGE_FILTER = 3
 IDAT_BYTES = 1 << 20  # the zlib stream is cut into IDAT chunks of this size
 
@@ -43,7 +45,7 @@ def _chunks(png: bytes) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def _filtered(pixels: np.ndarray, start: int, stop: int, bpp: int) -> bytes:
+def _filtered(pixels: np.ndarray, start: int, stop: int, bpp: int) -> np.ndarray:
     """Rows start..stop of `pixels` (uint8 [h, w·bpp]) with the Average filter, filter byte first.
     In uint8 throughout: ⌊(a + b)/2⌋ = (a & b) + ((a ^ b) >> 1) cannot overflow, and the
     difference wraps modulo 256 as PNG's does (4x less memory traffic than int16 arithmetic)."""
@@ -61,7 +63,7 @@ def _filtered(pixels: np.ndarray, start: int, stop: int, bpp: int) -> bytes:
     average = left & above
     average += (left ^ above) >> 1
     np.subtract(x[:, bpp:], average, out=out[:, 1 + bpp:])
-    return out.tobytes()
+    return out
 
 
 def _deflated_band(pixels: np.ndarray, start: int, stop: int, bpp: int) -> tuple[bytes, int, int]:
@@ -70,7 +72,7 @@ def _deflated_band(pixels: np.ndarray, start: int, stop: int, bpp: int) -> tuple
     data = _filtered(pixels, start, stop, bpp)
     deflate = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)
     last = stop == pixels.shape[0]
-    return deflate.compress(data) + deflate.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH), zlib.adler32(data), len(data)
+    return deflate.compress(data) + deflate.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH), zlib.adler32(data), data.nbytes
 
 
 def _adler32_combine(a: int, b: int, b_length: int) -> int:
