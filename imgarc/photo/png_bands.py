@@ -59,10 +59,11 @@ def _filtered(pixels: np.ndarray, start: int, stop: int, bpp: int) -> np.ndarray
     out = np.empty((stop - start, x.shape[1] + 1), np.uint8)
     out[:, 0] = AVERAGE_FILTER
     np.subtract(x[:, :bpp], up[:, :bpp] >> 1, out=out[:, 1:1 + bpp])  # no left neighbour: the average is up/2
-    left, above = x[:, :-bpp], up[:, bpp:]
-    average = left & above
-    average += (left ^ above) >> 1
-    np.subtract(x[:, bpp:], average, out=out[:, 1 + bpp:])
+    left, above, rest = x[:, :-bpp], up[:, bpp:], out[:, 1 + bpp:]
+    np.bitwise_xor(left, above, out=rest)  # the average, built in place
+    rest >>= 1
+    rest += left & above
+    np.subtract(x[:, bpp:], rest, out=rest)
     return out
 
 
