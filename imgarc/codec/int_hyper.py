@@ -165,7 +165,8 @@ def _matmul_on_every_core(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None
     """out[...] = a @ b, split over every usable core when no other product runs: by rows of a
     matrix `a`, or by matrices of a stack (3-D `a`, `b` and `out`)."""
     global _matmul_pool, _matmuls_running
-    parts_of = a.shape[0] if a.ndim == 3 else a.shape[0] // MIN_ROWS_PER_PART
+    stacked = a.ndim == 3
+    parts_of = a.shape[0] if stacked else a.shape[0] // MIN_ROWS_PER_PART
     with _matmul_lock:
         _matmuls_running += 1
         parts = min(usable_cores(), parts_of) if _matmuls_running == 1 else 1
@@ -176,10 +177,12 @@ def _matmul_on_every_core(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None
             np.matmul(a, b, out=out)
             return
         assert _matmul_pool is not None
+        def part(r0: int, r1: int) -> None:
+            np.matmul(a[r0:r1], b[r0:r1] if stacked else b, out=out[r0:r1])
+
         bounds = [a.shape[0] * n // parts for n in range(parts + 1)]
-        others = [_matmul_pool.submit(np.matmul, a[r0:r1], b[r0:r1] if a.ndim == 3 else b, out=out[r0:r1])
-                  for r0, r1 in zip(bounds[1:], bounds[2:])]
-        np.matmul(a[:bounds[1]], b[:bounds[1]] if a.ndim == 3 else b, out=out[:bounds[1]])  # one hand-over fewer
+        others = [_matmul_pool.submit(part, r0, r1) for r0, r1 in zip(bounds[1:], bounds[2:])]
+        part(0, bounds[1])  # the first part here: one hand-over fewer
         for future in others:
             future.result()
     finally:
