@@ -83,7 +83,8 @@ def test_same_integers_on_repeated_runs(tiny_model_dir):
 
 def _reference_run(hyper: IntHyperSynthesis, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """h_s as its definition reads (no gains): each layer's sum floor-divided, LeakyReLU's
-    negative side floor(x·655/2^16), clamped; the table by binary search over the thresholds."""
+    negative side floor(x·655/2^16), clamped; the table by binary search over the thresholds;
+    the integer means over 2^ACT_BITS as float32."""
     x = (z.astype(np.int64) * (1 << ACT_BITS) + hyper.z_median_fixed[:, None, None]).astype(np.float64)
     for layer in hyper.layers:
         bits = np.full(layer.weight.shape[0], WEIGHT_BITS) if layer.weight_bits is None else layer.weight_bits
@@ -95,7 +96,7 @@ def _reference_run(hyper: IntHyperSynthesis, z: np.ndarray) -> tuple[np.ndarray,
         x = np.clip(x, -ACT_LIMIT, ACT_LIMIT)
     out = x.astype(np.int64)
     m = out.shape[0] // 2
-    return np.searchsorted(hyper.scale_thresholds, out[:m], side="right"), out[m:]
+    return np.searchsorted(hyper.scale_thresholds, out[:m], side="right"), (out[m:] / (1 << ACT_BITS)).astype(np.float32)
 
 
 @pytest.mark.parametrize("eight_bit", [False, True])

@@ -12,10 +12,9 @@ from typing import Callable
 import numpy as np
 
 from imgarc.background import ahead_of_need
-from imgarc.codec.int_hyper import ACT_BITS
 from imgarc.codec.padding import padded_size
 from imgarc.codec.quality import QualityRow
-from imgarc.codec.tiles import TileGrid, run_tiled, tiles_of
+from imgarc.codec.tiles import Tile, TileGrid, for_each_tile, run_tiled
 from imgarc.codec.weights import WeightsFile
 from imgarc.errors import ModelError
 from imgarc.runtime import Device, Networks, load_networks, torch_model_of, usable_cores
@@ -124,21 +123,13 @@ class ImageCodec:
         indexes = np.empty((m, 4 * zh, 4 * zw), np.min_scalar_type(len(self.tables.y.lengths) - 1))
         means = np.empty((m, 4 * zh, 4 * zw), np.float32)
 
-        def store(rows: slice, cols: slice, part_indexes: np.ndarray, part_means: np.ndarray) -> None:
-            indexes[:, rows, cols] = part_indexes
-            np.divide(part_means, 1 << ACT_BITS, out=means[:, rows, cols], casting="same_kind")
-
-        if HYPER_SYNTHESIS_TILES.fits_whole(zh, zw):
-            store(slice(None), slice(None), *self.tables.hyper.run(z_symbols, gains))
-            return indexes, means
-
-        def hyper_synthesis(z: np.ndarray) -> np.ndarray:  # both outputs as one int64 array, to be cut into tiles
-            return np.concatenate(self.tables.hyper.run(z[0], gains))[None]
+        def hyper_synthesis(tile: Tile) -> None:
+            part_indexes, part_means = self.tables.hyper.run(z_symbols[:, tile.read_rows, tile.read_cols], gains)
+            indexes[:, tile.rows, tile.cols] = part_indexes[:, tile.keep_rows, tile.keep_cols]
+            means[:, tile.rows, tile.cols] = part_means[:, tile.keep_rows, tile.keep_cols]
 
         workers = usable_cores() if zh * zw <= HYPER_SYNTHESIS_SIDE_BY_SIDE else 1
-        for rows, cols, part in tiles_of(hyper_synthesis, lambda rows, cols: z_symbols[None, :, rows, cols],
-                                         (zh, zw), HYPER_SYNTHESIS_TILES, workers):
-            store(rows, cols, part[0, :m], part[0, m:])
+        for_each_tile(hyper_synthesis, (zh, zw), HYPER_SYNTHESIS_TILES, workers)
         return indexes, means
 
     def transform(self, rgb: np.ndarray) -> AnalysedImage:

@@ -120,16 +120,19 @@ BAND_VALUES = 1 << 22  # float64 values per im2col band (32 MiB): bounds memory 
 _scratch_buffers = threading.local()
 
 
-def _scratch(name: str, values: int) -> np.ndarray:
-    """`values` float64 of this thread's buffer `name`, kept between calls (at most a band's:
-    BAND_VALUES, 32 MiB): the command hands every freed block over 1 MB back to the system
-    (imgarc.process_memory), and a fresh im2col band's page faults were a third of h_s's time
-    when Kodak's photos decode side by side."""
+def _scratch(name: str, values: int, dtype: type = np.float64) -> np.ndarray:
+    """`values` of `dtype` in this thread's buffer `name`, kept between calls (and freed with
+    the thread): the command hands every freed block over 1 MB back to the system
+    (imgarc.process_memory), and memory touched for the first time is slow here (page faults,
+    and on a virtual machine the host's too): a fresh im2col band's page faults were a third of
+    h_s's time when Kodak's photos decode side by side, and fresh layer outputs and
+    temporaries (1.2 GB in a 12 MP photo's h_s) half of its first run's time."""
+    size = values * np.dtype(dtype).itemsize
     buffer = getattr(_scratch_buffers, name, None)
-    if buffer is None or buffer.size < values:
-        buffer = np.empty(values, np.float64)
+    if buffer is None or buffer.size < size:
+        buffer = np.empty(size, np.uint8)
         setattr(_scratch_buffers, name, buffer)
-    return buffer[:values]
+    return buffer[:size].view(dtype)
 
 
 def _gemm_taps(x: np.ndarray, taps: list[tuple[int, int]], weights: np.ndarray, out: np.ndarray, stride: int) -> None:
@@ -230,17 +233,18 @@ def _output_transform(m0: np.ndarray, m1: np.ndarray, m2: np.ndarray, m3: np.nda
     out1 -= m3
 
 
-def winograd_conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
+def winograd_conv(x: np.ndarray, layer: IntLayer, scratch: str | None = None) -> np.ndarray:
     """A 3×3, stride-1 convolution of integer-valued float64 x [in, h, w], zero-padded as the
     layer says, by F(2×2, 3×3) (exact where `winograd_bound` is below EXACT_LIMIT): the same
-    integers as `_gemm_taps`. Bands of output block rows bound the memory, as there."""
+    integers as `_gemm_taps`. Bands of output block rows bound the memory, as there. The
+    result is in this thread's buffer `scratch` if named (`conv_exact`)."""
     out_c, in_c = layer.weight.shape[:2]
     oh = x.shape[1] + layer.pad_before + layer.pad_after - 2
     ow = x.shape[2] + layer.pad_before + layer.pad_after - 2
     bh, bw = -(-oh // 2), -(-ow // 2)  # 2×2 output blocks; an odd edge computes one row or column more
-    xp = _zero_padded(x, layer.pad_before, layer.pad_after + 1)
+    xp = _zero_padded(x, layer.pad_before, layer.pad_after + 1, "padded")
     u = layer.winograd_matrices()
-    out = np.empty((out_c, 2 * bh, 2 * bw), np.float64)
+    out = _output_array((out_c, 2 * bh, 2 * bw), scratch)
     band = max(1, BAND_VALUES // (16 * max(in_c, out_c) * bw))
     for i0 in range(0, bh, band):
         n = min(bh, i0 + band) - i0
@@ -272,12 +276,20 @@ def tap_weights(weight: np.ndarray, taps: list[tuple[int, int]]) -> np.ndarray:
     return np.ascontiguousarray(picked.transpose(0, 2, 1), dtype=np.float64).reshape(weight.shape[0], -1)
 
 
-def _zero_padded(x: np.ndarray, before: int, after: int) -> np.ndarray:
-    """x [C, h, w] with `before` and `after` rows and columns of zeros around it (np.pad's result,
-    without its per-call overhead, which counted on 150x150 photos). Only the border is zeroed:
-    np.zeros's memory is never given huge pages, and its page faults were a third of h_s's."""
+def _output_array(shape: tuple[int, ...], scratch: str | None) -> np.ndarray:
+    """An uninitialised float64 array: this thread's buffer `scratch`, or a new one (None)."""
+    if scratch is None:
+        return np.empty(shape, np.float64)
+    return _scratch(scratch, int(np.prod(shape))).reshape(shape)
+
+
+def _zero_padded(x: np.ndarray, before: int, after: int, scratch: str | None = None) -> np.ndarray:
+    """x [C, h, w] (float64) with `before` and `after` rows and columns of zeros around it
+    (np.pad's result, without its per-call overhead, which counted on 150x150 photos), in this
+    thread's buffer `scratch` if named. Only the border is zeroed: np.zeros's memory is never
+    given huge pages, and its page faults were a third of h_s's."""
     c, h, w = x.shape
-    out = np.empty((c, before + h + after, before + w + after), x.dtype)
+    out = _output_array((c, before + h + after, before + w + after), scratch)
     out[:, :before] = 0
     out[:, before + h:] = 0
     out[:, before:before + h, :before] = 0
@@ -286,9 +298,11 @@ def _zero_padded(x: np.ndarray, before: int, after: int) -> np.ndarray:
     return out
 
 
-def conv_exact(x: np.ndarray, layer: IntLayer, winograd: bool = False) -> np.ndarray:
+def conv_exact(x: np.ndarray, layer: IntLayer, winograd: bool = False, scratch: str | None = None) -> np.ndarray:
     """The layer's convolution (before bias scaling) of integer-valued float64 [in, h, w];
     `winograd`: by `winograd_conv` (a 3×3 stride-1 layer whose bound the caller has checked).
+    `scratch`: the result is in this thread's buffer of that name (valid until its next use),
+    not in new memory.
 
     A transposed convolution is, by definition, a convolution over the input upsampled with
     zeros; it is computed per output phase with only the taps that meet non-zero inputs (a
@@ -299,13 +313,13 @@ def conv_exact(x: np.ndarray, layer: IntLayer, winograd: bool = False) -> np.nda
         raise ModelError("integer hyper-synthesis layer does not match its input")
     _, h, w = x.shape
     if winograd:
-        acc = winograd_conv(x, layer)
+        acc = winograd_conv(x, layer, scratch)
     elif layer.upsample == 1:
-        x = _zero_padded(x, layer.pad_before, layer.pad_after)
+        x = _zero_padded(x, layer.pad_before, layer.pad_after, "padded")
         st = layer.stride
         oh, ow = (x.shape[1] - k) // st + 1, (x.shape[2] - k) // st + 1
         taps = [(i, j) for i in range(k) for j in range(k)]
-        acc = np.empty((out_c, oh, ow), np.float64)
+        acc = _output_array((out_c, oh, ow), scratch)
         _gemm_taps(x, taps, layer.tap_matrix(taps), acc, st)
     else:
         s, pb = layer.upsample, layer.pad_before
@@ -315,8 +329,8 @@ def conv_exact(x: np.ndarray, layer: IntLayer, winograd: bool = False) -> np.nda
         # Output row s·m + a reads input row m + (a + i - pb) // s through tap i (_phase_taps). Pad x
         # so every such read is in range.
         margin = k + 1
-        xp = _zero_padded(x, margin, margin + k)
-        acc = np.empty((out_c, oh, ow), dtype=np.float64)
+        xp = _zero_padded(x, margin, margin + k, "padded")
+        acc = _output_array((out_c, oh, ow), scratch)
         for n, taps in enumerate(layer.tap_sets()):
             a, b = divmod(n, s)
             phase = acc[:, a::s, b::s]
@@ -348,14 +362,14 @@ class IntHyperSynthesis:
         Read from a table of that result for every value from just below the first threshold to
         the last (64 k entries for the shipped tables), every other value clamped to its end:
         the same answer, 10x faster than a binary search per latent (11 ms of a Kodak photo's
-        h_s). Thresholds too far apart for such a table are searched. `consume`: int64 `scales`
-        may be overwritten (the caller drops them)."""
+        h_s). Thresholds too far apart for such a table are searched. `scales`: integers, as
+        int64 or as float64 (exact below 2**53); `consume`: they may be overwritten."""
         if self._lookup is None:
             return np.searchsorted(self.scale_thresholds, scales, side="right").astype(np.int32)
         low = int(self.scale_thresholds[0]) - 1
         offsets = np.clip(scales, low, int(self.scale_thresholds[-1]), out=scales if consume else None)
         offsets -= low
-        return self._lookup[offsets]
+        return self._lookup[offsets.astype(np.intp, copy=False)]
 
     def prepare(self) -> None:
         """Build every layer's tap matrices now (ImageCodec does it on a thread of its own while
@@ -377,10 +391,12 @@ class IntHyperSynthesis:
         return [first] + [ACT_LIMIT] * (len(self.layers) - 1)
 
     def run(self, z_symbols: np.ndarray, gains: QualityRow | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """z symbols int [N, h, w] -> (table indexes int32 [M, 4h, 4w], means int64 at ACT_BITS).
+        """z symbols int [N, h, w] -> (table indexes int32 [M, 4h, 4w], means μ̂ float32): μ̂ is
+        the integer mean (at ACT_BITS) over 2**ACT_BITS, rounded to float32 once.
 
         With `gains` (a variable-rate model's quality), ẑ is ungained before h_s and the
-        predicted scale and mean are gained after it, all in integer arithmetic.
+        predicted scale and mean are gained after it, all in integer arithmetic. The layers'
+        outputs and temporaries are this thread's scratch buffers: only the results are new.
         """
         z = np.clip(z_symbols.astype(np.int64), -Z_SYMBOL_LIMIT, Z_SYMBOL_LIMIT)
         x = z * (1 << ACT_BITS) + self.z_median_fixed[:, None, None]
@@ -388,27 +404,31 @@ class IntHyperSynthesis:
             z_limit = Z_SYMBOL_LIMIT << ACT_BITS  # keeps check_exactness()'s input bound
             x = np.clip((x * gains.hyper_inv_gain[:, None, None]) >> GAIN_BITS, -z_limit, z_limit)
         x = x.astype(np.float64)
-        for layer, winograd in zip(self.layers, self._winograd_layers):
-            x = conv_exact(x, layer, winograd)
+        for n, (layer, winograd) in enumerate(zip(self.layers, self._winograd_layers)):
+            x = conv_exact(x, layer, winograd, scratch=f"layer{n % 2}")  # never its own input's
             x *= layer.output_scales()  # powers of two: exact, as the division by them
             np.floor(x, out=x)
             if layer.leaky:  # ⌊x·655/2^16⌋ below 0 and x above: the larger of the two either way
-                np.maximum(x, np.floor(x * (LEAKY_NUM / (1 << LEAKY_SHIFT))), out=x)
+                negative_side = _scratch("leaky", x.size).reshape(x.shape)
+                np.multiply(x, LEAKY_NUM / (1 << LEAKY_SHIFT), out=negative_side)
+                np.floor(negative_side, out=negative_side)
+                np.maximum(x, negative_side, out=x)
             elif layer.relu:
                 np.maximum(x, 0.0, out=x)
             np.clip(x, -ACT_LIMIT, ACT_LIMIT, out=x)
-        out = x.astype(np.int64)
-        if self.scale_only:
-            scales, means = out, np.zeros_like(out)
-        else:
-            m = out.shape[0] // 2
-            scales, means = out[:m], out[m:]
-        if gains is not None:  # in place: out is this call's own
-            for part in (scales, means):
+        m = x.shape[0] if self.scale_only else x.shape[0] // 2
+        scales, means = x[:m], (None if self.scale_only else x[m:])
+        if gains is not None:
+            # Products of integers below 2**48 (ACT_LIMIT · GAIN_LIMIT) and their floor scaled by
+            # 2**-GAIN_BITS are exact in float64: the integer (x·gain) >> GAIN_BITS.
+            for part in (scales,) if means is None else (scales, means):
                 part *= gains.gain[:, None, None]
-                part >>= GAIN_BITS
-        indexes = self.table_indexes(scales, consume=True)
-        return indexes, means
+                part *= 2.0 ** -GAIN_BITS
+                np.floor(part, out=part)
+        mu = np.zeros(scales.shape, np.float32)
+        if means is not None:
+            np.multiply(means, 2.0 ** -ACT_BITS, out=mu, casting="same_kind")
+        return self.table_indexes(scales, consume=True), mu
 
     def check_exactness(self) -> None:
         """Raise unless every accumulator provably stays below 2**52 (exact in float64)."""

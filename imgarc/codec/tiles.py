@@ -54,30 +54,63 @@ class TileGrid:
         return longest[0] * longest[1]
 
 
+@dataclass(frozen=True)
+class Tile:
+    """One tile of an input: what it reads (with its halo) and where its kept centre goes."""
+
+    read_rows: slice  # of the input
+    read_cols: slice
+    keep_rows: slice  # of the tile's output: its centre, without the halo
+    keep_cols: slice
+    rows: slice  # of the whole output, where the centre goes
+    cols: slice
+
+
+def tile_layout(size: tuple[int, int], grid: TileGrid) -> list[Tile]:
+    """The tiles of an input of `size` (h, w) units, row by row; one for an input that fits whole."""
+    h, w = size
+    if grid.fits_whole(h, w):
+        return [Tile(slice(0, h), slice(0, w), slice(None), slice(None), slice(0, round(h * grid.scale)),
+                     slice(0, round(w * grid.scale)))]
+    if h % grid.align or w % grid.align:
+        raise ValueError(f"input {h}x{w} is not a multiple of {grid.align}")
+    s = grid.scale
+    return [Tile(slice(ry0, ry1), slice(rx0, rx1),
+                 slice(round((y0 - ry0) * s), round((y1 - ry0) * s)), slice(round((x0 - rx0) * s), round((x1 - rx0) * s)),
+                 slice(round(y0 * s), round(y1 * s)), slice(round(x0 * s), round(x1 * s)))
+            for y0, y1, ry0, ry1 in grid.spans(h) for x0, x1, rx0, rx1 in grid.spans(w)]
+
+
 def tiles_of(network: Network, read: Reader, size: tuple[int, int], grid: TileGrid, workers: int = 1,
              finish: Finish = lambda a: a) -> Iterator[tuple[slice, slice, np.ndarray]]:
     """(rows, cols, part) for each tile, in order: `part` is finish(network(input)) of the tile
     without its halo, [1, C', h, w], and (rows, cols) where it goes in the output. An input that
     fits whole is one part. `workers` tiles are computed at once (`network` must be thread-safe)."""
-    h, w = size
-    if grid.fits_whole(h, w):
-        out = finish(network(read(slice(0, h), slice(0, w))))
+    tiles = tile_layout(size, grid)
+    if len(tiles) == 1:
+        out = finish(network(read(tiles[0].read_rows, tiles[0].read_cols)))
         yield slice(0, out.shape[2]), slice(0, out.shape[3]), out
         return
-    if h % grid.align or w % grid.align:
-        raise ValueError(f"input {h}x{w} is not a multiple of {grid.align}")
-    s = grid.scale
-    jobs = [(ys, xs) for ys in grid.spans(h) for xs in grid.spans(w)]
 
-    def run(job: tuple[tuple[int, int, int, int], tuple[int, int, int, int]]) -> np.ndarray:
-        (y0, y1, ry0, ry1), (x0, x1, rx0, rx1) = job
-        out = network(read(slice(ry0, ry1), slice(rx0, rx1)))
-        # Keep the centre: the tile without its halo, in output units relative to what was read.
-        return finish(out[:, :, round((y0 - ry0) * s):round((y1 - ry0) * s), round((x0 - rx0) * s):round((x1 - rx0) * s)])
+    def run(tile: Tile) -> np.ndarray:
+        return finish(network(read(tile.read_rows, tile.read_cols))[:, :, tile.keep_rows, tile.keep_cols])
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for ((y0, y1, _, _), (x0, x1, _, _)), centre in zip(jobs, pool.map(run, jobs)):
-            yield slice(round(y0 * s), round(y1 * s)), slice(round(x0 * s), round(x1 * s)), centre
+        for tile, centre in zip(tiles, pool.map(run, tiles)):
+            yield tile.rows, tile.cols, centre
+
+
+def for_each_tile(work: Callable[[Tile], None], size: tuple[int, int], grid: TileGrid, workers: int = 1) -> None:
+    """work(tile) for every tile of an input of `size`, `workers` at once: for work that writes
+    each tile's centre into its own part of one output (which makes them safe side by side).
+    An input that fits whole is worked on this thread."""
+    tiles = tile_layout(size, grid)
+    if len(tiles) == 1:
+        work(tiles[0])
+        return
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for _ in pool.map(work, tiles):
+            pass
 
 
 def run_tiled(network: Network, read: Reader, size: tuple[int, int], grid: TileGrid, workers: int = 1,
