@@ -29,8 +29,9 @@ AVERAGE_FILTER = 3
 IDAT_BYTES = 1 << 20  # the zlib stream is cut into IDAT chunks of this size
 
 
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+def _chunk(kind: bytes, body: bytes | memoryview) -> list[bytes | memoryview]:
+    """A chunk as the pieces of the file it is joined into (the body is not copied here)."""
+    return [struct.pack(">I", len(body)) + kind, body, struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)))]
 
 
 def _chunks(png: bytes) -> list[tuple[bytes, bytes]]:
@@ -94,7 +95,7 @@ def zlib_stream(pixels: np.ndarray, bpp: int, workers: int) -> bytes:
     checksum = 1
     for _, adler, length in parts:
         checksum = _adler32_combine(checksum, adler, length)
-    return b"\x78\x9c" + b"".join(data for data, _, _ in parts) + struct.pack(">I", checksum)
+    return b"".join([b"\x78\x9c", *(data for data, _, _ in parts), struct.pack(">I", checksum)])
 
 
 def with_pixels(first_pixel_png: bytes, pixels: np.ndarray, workers: int) -> bytes:
@@ -104,16 +105,18 @@ def with_pixels(first_pixel_png: bytes, pixels: np.ndarray, workers: int) -> byt
     h, w = pixels.shape[:2]
     bpp = 1 if pixels.ndim == 2 else pixels.shape[2]
     stream = zlib_stream(np.ascontiguousarray(pixels).reshape(h, w * bpp), bpp, workers)
-    out = [PNG_SIGNATURE]
+    out: list[bytes | memoryview] = [PNG_SIGNATURE]
     idat_written = False
     for kind, body in _chunks(first_pixel_png):
         if kind == b"IHDR":
             if body[8] != 8 or body[12] != 0:
                 raise ValueError("only 8-bit, non-interlaced PNGs are written in bands")
-            out.append(_chunk(kind, struct.pack(">II", w, h) + body[8:]))
+            out += _chunk(kind, struct.pack(">II", w, h) + body[8:])
         elif kind != b"IDAT":
-            out.append(_chunk(kind, body))
+            out += _chunk(kind, body)
         elif not idat_written:  # ours goes where Pillow's first IDAT was
-            out += [_chunk(b"IDAT", stream[at:at + IDAT_BYTES]) for at in range(0, len(stream), IDAT_BYTES)]
+            pieces = memoryview(stream)  # the stream is copied once, into the file's bytes
+            for at in range(0, len(stream), IDAT_BYTES):
+                out += _chunk(b"IDAT", pieces[at:at + IDAT_BYTES])
             idat_written = True
     return b"".join(out)
