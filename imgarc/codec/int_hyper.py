@@ -120,19 +120,16 @@ BAND_VALUES = 1 << 22  # float64 values per im2col band (32 MiB): bounds memory 
 _scratch_buffers = threading.local()
 
 
-def _scratch(name: str, values: int, dtype: type = np.float64) -> np.ndarray:
-    """`values` of `dtype` in this thread's buffer `name`, kept between calls (and freed with
-    the thread): the command hands every freed block over 1 MB back to the system
-    (imgarc.process_memory), and memory touched for the first time is slow here (page faults,
-    and on a virtual machine the host's too): a fresh im2col band's page faults were a third of
-    h_s's time when Kodak's photos decode side by side, and fresh layer outputs and
-    temporaries (1.2 GB in a 12 MP photo's h_s) half of its first run's time."""
-    size = values * np.dtype(dtype).itemsize
+def _scratch(name: str, values: int) -> np.ndarray:
+    """`values` float64 of this thread's buffer `name`, kept between calls (at most a band's:
+    BAND_VALUES, 32 MiB): the command hands every freed block over 1 MB back to the system
+    (imgarc.process_memory), and a fresh im2col band's page faults were a third of h_s's time
+    when Kodak's photos decode side by side."""
     buffer = getattr(_scratch_buffers, name, None)
-    if buffer is None or buffer.size < size:
-        buffer = np.empty(size, np.uint8)
+    if buffer is None or buffer.size < values:
+        buffer = np.empty(values, np.float64)
         setattr(_scratch_buffers, name, buffer)
-    return buffer[:size].view(dtype)
+    return buffer[:values]
 
 
 def _gemm_taps(x: np.ndarray, taps: list[tuple[int, int]], weights: np.ndarray, out: np.ndarray, stride: int) -> None:
@@ -233,18 +230,17 @@ def _output_transform(m0: np.ndarray, m1: np.ndarray, m2: np.ndarray, m3: np.nda
     out1 -= m3
 
 
-def winograd_conv(x: np.ndarray, layer: IntLayer, scratch: str | None = None) -> np.ndarray:
+def winograd_conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
     """A 3×3, stride-1 convolution of integer-valued float64 x [in, h, w], zero-padded as the
     layer says, by F(2×2, 3×3) (exact where `winograd_bound` is below EXACT_LIMIT): the same
-    integers as `_gemm_taps`. Bands of output block rows bound the memory, as there. The
-    result is in this thread's buffer `scratch` if named (`conv_exact`)."""
+    integers as `_gemm_taps`. Bands of output block rows bound the memory, as there."""
     out_c, in_c = layer.weight.shape[:2]
     oh = x.shape[1] + layer.pad_before + layer.pad_after - 2
     ow = x.shape[2] + layer.pad_before + layer.pad_after - 2
     bh, bw = -(-oh // 2), -(-ow // 2)  # 2×2 output blocks; an odd edge computes one row or column more
-    xp = _zero_padded(x, layer.pad_before, layer.pad_after + 1, "padded")
+    xp = _zero_padded(x, layer.pad_before, layer.pad_after + 1)
     u = layer.winograd_matrices()
-    out = _output_array((out_c, 2 * bh, 2 * bw), scratch)
+    out = np.empty((out_c, 2 * bh, 2 * bw), np.float64)
     band = max(1, BAND_VALUES // (16 * max(in_c, out_c) * bw))
     for i0 in range(0, bh, band):
         n = min(bh, i0 + band) - i0
@@ -276,20 +272,12 @@ def tap_weights(weight: np.ndarray, taps: list[tuple[int, int]]) -> np.ndarray:
     return np.ascontiguousarray(picked.transpose(0, 2, 1), dtype=np.float64).reshape(weight.shape[0], -1)
 
 
-def _output_array(shape: tuple[int, ...], scratch: str | None) -> np.ndarray:
-    """An uninitialised float64 array: this thread's buffer `scratch`, or a new one (None)."""
-    if scratch is None:
-        return np.empty(shape, np.float64)
-    return _scratch(scratch, int(np.prod(shape))).reshape(shape)
-
-
-def _zero_padded(x: np.ndarray, before: int, after: int, scratch: str | None = None) -> np.ndarray:
-    """x [C, h, w] (float64) with `before` and `after` rows and columns of zeros around it
-    (np.pad's result, without its per-call overhead, which counted on 150x150 photos), in this
-    thread's buffer `scratch` if named. Only the border is zeroed: np.zeros's memory is never
-    given huge pages, and its page faults were a third of h_s's."""
+def _zero_padded(x: np.ndarray, before: int, after: int) -> np.ndarray:
+    """x [C, h, w] with `before` and `after` rows and columns of zeros around it (np.pad's result,
+    without its per-call overhead, which counted on 150x150 photos). Only the border is zeroed:
+    np.zeros's memory is never given huge pages, and its page faults were a third of h_s's."""
     c, h, w = x.shape
-    out = _output_array((c, before + h + after, before + w + after), scratch)
+    out = np.empty((c, before + h + after, before + w + after), x.dtype)
     out[:, :before] = 0
     out[:, before + h:] = 0
     out[:, before:before + h, :before] = 0
@@ -298,11 +286,9 @@ def _zero_padded(x: np.ndarray, before: int, after: int, scratch: str | None = N
     return out
 
 
-def conv_exact(x: np.ndarray, layer: IntLayer, winograd: bool = False, scratch: str | None = None) -> np.ndarray:
+def conv_exact(x: np.ndarray, layer: IntLayer, winograd: bool = False) -> np.ndarray:
     """The layer's convolution (before bias scaling) of integer-valued float64 [in, h, w];
     `winograd`: by `winograd_conv` (a 3×3 stride-1 layer whose bound the caller has checked).
-    `scratch`: the result is in this thread's buffer of that name (valid until its next use),
-    not in new memory.
 
     A transposed convolution is, by definition, a convolution over the input upsampled with
     zeros; it is computed per output phase with only the taps that meet non-zero inputs (a
@@ -313,13 +299,13 @@ def conv_exact(x: np.ndarray, layer: IntLayer, winograd: bool = False, scratch: 
         raise ModelError("integer hyper-synthesis layer does not match its input")
     _, h, w = x.shape
     if winograd:
-        acc = winograd_conv(x, layer, scratch)
+        acc = winograd_conv(x, layer)
     elif layer.upsample == 1:
-        x = _zero_padded(x, layer.pad_before, layer.pad_after, "padded")
+        x = _zero_padded(x, layer.pad_before, layer.pad_after)
         st = layer.stride
         oh, ow = (x.shape[1] - k) // st + 1, (x.shape[2] - k) // st + 1
         taps = [(i, j) for i in range(k) for j in range(k)]
-        acc = _output_array((out_c, oh, ow), scratch)
+        acc = np.empty((out_c, oh, ow), np.float64)
         _gemm_taps(x, taps, layer.tap_matrix(taps), acc, st)
     else:
         s, pb = layer.upsample, layer.pad_before
@@ -329,8 +315,8 @@ def conv_exact(x: np.ndarray, layer: IntLayer, winograd: bool = False, scratch: 
         # Output row s·m + a reads input row m + (a + i - pb) // s through tap i (_phase_taps). Pad x
         # so every such read is in range.
         margin = k + 1
-        xp = _zero_padded(x, margin, margin + k, "padded")
-        acc = _output_array((out_c, oh, ow), scratch)
+        xp = _zero_padded(x, margin, margin + k)
+        acc = np.empty((out_c, oh, ow), dtype=np.float64)
         for n, taps in enumerate(layer.tap_sets()):
             a, b = divmod(n, s)
             phase = acc[:, a::s, b::s]
@@ -395,8 +381,7 @@ class IntHyperSynthesis:
         the integer mean (at ACT_BITS) over 2**ACT_BITS, rounded to float32 once.
 
         With `gains` (a variable-rate model's quality), ẑ is ungained before h_s and the
-        predicted scale and mean are gained after it, all in integer arithmetic. The layers'
-        outputs and temporaries are this thread's scratch buffers: only the results are new.
+        predicted scale and mean are gained after it, all in integer arithmetic.
         """
         z = np.clip(z_symbols.astype(np.int64), -Z_SYMBOL_LIMIT, Z_SYMBOL_LIMIT)
         x = z * (1 << ACT_BITS) + self.z_median_fixed[:, None, None]
@@ -404,15 +389,12 @@ class IntHyperSynthesis:
             z_limit = Z_SYMBOL_LIMIT << ACT_BITS  # keeps check_exactness()'s input bound
             x = np.clip((x * gains.hyper_inv_gain[:, None, None]) >> GAIN_BITS, -z_limit, z_limit)
         x = x.astype(np.float64)
-        for n, (layer, winograd) in enumerate(zip(self.layers, self._winograd_layers)):
-            x = conv_exact(x, layer, winograd, scratch=f"layer{n % 2}")  # never its own input's
+        for layer, winograd in zip(self.layers, self._winograd_layers):
+            x = conv_exact(x, layer, winograd)
             x *= layer.output_scales()  # powers of two: exact, as the division by them
             np.floor(x, out=x)
             if layer.leaky:  # ⌊x·655/2^16⌋ below 0 and x above: the larger of the two either way
-                negative_side = _scratch("leaky", x.size).reshape(x.shape)
-                np.multiply(x, LEAKY_NUM / (1 << LEAKY_SHIFT), out=negative_side)
-                np.floor(negative_side, out=negative_side)
-                np.maximum(x, negative_side, out=x)
+                np.maximum(x, np.floor(x * (LEAKY_NUM / (1 << LEAKY_SHIFT))), out=x)
             elif layer.relu:
                 np.maximum(x, 0.0, out=x)
             np.clip(x, -ACT_LIMIT, ACT_LIMIT, out=x)
