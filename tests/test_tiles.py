@@ -7,7 +7,7 @@ import pytest
 
 from imgarc.codec import image_codec
 from imgarc.codec.registry import load_codec
-from imgarc.codec.tiles import TileGrid, run_tiled
+from imgarc.codec.tiles import TileGrid, for_each_tile, run_tiled, tile_layout
 from imgarc.runtime import Runtime
 from tests.conftest import noise_rgb
 
@@ -21,6 +21,33 @@ def test_spans_cover_the_input_once_and_read_within_it():
     aligned = TileGrid(tile=512, halo=32, align=16, scale=1 / 16)
     assert [(a, b) for a, b, _, _ in aligned.spans(1200)] == [(0, 400), (400, 800), (800, 1200)]
     assert all(a % 16 == 0 for a, _, _, _ in aligned.spans(1030))
+
+
+def test_tile_centres_cover_the_output_once_from_what_each_tile_read():
+    grid = TileGrid(tile=4, halo=2, align=1, scale=4)
+    tiles = tile_layout((9, 11), grid)
+    covered = np.zeros((36, 44), int)
+    for tile in tiles:
+        covered[tile.rows, tile.cols] += 1
+        read_h = tile.read_rows.stop - tile.read_rows.start
+        kept = np.arange(4 * read_h)[tile.keep_rows]  # output rows of what the tile read
+        assert tile.read_rows.start * 4 + kept[0] == tile.rows.start and len(kept) == tile.rows.stop - tile.rows.start
+    assert len(tiles) == 9 and (covered == 1).all()
+    whole = tile_layout((5, 6), grid)
+    assert len(whole) == 1 and (whole[0].rows, whole[0].cols) == (slice(0, 20), slice(0, 24))
+
+
+def test_for_each_tile_writes_every_centre_side_by_side():
+    grid = TileGrid(tile=4, halo=2, align=1, scale=2)
+    x = np.arange(12 * 10, dtype=np.float64).reshape(12, 10)
+    out = np.full((24, 20), np.nan)
+
+    def work(tile):
+        part = x[tile.read_rows, tile.read_cols].repeat(2, axis=0).repeat(2, axis=1)
+        out[tile.rows, tile.cols] = part[tile.keep_rows, tile.keep_cols]
+
+    for_each_tile(work, (12, 10), grid, workers=2)
+    np.testing.assert_array_equal(out, x.repeat(2, axis=0).repeat(2, axis=1))
 
 
 def test_each_tile_is_computed_on_its_part_and_only_its_centre_kept():
