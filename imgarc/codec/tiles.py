@@ -87,14 +87,13 @@ def tiles_of(network: Network, read: Reader, size: tuple[int, int], grid: TileGr
     without its halo, [1, C', h, w], and (rows, cols) where it goes in the output. An input that
     fits whole is one part. `workers` tiles are computed at once (`network` must be thread-safe)."""
     tiles = tile_layout(size, grid)
-    if len(tiles) == 1:
-        out = finish(network(read(tiles[0].read_rows, tiles[0].read_cols)))
-        yield slice(0, out.shape[2]), slice(0, out.shape[3]), out
-        return
 
     def run(tile: Tile) -> np.ndarray:
         return finish(network(read(tile.read_rows, tile.read_cols))[:, :, tile.keep_rows, tile.keep_cols])
 
+    if len(tiles) == 1:  # on this thread
+        yield tiles[0].rows, tiles[0].cols, run(tiles[0])
+        return
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for tile, centre in zip(tiles, pool.map(run, tiles)):
             yield tile.rows, tile.cols, centre
