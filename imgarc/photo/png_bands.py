@@ -15,16 +15,25 @@ real size in IHDR and its own IDAT in place of Pillow's.
 from __future__ import annotations
 
 import struct
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+try:
+    # zlib-ng's level 3 deflated a decoded 12 MP photo 2.2x faster than zlib's level 4 (0.35 vs
+    # 0.78 s of CPU) into a file 0.3 % smaller, and Kodak's 24 photos 1.75x faster, 0.8 % smaller.
+    from zlib_ng import zlib_ng as zlib
+
+    DEFLATE_LEVEL = 3
+except ImportError:  # a platform without its wheel: the standard library's zlib (same format)
+    import zlib
+
+    # Level 4 deflates 1.8x faster than 5 for files 1.6 % (Kodak) to 2.7 % (a 12 MP photo) larger;
+    # level 5 was about as small as Pillow's default (level 6, adaptive filters), twice as fast as 6.
+    DEFLATE_LEVEL = 4
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BAND_ROWS = 256
-# Level 4 deflates 1.8x faster than 5 for files 1.6 % (Kodak) to 2.7 % (a 12 MP photo) larger;
-# level 5 was about as small as Pillow's default (level 6 with adaptive filters), twice as fast as 6.
-DEFLATE_LEVEL = 4
 AVERAGE_FILTER = 3
 IDAT_BYTES = 1 << 20  # the zlib stream is cut into IDAT chunks of this size
 
