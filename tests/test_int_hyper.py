@@ -129,7 +129,7 @@ def test_table_indexes_are_the_binary_search(thresholds):
     near = (t[:, None] + np.arange(-2, 3)).ravel()
     scales = np.concatenate([near, [-(1 << 40), -1, 0, 1, 1 << 40], np.arange(-50, 1000)]).reshape(1, 1, -1)
     indexes = hyper.table_indexes(scales)
-    assert indexes.dtype == np.int32
+    assert indexes.dtype == hyper.index_dtype == np.min_scalar_type(len(thresholds))
     np.testing.assert_array_equal(indexes, np.searchsorted(t, scales, side="right"))
 
 

@@ -120,7 +120,7 @@ class ImageCodec:
         photo's indexes and means take 375 MB this way; as two int32/float32 arrays, 600."""
         m = self.architecture.M
         _, zh, zw = z_symbols.shape
-        indexes = np.empty((m, 4 * zh, 4 * zw), np.min_scalar_type(len(self.tables.y.lengths) - 1))
+        indexes = np.empty((m, 4 * zh, 4 * zw), self.tables.hyper.index_dtype)
         means = np.empty((m, 4 * zh, 4 * zw), np.float32)
 
         def hyper_synthesis(tile: Tile) -> None:

@@ -14,7 +14,7 @@ or narrower h_s, each output channel's own `weight_bits`: its weights within ±1
 integers) and clamped to ±ACT_LIMIT; export checks that no accumulator can exceed 2**52.
 
 The 3×3 convolution that makes most of h_s's multiply-adds runs as Winograd's F(2×2, 3×3)
-(integer transforms: see `winograd_conv`), 2.25x fewer of them, wherever its larger intermediate
+(integer transforms: see `winograd_bands`), 2.25x fewer of them, wherever its larger intermediate
 sums provably stay below 2**52 too: the same integers, sooner.
 """
 
@@ -24,7 +24,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -73,6 +73,15 @@ class IntLayer:
             return [[(i, j) for i in range(k) for j in range(k)]]
         return [_phase_taps(k, self.upsample, self.pad_before, a, b) for a in range(self.upsample) for b in range(self.upsample)]
 
+    def output_size(self, h: int, w: int) -> tuple[int, int]:
+        """(h, w) of the layer's output for an input of h×w (a transposed convolution's: that of its
+        input upsampled with zeros, convolved at stride 1)."""
+        k = self.weight.shape[-1]
+        pads = self.pad_before + self.pad_after
+        if self.upsample == 1:
+            return (h + pads - k) // self.stride + 1, (w + pads - k) // self.stride + 1
+        return (h - 1) * self.upsample + pads - k + 2, (w - 1) * self.upsample + pads - k + 2
+
     def output_scales(self) -> np.ndarray | float:
         """What the accumulator is multiplied by to come back to ACT_BITS (powers of two: exact)."""
         if self.weight_bits is None:
@@ -84,7 +93,7 @@ class IntLayer:
 
     @property
     def is_winograd_shaped(self) -> bool:
-        """A plain 3×3 convolution of stride 1: what `winograd_conv` computes."""
+        """A plain 3×3 convolution of stride 1: what `winograd_bands` computes."""
         return self.upsample == 1 and self.stride == 1 and self.weight.shape[-1] == 3
 
     def winograd_matrices(self) -> np.ndarray:
@@ -114,7 +123,9 @@ def _phase_taps(k: int, s: int, pad_before: int, a: int, b: int) -> list[tuple[i
 
 
 LOOKUP_LIMIT = 1 << 20  # entries of IntHyperSynthesis's threshold lookup table, at most
-BAND_VALUES = 1 << 22  # float64 values per im2col band (32 MiB): bounds memory on 40 MP photos
+# float64 values per im2col band (16 MiB): bounds h_s's memory (a 12 MP extract peaked 95 MB lower
+# than with 32 MiB bands, as fast; 8 MiB ones were slower)
+BAND_VALUES = 1 << 21
 
 
 _scratch_buffers = threading.local()
@@ -204,7 +215,7 @@ WINOGRAD_KEY = "winograd"
 
 
 def winograd_bound(layer: IntLayer, input_limit: int) -> int:
-    """The largest magnitude any sum in `winograd_conv` can reach for inputs within ±input_limit:
+    """The largest magnitude any sum in `winograd_bands` can reach for inputs within ±input_limit:
     an output's 9 products (the support of its row of Aᵀ⊗Aᵀ), each at most 4·input_limit times
     the filter transform's absolute row sum."""
     u = np.abs(layer.winograd_matrices().astype(np.int64)).sum(axis=2).reshape(4, 4, -1)  # [r, s, out]
@@ -230,17 +241,17 @@ def _output_transform(m0: np.ndarray, m1: np.ndarray, m2: np.ndarray, m3: np.nda
     out1 -= m3
 
 
-def winograd_conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
+def winograd_bands(x: np.ndarray, layer: IntLayer) -> Iterator[tuple[slice, np.ndarray]]:
     """A 3×3, stride-1 convolution of integer-valued float64 x [in, h, w], zero-padded as the
     layer says, by F(2×2, 3×3) (exact where `winograd_bound` is below EXACT_LIMIT): the same
-    integers as `_gemm_taps`. Bands of output block rows bound the memory, as there."""
+    integers as `_gemm_taps`, without the bias. Computed in bands of output rows, which bound the
+    memory: yields (the band's output rows, its sums [out, rows, w']), a view of this thread's
+    scratch memory that the next band overwrites."""
     out_c, in_c = layer.weight.shape[:2]
-    oh = x.shape[1] + layer.pad_before + layer.pad_after - 2
-    ow = x.shape[2] + layer.pad_before + layer.pad_after - 2
+    oh, ow = layer.output_size(*x.shape[1:])
     bh, bw = -(-oh // 2), -(-ow // 2)  # 2×2 output blocks; an odd edge computes one row or column more
     xp = _zero_padded(x, layer.pad_before, layer.pad_after + 1)
     u = layer.winograd_matrices()
-    out = np.empty((out_c, 2 * bh, 2 * bw), np.float64)
     band = max(1, BAND_VALUES // (16 * max(in_c, out_c) * bw))
     for i0 in range(0, bh, band):
         n = min(bh, i0 + band) - i0
@@ -253,16 +264,17 @@ def winograd_conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
         m = _scratch("product", 16 * out_c * n * bw).reshape(4, 4, out_c, n, bw)
         _matmul_on_every_core(u, v.reshape(16, in_c, n * bw), m.reshape(16, out_c, n * bw))
         # Aᵀ along the rows, into the buffer Bᵀ used (done with), then along the columns, into
-        # the output's blocks: no temporaries (a band's are ~2 MB each, too small for huge
-        # pages: their page faults were most of a 12 MP photo's h_s time).
+        # the band's blocks: no temporaries (a band's are ~2 MB each, too small for huge pages:
+        # their page faults were most of a 12 MP photo's h_s time).
         by_row = _scratch("transform", 8 * out_c * n * bw).reshape(2, 4, out_c, n, bw)
         for s in range(4):
             _output_transform(*m[:, s], by_row[0, s], by_row[1, s])
+        sums = _scratch("sums", 4 * out_c * n * bw).reshape(out_c, 2 * n, 2 * bw)
         for a in range(2):
-            rows_out = out[:, 2 * i0 + a:2 * (i0 + n):2]
-            _output_transform(*by_row[a], rows_out[:, :, 0::2], rows_out[:, :, 1::2])
-    out *= WINOGRAD_SCALE
-    return out[:, :oh, :ow]
+            _output_transform(*by_row[a], sums[:, a::2, 0::2], sums[:, a::2, 1::2])
+        sums *= WINOGRAD_SCALE
+        stop = min(oh, 2 * (i0 + n))
+        yield slice(2 * i0, stop), sums[:, :stop - 2 * i0, :ow]
 
 
 def tap_weights(weight: np.ndarray, taps: list[tuple[int, int]]) -> np.ndarray:
@@ -288,7 +300,7 @@ def _zero_padded(x: np.ndarray, before: int, after: int) -> np.ndarray:
 
 def conv_exact(x: np.ndarray, layer: IntLayer, winograd: bool = False) -> np.ndarray:
     """The layer's convolution (before bias scaling) of integer-valued float64 [in, h, w];
-    `winograd`: by `winograd_conv` (a 3×3 stride-1 layer whose bound the caller has checked).
+    `winograd`: by `winograd_bands` (a 3×3 stride-1 layer whose bound the caller has checked).
 
     A transposed convolution is, by definition, a convolution over the input upsampled with
     zeros; it is computed per output phase with only the taps that meet non-zero inputs (a
@@ -297,26 +309,19 @@ def conv_exact(x: np.ndarray, layer: IntLayer, winograd: bool = False) -> np.nda
     out_c, in_c, k, _ = layer.weight.shape
     if in_c != x.shape[0]:
         raise ModelError("integer hyper-synthesis layer does not match its input")
-    _, h, w = x.shape
+    acc = np.empty((out_c, *layer.output_size(*x.shape[1:])), np.float64)
     if winograd:
-        acc = winograd_conv(x, layer)
+        for rows, sums in winograd_bands(x, layer):
+            acc[:, rows] = sums
     elif layer.upsample == 1:
-        x = _zero_padded(x, layer.pad_before, layer.pad_after)
-        st = layer.stride
-        oh, ow = (x.shape[1] - k) // st + 1, (x.shape[2] - k) // st + 1
         taps = [(i, j) for i in range(k) for j in range(k)]
-        acc = np.empty((out_c, oh, ow), np.float64)
-        _gemm_taps(x, taps, layer.tap_matrix(taps), acc, st)
+        _gemm_taps(_zero_padded(x, layer.pad_before, layer.pad_after), taps, layer.tap_matrix(taps), acc, layer.stride)
     else:
         s, pb = layer.upsample, layer.pad_before
-        # Output size of the zero-upsampled, padded input convolved with a k×k kernel (stride 1).
-        oh = (h - 1) * s + 1 + pb + layer.pad_after - k + 1
-        ow = (w - 1) * s + 1 + pb + layer.pad_after - k + 1
         # Output row s·m + a reads input row m + (a + i - pb) // s through tap i (_phase_taps). Pad x
         # so every such read is in range.
         margin = k + 1
         xp = _zero_padded(x, margin, margin + k)
-        acc = np.empty((out_c, oh, ow), dtype=np.float64)
         for n, taps in enumerate(layer.tap_sets()):
             a, b = divmod(n, s)
             phase = acc[:, a::s, b::s]
@@ -325,6 +330,26 @@ def conv_exact(x: np.ndarray, layer: IntLayer, winograd: bool = False) -> np.nda
                 _gemm_taps(xp, reads, layer.tap_matrix(taps), phase, 1)
     acc += layer.bias.astype(np.float64)[:, None, None]
     return acc
+
+
+def _activated(x: np.ndarray, layer: IntLayer) -> np.ndarray:
+    """A layer's sums (bias added) back to ACT_BITS, through its activation and clamp, in place."""
+    x *= layer.output_scales()  # powers of two: exact, as the division by them
+    np.floor(x, out=x)
+    if layer.leaky:  # ⌊x·655/2^16⌋ below 0 and x above: the larger of the two either way
+        np.maximum(x, np.floor(x * (LEAKY_NUM / (1 << LEAKY_SHIFT))), out=x)
+    elif layer.relu:
+        np.maximum(x, 0.0, out=x)
+    np.clip(x, -ACT_LIMIT, ACT_LIMIT, out=x)
+    return x
+
+
+def _biased(bands: Iterator[tuple[slice, np.ndarray]], layer: IntLayer) -> Iterator[tuple[slice, np.ndarray]]:
+    """`winograd_bands`'s bands with the layer's bias added."""
+    bias = layer.bias.astype(np.float64)[:, None, None]
+    for rows, sums in bands:
+        sums += bias
+        yield rows, sums
 
 
 @dataclass(frozen=True)
@@ -338,12 +363,12 @@ class IntHyperSynthesis:
     def __post_init__(self) -> None:
         t = self.scale_thresholds
         span = int(t[-1]) - int(t[0]) + 2 if len(t) else 0
-        lookup = np.searchsorted(t, np.arange(int(t[0]) - 1, int(t[-1]) + 1), side="right").astype(np.int32) \
+        lookup = np.searchsorted(t, np.arange(int(t[0]) - 1, int(t[-1]) + 1), side="right").astype(self.index_dtype) \
             if 0 < span <= LOOKUP_LIMIT else None
         object.__setattr__(self, "_lookup", lookup)
 
     def table_indexes(self, scales: np.ndarray, consume: bool = False) -> np.ndarray:
-        """searchsorted(scale_thresholds, scales, side="right") as int32: the table of each scale.
+        """searchsorted(scale_thresholds, scales, side="right") as `index_dtype`: the table of each scale.
 
         Read from a table of that result for every value from just below the first threshold to
         the last (64 k entries for the shipped tables), every other value clamped to its end:
@@ -351,11 +376,16 @@ class IntHyperSynthesis:
         h_s). Thresholds too far apart for such a table are searched. `scales`: integers, as
         int64 or as float64 (exact below 2**53); `consume`: they may be overwritten."""
         if self._lookup is None:
-            return np.searchsorted(self.scale_thresholds, scales, side="right").astype(np.int32)
+            return np.searchsorted(self.scale_thresholds, scales, side="right").astype(self.index_dtype)
         low = int(self.scale_thresholds[0]) - 1
         offsets = np.clip(scales, low, int(self.scale_thresholds[-1]), out=scales if consume else None)
         offsets -= low
         return self._lookup[offsets.astype(np.intp, copy=False)]
+
+    @property
+    def index_dtype(self) -> np.dtype:
+        """The smallest unsigned type that holds every table index (uint8 for the shipped tables)."""
+        return np.min_scalar_type(len(self.scale_thresholds))
 
     def prepare(self) -> None:
         """Build every layer's tap matrices now (ImageCodec does it on a thread of its own while
@@ -366,7 +396,7 @@ class IntHyperSynthesis:
 
     @cached_property
     def _winograd_layers(self) -> tuple[bool, ...]:
-        """Per layer: run it by winograd_conv, a 3×3 stride-1 convolution whose Winograd sums
+        """Per layer: run it by winograd_bands, a 3×3 stride-1 convolution whose Winograd sums
         provably stay below EXACT_LIMIT for its inputs (those of the shipped models do)."""
         return tuple(layer.is_winograd_shaped and winograd_bound(layer, limit) < EXACT_LIMIT
                      for layer, limit in zip(self.layers, self._input_limits()))
@@ -377,7 +407,7 @@ class IntHyperSynthesis:
         return [first] + [ACT_LIMIT] * (len(self.layers) - 1)
 
     def run(self, z_symbols: np.ndarray, gains: QualityRow | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """z symbols int [N, h, w] -> (table indexes int32 [M, 4h, 4w], means μ̂ float32): μ̂ is
+        """z symbols int [N, h, w] -> (table indexes [M, 4h, 4w] as `index_dtype`, means μ̂ float32): μ̂ is
         the integer mean (at ACT_BITS) over 2**ACT_BITS, rounded to float32 once.
 
         With `gains` (a variable-rate model's quality), ẑ is ungained before h_s and the
@@ -389,28 +419,29 @@ class IntHyperSynthesis:
             z_limit = Z_SYMBOL_LIMIT << ACT_BITS  # keeps check_exactness()'s input bound
             x = np.clip((x * gains.hyper_inv_gain[:, None, None]) >> GAIN_BITS, -z_limit, z_limit)
         x = x.astype(np.float64)
-        for layer, winograd in zip(self.layers, self._winograd_layers):
-            x = conv_exact(x, layer, winograd)
-            x *= layer.output_scales()  # powers of two: exact, as the division by them
-            np.floor(x, out=x)
-            if layer.leaky:  # ⌊x·655/2^16⌋ below 0 and x above: the larger of the two either way
-                np.maximum(x, np.floor(x * (LEAKY_NUM / (1 << LEAKY_SHIFT))), out=x)
-            elif layer.relu:
-                np.maximum(x, 0.0, out=x)
-            np.clip(x, -ACT_LIMIT, ACT_LIMIT, out=x)
-        m = x.shape[0] if self.scale_only else x.shape[0] // 2
-        scales, means = x[:m], (None if self.scale_only else x[m:])
-        if gains is not None:
-            # Products of integers below 2**48 (ACT_LIMIT · GAIN_LIMIT) and their floor scaled by
-            # 2**-GAIN_BITS are exact in float64: the integer (x·gain) >> GAIN_BITS.
-            for part in (scales,) if means is None else (scales, means):
-                part *= gains.gain[:, None, None]
-                part *= 2.0 ** -GAIN_BITS
-                np.floor(part, out=part)
-        mu = np.zeros(scales.shape, np.float32)
-        if means is not None:
-            np.multiply(means, 2.0 ** -ACT_BITS, out=mu, casting="same_kind")
-        return self.table_indexes(scales, consume=True), mu
+        *hidden, (last, last_winograd) = zip(self.layers, self._winograd_layers)
+        for layer, winograd in hidden:
+            x = _activated(conv_exact(x, layer, winograd), layer)
+        # The last layer's output (2M channels of float64: 53 MB for a tile of a 12 MP photo) is
+        # turned into tables and means band by band as Winograd computes it, never whole.
+        bands = _biased(winograd_bands(x, last), last) if last_winograd else [(slice(None), conv_exact(x, last))]
+        m = last.weight.shape[0] if self.scale_only else last.weight.shape[0] // 2
+        indexes = np.empty((m, *last.output_size(*x.shape[1:])), self.index_dtype)
+        mu = np.zeros(indexes.shape, np.float32)
+        for rows, sums in bands:
+            _activated(sums, last)
+            scales, means = sums[:m], (None if self.scale_only else sums[m:])
+            if gains is not None:
+                # Products of integers below 2**48 (ACT_LIMIT · GAIN_LIMIT) and their floor scaled
+                # by 2**-GAIN_BITS are exact in float64: the integer (x·gain) >> GAIN_BITS.
+                for part in (scales,) if means is None else (scales, means):
+                    part *= gains.gain[:, None, None]
+                    part *= 2.0 ** -GAIN_BITS
+                    np.floor(part, out=part)
+            indexes[:, rows] = self.table_indexes(scales, consume=True)
+            if means is not None:
+                np.multiply(means, 2.0 ** -ACT_BITS, out=mu[:, rows], casting="same_kind")
+        return indexes, mu
 
     def check_exactness(self) -> None:
         """Raise unless every accumulator provably stays below 2**52 (exact in float64)."""
