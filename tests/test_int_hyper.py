@@ -100,10 +100,15 @@ def _reference_run(hyper: IntHyperSynthesis, z: np.ndarray) -> tuple[np.ndarray,
 
 
 @pytest.mark.parametrize("eight_bit", [False, True])
-def test_h_s_is_its_definition(tiny_model_dir, tmp_path, eight_bit):
+@pytest.mark.parametrize("one_row_bands", [False, True])
+def test_h_s_is_its_definition(tiny_model_dir, tmp_path, eight_bit, one_row_bands, monkeypatch):
     """The in-place activations and the table lookup give the definition's integers exactly,
     from typical hyper-latents to ones that clamp; with 14-bit weights and with an 8-bit h_s's
-    per-channel weight bits."""
+    per-channel weight bits; with the last layer's output in one band or a band per 2 rows."""
+    import imgarc.codec.int_hyper as int_hyper
+
+    if one_row_bands:
+        monkeypatch.setattr(int_hyper, "BAND_VALUES", 1)
     if eight_bit:
         export_tiny_vr_model(tmp_path)
         hyper = load_weights(tmp_path / f"{export_tiny_int8_stored(tmp_path)}.npz")[0].tables.hyper

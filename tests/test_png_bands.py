@@ -35,7 +35,12 @@ def smooth(h: int, w: int, channels: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("mode,channels", [("RGB", 3), ("RGBA", 4), ("L", 1), ("LA", 2)])
 @pytest.mark.parametrize("workers", [1, 3])
-def test_banded_png_has_the_exact_pixels(mode, channels, workers):
+@pytest.mark.parametrize("standard_zlib", [False, True])
+def test_banded_png_has_the_exact_pixels(mode, channels, workers, standard_zlib, monkeypatch):
+    """With zlib-ng (where installed) and with the standard library's zlib, its fallback."""
+    if standard_zlib:
+        monkeypatch.setattr(png_bands, "zlib", zlib)
+        monkeypatch.setattr(png_bands, "DEFLATE_LEVEL", 4)
     h = 2 * png_bands.BAND_ROWS + 37  # three bands, the last one short
     pixels = smooth(h, 301, channels, seed=channels)
     pixels = pixels[:, :, 0] if channels == 1 else pixels

@@ -133,7 +133,7 @@ _scratch_buffers = threading.local()
 
 def _scratch(name: str, values: int) -> np.ndarray:
     """`values` float64 of this thread's buffer `name`, kept between calls (at most a band's:
-    BAND_VALUES, 32 MiB): the command hands every freed block over 1 MB back to the system
+    BAND_VALUES): the command hands every freed block over 1 MB back to the system
     (imgarc.process_memory), and a fresh im2col band's page faults were a third of h_s's time
     when Kodak's photos decode side by side."""
     buffer = getattr(_scratch_buffers, name, None)
