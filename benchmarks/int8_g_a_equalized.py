@@ -20,13 +20,13 @@ import dataclasses
 from pathlib import Path
 
 import torch
+from int8_g_a import TRAIN
 
 from imgarc.codec.fake_quant import calibrated_ranges
 from imgarc.codec.registry import find_model, load_codec
 from imgarc.codec.weights import load_weights, save_weights
 from imgarc.train.crops import CropSampler, load_photos
 
-TRAIN = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "train"
 CROP = 192
 EQUALIZED = ((2, 3, 4), (4, 5, 6))  # (convolution, its GDN, the next convolution) in g_a
 
