@@ -20,7 +20,7 @@ from imgarc.archive.layout import pack_entry
 from imgarc.archive.writer import stale_temp_files
 from imgarc.codec.image_codec import ImageCodec
 from imgarc.codec.padding import padded_size
-from imgarc.codec.rate_control import CodedImage, code_at_quality, code_at_target_bpp
+from imgarc.codec.rate_control import CodedImage, code_at_quality, code_at_target_bpp, pack_latents
 from imgarc.codec.registry import load_codec, model_for_quality, resolve_model_id
 from imgarc.coders import DEFAULT_CODER, get_coder
 from imgarc.errors import UnreadableFileError, UsageError
@@ -123,6 +123,8 @@ class Compressor:
         self.timings = Timings()
         self._timings_lock = threading.Lock()  # photos are coded on several threads
         self._codec: ImageCodec | None = None
+        self._refiner = None  # imgarc.codec.refine.LatentRefiner, made when first used (needs torch)
+        self._refiner_lock = threading.Lock()
 
     @property
     def codec(self) -> ImageCodec:
@@ -133,22 +135,42 @@ class Compressor:
             self._codec = load_codec(model_id, resolve_device(o.device))
         return self._codec
 
+    @property
+    def refiner(self):
+        """The latent refiner of `--refine` (made once, on the first photo: it needs torch)."""
+        with self._refiner_lock:
+            if self._refiner is None:
+                # torch is imported only when refinement is asked for: the lean install has none.
+                from imgarc.codec.refine import LatentRefiner
+
+                self._refiner = LatentRefiner(self.codec, self.options.refine_steps)
+            return self._refiner
+
     def code_photo(self, photo: Photo) -> CodedImage:
         """The photo's coded payload and the quality it was coded at."""
         t0 = time.perf_counter()
         rgb = photo.take_pixels()
         analysed = self.codec.transform(rgb)
-        del rgb  # the photo's pixels are not needed again: freed before the latent stage
+        if not self.options.refine_steps:
+            del rgb  # the photo's pixels are not needed again: freed before the latent stage
         t1 = time.perf_counter()
-        if self.options.target_bpp is None:
+        o = self.options
+        quality = o.quality
+        if o.target_bpp is not None:
+            coded = code_at_target_bpp(self.codec, self.coder, analysed, photo.height * photo.width, o.target_bpp)
+            quality = coded.quality
+        elif not o.refine_steps:
             # One coding: the unquantized latents become the symbols in place.
-            coded = code_at_quality(self.codec, self.coder, analysed, self.options.quality, consume=True)
-        else:
-            coded = code_at_target_bpp(self.codec, self.coder, analysed, photo.height * photo.width,
-                                       self.options.target_bpp)
+            coded = code_at_quality(self.codec, self.coder, analysed, quality, consume=True)
+        refining = 0.0
+        if o.refine_steps:  # at the quality asked for, or the one the target's search picked unrefined
+            t2 = time.perf_counter()
+            code = self.refiner.refine(rgb, analysed, quality)
+            refining = time.perf_counter() - t2  # g_s and its gradients: network time
+            coded = CodedImage(quality, pack_latents(self.codec, self.coder, code))
         with self._timings_lock:
-            self.timings.model += t1 - t0
-            self.timings.coder += time.perf_counter() - t1  # includes the integer h_s: small next to the coder
+            self.timings.model += t1 - t0 + refining
+            self.timings.coder += time.perf_counter() - t1 - refining  # includes the integer h_s: small next to the coder
         return coded
 
     def entry(self, path: Path, name: str) -> ArchivedEntry:
@@ -184,7 +206,10 @@ class Compressor:
         if size is None:
             return 0
         w, h = size
-        return self.codec.analysis_footprint(*padded_size(h, w, self.codec.stride))
+        padded = padded_size(h, w, self.codec.stride)
+        # --refine runs g_s forward and back in its tiles: about what decoding the photo holds.
+        refining = self.codec.synthesis_footprint(*padded) if self.options.refine_steps else 0
+        return self.codec.analysis_footprint(*padded) + refining
 
     def photo_entry(self, photo: Photo, coded: CodedImage, common: dict) -> ArchivedEntry:
         """The entry of a coded photo; `common`: the EntryHeader fields every entry has."""
@@ -302,7 +327,7 @@ def files_to_archive(src: Path, archive: Path, force: bool, strict: bool, warnin
 def compress_folder(src: Path, archive: Path, quality: int = DEFAULT_QUALITY, coder_name: str = DEFAULT_CODER,
                     model_id: str | None = None, force: bool = False, progress: Progress | None = None,
                     target_bpp: float | None = None, keep_originals: bool = False,
-                    tune: str | None = None) -> CompressSummary:
+                    tune: str | None = None, refine_steps: int = 0) -> CompressSummary:
     """Archive every regular file under `src` into `archive` (see CompressOptions)."""
-    options = CompressOptions(quality, target_bpp, coder_name, model_id, tune, keep_originals)
+    options = CompressOptions(quality, target_bpp, coder_name, model_id, tune, keep_originals, refine_steps=refine_steps)
     return Compressor(options).compress_folder(src, archive, force=force, progress=progress)

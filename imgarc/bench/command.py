@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from imgarc.api.options import MAX_REFINE_STEPS
 from imgarc.bench.baselines import BASELINE_NAMES, PILLOW_CODECS
 from imgarc.bench.datasets import resolve_dataset
 from imgarc.bench.defaults import DEFAULT_STUDY_IMAGES
@@ -47,6 +48,7 @@ class BenchOptions:
     study_images: int = DEFAULT_STUDY_IMAGES  # coder study and CompressAI pipeline; 0: neither
     compressai: bool = True  # CompressAI's own compress()/decompress() row
     phone: str = "auto"  # the 12 MP phone photo's source: auto, none or a file
+    refine: int = 0  # also imgarc with --refine this many steps (its own curve); 0: not
 
 
 def build_config(o: BenchOptions) -> BenchConfig:
@@ -55,6 +57,8 @@ def build_config(o: BenchOptions) -> BenchConfig:
         raise UsageError(f"--jobs must be 0 (one per core) or more, not {o.jobs}")
     if o.study_images < 0:
         raise UsageError(f"--study-images must be 0 (no coder study) or more, not {o.study_images}")
+    if not 0 <= o.refine <= MAX_REFINE_STEPS:
+        raise UsageError(f"--refine must be between 0 and {MAX_REFINE_STEPS} steps, not {o.refine}")
     coders = parse_name_list(o.coders, "--coders", CODER_NAMES)
     baselines = parse_name_list(o.baselines, "--baselines", BASELINE_NAMES) if o.baselines.strip() else []
     if not coders and not baselines:
@@ -74,6 +78,7 @@ def build_config(o: BenchOptions) -> BenchConfig:
         jobs=o.jobs or os.cpu_count() or 1,
         study_images=o.study_images,
         compressai_pipeline=o.compressai,
+        refine_steps=o.refine if coders else 0,
     )
 
 

@@ -41,6 +41,7 @@ class BenchConfig:
     # The phone photo's source file (imgarc.bench.phone; the CLI resolves 'auto'), or None for no phone table.
     phone: str | None = None
     phone_size: tuple[int, int] = PHONE_SIZE
+    refine_steps: int = 0  # > 0: imgarc with --refine this many steps too, first coder, every quality
 
     @property
     def study_quality(self) -> int:
@@ -89,6 +90,11 @@ def plan_methods(config: BenchConfig) -> list[Method]:
             params = {"quality": q, "coder": coder, "model": config.model}
             methods.append(Method(f"imgarc-{coder}-q{q}", "imgarc", f"imgarc {coder} q{q}", params))
     first_coder = config.coders[0] if config.coders else DEFAULT_CODER
+    if config.refine_steps:
+        n, series = config.refine_steps, f"imgarc {first_coder} --refine {config.refine_steps}"
+        methods += [Method(f"imgarc-{first_coder}-refine{n}-q{q}", "imgarc", f"{series} q{q}",
+                           {"quality": q, "coder": first_coder, "model": config.model, "refine_steps": n, "series": series})
+                    for q in sorted(set(config.qualities))]
     for model_id in config.extra_models:
         methods += _extra_model_methods(model_id, first_coder, config.qualities)
     for name in config.baselines:

@@ -113,7 +113,8 @@ def _run_imgarc(method: Method, work: _Work, images: list[ImageResult], decoded:
     dest = work.decoded / method.id
     p = method.params
     c = run_measured(work.spec(f"{method.id}-c", {"step": "imgarc-compress", "src": str(work.src), "archive": str(archive),
-                                                 "quality": p["quality"], "coder": p["coder"], "model": p["model"]}))
+                                                 "quality": p["quality"], "coder": p["coder"], "model": p["model"],
+                                                 "refine_steps": p.get("refine_steps", 0)}))
     if not c.ok:
         return _failed(r, "compress", c)
     d = run_measured(work.spec(f"{method.id}-d", {"step": "imgarc-extract", "archive": str(archive), "dest": str(dest)}))

@@ -35,7 +35,8 @@ from imgarc.errors import ImgarcError
 
 def _imgarc_compress(spec: dict) -> dict:
     s = api.compress_folder(Path(spec["src"]), Path(spec["archive"]), quality=spec["quality"],
-                            coder_name=spec["coder"], model_id=spec.get("model"), force=True)
+                            coder_name=spec["coder"], model_id=spec.get("model"), force=True,
+                            refine_steps=spec.get("refine_steps", 0))
     return {"seconds": s.seconds, "seconds_model": s.seconds_model, "seconds_coder": s.seconds_coder,
             "warnings": s.warnings}
 
@@ -200,4 +201,10 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    # The end of the step without the interpreter's teardown, as the imgarc command ends
+    # (cli.app.run): what it would free goes back with the process anyway, and threads that ran
+    # torch's autograd (`--refine`) can abort a teardown, which would fail a finished step.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -49,6 +49,9 @@ def bench(
                                     "same weights and images, its decode checked in fresh processes (one with ATEN_CPU_CAPABILITY=default)."),
     phone: str = typer.Option("auto", "--phone", help="Time one 12 MP photo (4000x3000) made from this image file (centre-cropped "
                               "to 4:3, Lanczos-resized); 'auto': the largest CLIC photo found locally, else the set's largest if it has 1 MP or more; 'none': skip."),
+    refine: int = typer.Option(0, "--refine", metavar="STEPS", help="Also imgarc with compress --refine STEPS (the first "
+                               "coder, every --qualities value): its own curve in the tables and plots. Slow: about "
+                               "STEPS/30 × 40 times imgarc's compress time."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Benchmark imgarc against 7-Zip, TAR, JPEG, WebP, AVIF, HEIC and JPEG XL on one folder: tables, CSV, JSON, plots.
@@ -62,7 +65,7 @@ def bench(
 
     options = BenchOptions(dataset, data, out, qualities, coders, coder_qualities, baselines, jpeg_qualities,
                            webp_qualities, avif_qualities, heic_qualities, jxl_qualities, model, models, zoo, jobs,
-                           download, keep_work, study_images, compressai, phone)
+                           download, keep_work, study_images, compressai, phone, refine)
     with progress_bar("benchmarking", progress) as bar:
         result, folder = run_bench(options, "imgarc " + shlex.join(sys.argv[1:]), progress=bar)
     for line in summary_lines(result, folder):

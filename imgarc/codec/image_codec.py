@@ -176,7 +176,7 @@ class ImageCodec:
         if gains is not None:
             y *= gains.as_float("gain")[:, None, None]
         y -= means  # in place: the same float32 arithmetic as round(y * gain - means), one array fewer
-        return LatentCode(z_symbols, _rounded_to_int32(y), indexes, means, gains)
+        return LatentCode(z_symbols, rounded_to_int32(y), indexes, means, gains)
 
     def analyse(self, rgb: np.ndarray, quality: int | None = None) -> LatentCode:
         """RGB uint8 [H, W, 3] -> integer latents at `quality`."""
@@ -232,7 +232,7 @@ class ImageCodec:
         return tiles * grid.tile_inputs(h, w) * pixels_per_unit * self.architecture.N
 
 
-def _rounded_to_int32(y: np.ndarray) -> np.ndarray:
+def rounded_to_int32(y: np.ndarray) -> np.ndarray:
     """round(y) as int32 (y: contiguous float32 [C, h, w]), written over y's own memory channel by
     channel (numpy copies each channel first, as they overlap): a large photo's latents are not
     held twice."""
@@ -245,7 +245,7 @@ def _rounded_to_int32(y: np.ndarray) -> np.ndarray:
 
 def _int32_as_float32(symbols: np.ndarray) -> np.ndarray:
     """symbols (contiguous int32 [C, h, w]) as float32, written over their own memory channel by
-    channel (the inverse of _rounded_to_int32); other arrays are copied."""
+    channel (the inverse of rounded_to_int32); other arrays are copied."""
     if symbols.dtype != np.int32 or not symbols.flags.c_contiguous:
         return symbols.astype(np.float32)
     y = symbols.view(np.float32)

@@ -55,14 +55,14 @@ class TorchNetworks(Networks):
 
 
 @contextmanager
-def one_thread() -> Iterator[None]:
-    """One intra-op thread and no autograd, in the calling thread for this call: torch's OpenMP
-    thread count is per thread, and the networks run on pool and tile threads side by side.
-    Other counts split the convolution sums differently and move some values by one level."""
+def one_thread(grad: bool = False) -> Iterator[None]:
+    """One intra-op thread, and autograd only if `grad`, in the calling thread for this call:
+    torch's OpenMP thread count is per thread, and the networks run on pool and tile threads side
+    by side. Other counts split the convolution sums differently and move some values by one level."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad):
             yield
     finally:
         torch.set_num_threads(threads)

@@ -31,9 +31,10 @@ from torch import nn
 
 from imgarc.api.latents import Y_DOWNSCALE
 from imgarc.codec.export import SCALE_MAX, SCALE_MIN
-from imgarc.codec.gained import GainedMeanScaleHyperprior, between_points
+from imgarc.codec.gained import GainedMeanScaleHyperprior
 from imgarc.codec.padding import padded_size
 from imgarc.codec.quality import rate_position
+from imgarc.codec.rd_objective import ModelObjective
 from imgarc.codec.weights import WeightsFile
 from imgarc.errors import UsageError
 from imgarc.photo import Photo, read_photo
@@ -41,8 +42,6 @@ from imgarc.runtime.torch_networks import TorchNetworks
 from imgarc.tasks.features import DIHEDRAL
 from imgarc.tasks.taskfile import Task
 from imgarc.tasks.train import TorchClassifier, TrainConfig
-from imgarc.train.trainer import MSSSIM_MIN_CROP, distortion_term
-from imgarc.train.trainer import TrainConfig as CodecTraining
 
 MAX_CROP = 256  # larger photos train on random crops of this side (the classifier pools over the grid)
 HELD_LIMIT = 4 << 30  # bytes of training photos held in memory
@@ -95,7 +94,7 @@ class JointTerms:
 
     bits: torch.Tensor  # of ŷ and ẑ, the whole batch
     mse: torch.Tensor
-    distortion: torch.Tensor  # in the parent's units (trainer.distortion_term)
+    distortion: torch.Tensor  # in the parent's units (ModelObjective.distortion_of)
     features: torch.Tensor  # what the classifier read (imgarc.tasks.features), before normalization
     logits: torch.Tensor
 
@@ -120,10 +119,7 @@ class JointObjective(nn.Module):
         self.classifier = TorchClassifier.from_arrays(task.network, task.arrays, dropout)
         self.register_buffer("norm_mean", torch.from_numpy(task.arrays["norm.mean"])[None, :, None, None])
         self.register_buffer("norm_scale", torch.from_numpy(task.arrays["norm.scale"])[None, :, None, None])
-        lambdas = [float(v) for v in parent.meta.get("lambdas", ())]
-        self.lambdas = lambdas or [float(parent.meta.get("lambda", CodecTraining.lmbda))]
-        self.distortion = str(parent.meta.get("distortion", "mse"))
-        self.msssim_share = float(parent.meta.get("msssim_share", 0.5))
+        self.objective = ModelObjective.of(parent)
         self.stride = arch.stride  # ImageCodec pads photos to multiples of it
 
     def encoder_parameters(self) -> list[nn.Parameter]:
@@ -135,11 +131,8 @@ class JointObjective(nn.Module):
         return (torch.ones(()),) * 4
 
     def lmbda(self, quality: int) -> float:
-        """The parent's λ at `quality`: geometric between its trained points, as the gains are."""
-        lo, t = between_points(rate_position(quality, len(self.lambdas)), len(self.lambdas))
-        if t == 0.0:
-            return self.lambdas[lo]
-        return math.exp((1 - t) * math.log(self.lambdas[lo]) + t * math.log(self.lambdas[lo + 1]))
+        """The parent's λ at `quality` (ModelObjective.lmbda)."""
+        return self.objective.lmbda(quality)
 
     def forward(self, x: torch.Tensor, quality: int) -> JointTerms:
         """The loss's parts for a batch [B, 3, h, w] in [0, 1] coded at `quality`."""
@@ -157,12 +150,11 @@ class JointObjective(nn.Module):
         x_hat = m.g_s(y_hat)[:, :, :h, :w]
         bits = -(torch.log2(y_likelihoods).sum() + torch.log2(z_likelihoods).sum())
         mse = torch.mean((x_hat - x) ** 2)
-        distortion = self.distortion if min(h, w) >= MSSSIM_MIN_CROP else "mse"
         rows, cols = -(-h // Y_DOWNSCALE), -(-w // Y_DOWNSCALE)
         log_sigma = torch.log(scales_gained.clamp(SCALE_MIN, SCALE_MAX)) + torch.log(inv_gain)
         features = torch.cat([y_hat, log_sigma], 1)[:, :, :rows, :cols]
         logits = self.classifier((features - self.norm_mean) * self.norm_scale)
-        return JointTerms(bits, mse, distortion_term(distortion, x_hat, x, mse, self.msssim_share), features, logits)
+        return JointTerms(bits, mse, self.objective.distortion_of(x_hat, x), features, logits)
 
 
 def held_photo(rgb: np.ndarray) -> np.ndarray:

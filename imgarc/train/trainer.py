@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from pytorch_msssim import ms_ssim
 
 from imgarc.codec.architecture import MEAN_SCALE, Architecture, build_model
 from imgarc.codec.fake_quant import Int8Network, calibrated_ranges, fake_int8_weights, synthesis_ranges
 from imgarc.codec.gained import GAIN_NAMES, initial_gains
 from imgarc.codec.int8 import load_arrays, save_arrays
+from imgarc.codec.rd_objective import DEFAULT_LAMBDA, DISTORTIONS, MSSSIM_MIN_CROP, distortion_term
 from imgarc.codec.storage_bits import StorageBits, bits_limit
 from imgarc.codec.weights import WeightStorage, int8_output_axis, load_weights, stored_in_int8
 from imgarc.errors import ModelError, TrainingError, UsageError
@@ -39,12 +39,6 @@ INT8_CALIBRATION = {"g_a": calibrated_ranges, "g_s": synthesis_ranges}
 CALIBRATION_CROPS = 16  # crops an int8 network's grids are measured on (int8_network)
 
 
-DISTORTIONS = ("mse", "msssim", "mixed")
-# MS-SSIM's five scales of an 11-tap window need crops larger than (11 - 1) · 2⁴ = 160 px.
-MSSSIM_MIN_CROP = 161
-# CompressAI's λ tables for its six qualities pair MSE λ 0.0018 … 0.0483 with MS-SSIM λ
-# 2.40 … 60.5: at the same quality, 1 − MS-SSIM weighs about 1300 times 255²·MSE.
-MSSSIM_PER_MSE_UNIT = 1300.0
 SLIM_PART_BYTES = 15 << 20  # a lent GPU machine sends files back at 16 MiB at most
 
 
@@ -53,7 +47,7 @@ class TrainConfig:
     data: Path
     run_dir: Path
     architecture: Architecture = field(default_factory=lambda: Architecture(MEAN_SCALE, 64, 96))
-    lmbda: float = 0.025  # weight of the distortion term (see `distortion_term`)
+    lmbda: float = DEFAULT_LAMBDA  # weight of the distortion term (see `distortion_term`)
     distortion: str = "mse"  # "mse" (loss λ·255²·MSE), "msssim" (loss λ·(1 − MS-SSIM)), as in CompressAI, or "mixed"
     msssim_share: float = 0.5  # "mixed" only: the MS-SSIM part's share of the distortion (see `distortion_term`)
     # Variable-rate: one λ per rate point (ascending; architecture.rate_points == len). Each step
@@ -175,20 +169,6 @@ def bf16_transforms(model: torch.nn.Module, device_type: str) -> None:
                 return forward(x).float()
 
         network.forward = autocast_forward
-
-
-def distortion_term(distortion: str, x_hat, x, mse, msssim_share: float = 0.5):
-    """The distortion part of the loss, in CompressAI's units so its λ tables carry over.
-
-    "mixed" keeps the MSE λ scale: (1 − share)·255²·MSE + share·1300·(1 − MS-SSIM), so a
-    model trained for MSE can be fine-tuned towards MS-SSIM with the same λs.
-    """
-    if distortion == "mse":
-        return 255**2 * mse
-    msssim_loss = 1 - ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0)
-    if distortion == "msssim":
-        return msssim_loss
-    return (1 - msssim_share) * 255**2 * mse + msssim_share * MSSSIM_PER_MSE_UNIT * msssim_loss
 
 
 def distillation_term(out: dict, teacher_out: dict, lmbda: float, teacher_latents: list[int] | None = None) -> torch.Tensor:
