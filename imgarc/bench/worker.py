@@ -31,9 +31,12 @@ from imgarc.codec.payload import pack_image_payload, unpack_image_payload
 from imgarc.codec.registry import load_codec, model_for_quality, resolve_model_id
 from imgarc.coders import get_coder
 from imgarc.errors import ImgarcError
+from imgarc.process_memory import keep_freed_memory
 
 
 def _imgarc_compress(spec: dict) -> dict:
+    if spec.get("refine_steps"):
+        keep_freed_memory()  # as `imgarc compress --refine` does
     s = api.compress_folder(Path(spec["src"]), Path(spec["archive"]), quality=spec["quality"],
                             coder_name=spec["coder"], model_id=spec.get("model"), force=True,
                             refine_steps=spec.get("refine_steps", 0))

@@ -12,6 +12,7 @@ from imgarc.cli.console import console, progress_bar, sigterm_as_interrupt, warn
 from imgarc.units import human_bytes as human
 from imgarc.coders import DEFAULT_CODER
 from imgarc.errors import IncompleteArchiveError, UsageError
+from imgarc.process_memory import keep_freed_memory
 from imgarc.runtime.device import Device
 from imgarc import shards
 from imgarc.shards import DEFAULT_SHARD_FILES
@@ -88,6 +89,8 @@ def compress(
         raise UsageError("give the folder(s) to archive, then the archive: imgarc compress SRC... ARCHIVE")
     *sources, archive = paths
     options = api.CompressOptions(quality, target_bpp, coder, model, tune, keep_originals, device, refine_steps=refine)
+    if refine:
+        keep_freed_memory()
     how = api.SourceOptions(update, delete_missing, checksum, force, strict)
     compressor = api.Compressor(options)
     backend = _backend(workers, ray)
