@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from imgarc.api.options import DEFAULT_QUALITY, CompressOptions
 from imgarc.api.results import CompressSummary, EntryKind, EntryResult, LeftOut, Progress, Timings
@@ -28,6 +28,9 @@ from imgarc.ordered_pool import Task, in_order, pool_workers
 from imgarc.photo import NotCoded, Photo, pack_stored, photo_size, read_photo
 from imgarc.runtime.device import resolve_device
 from imgarc.shards.manifest import read_manifest, remove_shards
+
+if TYPE_CHECKING:  # torch: imported only for --refine
+    from imgarc.codec.refine import LatentRefiner
 
 KEEP_ORIGINALS_NOTE = "--keep-originals: kept byte-exact"
 WOULD_GROW_NOTE = "coding would not make it smaller: stored as it is"
@@ -123,7 +126,7 @@ class Compressor:
         self.timings = Timings()
         self._timings_lock = threading.Lock()  # photos are coded on several threads
         self._codec: ImageCodec | None = None
-        self._refiner = None  # imgarc.codec.refine.LatentRefiner, made when first used (needs torch)
+        self._refiner: LatentRefiner | None = None  # made when first used (needs torch)
         self._refiner_lock = threading.Lock()
 
     @property
@@ -136,7 +139,7 @@ class Compressor:
         return self._codec
 
     @property
-    def refiner(self):
+    def refiner(self) -> LatentRefiner:
         """The latent refiner of `--refine` (made once, on the first photo: it needs torch)."""
         with self._refiner_lock:
             if self._refiner is None:
