@@ -37,7 +37,7 @@ def compress(
     refine: int = typer.Option(0, "--refine", metavar="STEPS", help="Smaller files for much more time: refine each "
                                "photo's latents for STEPS steps against the decoder (e.g. 30; 0: off). Extraction is "
                                "unchanged. Each step runs the synthesis network forward and back, so 30 steps take "
-                               "about 40 times a plain compress. Needs pip install 'imgarc[train]'; see docs/MODELS.md."),
+                               "about 40 times a plain compress. Needs the training extra (pip install 'imgarc\\[train]'); see docs/MODELS.md."),
     coder: str = typer.Option(DEFAULT_CODER, "--coder", help=CODER_HELP),
     model: Optional[str] = typer.Option(None, "--model", help="Model id to use instead of the one --quality picks (see `imgarc models`); "
                                         "a CompressAI pretrained model as cai:ARCH:METRIC:Q, e.g. cai:mbt2018-mean:mse:3 "
@@ -77,7 +77,7 @@ def compress(
     ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Code the shards on a Ray cluster "
                                       "(Ray Data, an actor pool of --workers actors, default 2): 'local' starts one on "
                                       "this machine, else a cluster address such as ray://head:10001 (the shards' "
-                                      "folder must be shared by every node). Needs pip install 'imgarc[cluster]'."),
+                                      "folder must be shared by every node). Needs pip install 'imgarc\\[cluster]'."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Compress the folder(s) SRC into ARCHIVE (written to a temporary name, renamed when complete).
