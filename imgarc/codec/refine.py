@@ -31,7 +31,7 @@ from imgarc.runtime import usable_cores
 from imgarc.runtime.torch_networks import one_thread
 
 # Adam's first step, in quantization steps of the gained latents, then a cosine to zero over the
-# steps (measured on Kodak: docs/MODELS.md).
+# steps (tuned on Kodak: benchmarks/README.md, sixteenth session).
 LEARNING_RATE = 5e-3
 # Refinement runs g_s forward and back in g_s's own tiles (its halo holds what a tile's pixels
 # see; photos up to 768x512 whole), which also bounds its memory: about what decoding holds
