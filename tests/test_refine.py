@@ -167,3 +167,25 @@ def test_bench_plans_and_runs_a_refined_series(tiny_model_dir, tmp_path, monkeyp
     assert refined.status == "ok", refined.reason
     assert refined.extra["entry_qualities"] == [90] and refined.images[0].psnr > 0
     assert refined.compress.seconds > 0 and refined.bytes > 0
+
+
+def test_refined_archives_do_not_depend_on_the_pool(vr_dir, tmp_path, monkeypatch):  # noqa: F811
+    """Photos are refined side by side on the pool's threads, each on one intra-op thread: with 1 and
+    2 workers the archive is byte-identical (and differs from the unrefined one)."""
+    import imgarc.codec.refine as refine
+    from imgarc import api, ordered_pool
+
+    monkeypatch.setenv("IMGARC_MODEL_PATH", str(vr_dir))
+    src = tmp_path / "src"
+    src.mkdir()
+    for k in range(3):
+        (src / f"p{k}.png").write_bytes(image_bytes(noise_rgb(64 + 16 * k, 96, 20 + k), "PNG"))
+    archives = {}
+    for workers, steps in ((1, 150), (2, 150), (2, 0)):
+        monkeypatch.setattr(ordered_pool, "usable_cores", lambda workers=workers: workers)
+        monkeypatch.setattr(refine, "usable_cores", lambda workers=workers: workers)
+        archive = tmp_path / f"a-{workers}-{steps}.iarc"
+        api.Compressor(api.CompressOptions(quality=100, model_id=VR_MODEL_ID, refine_steps=steps)).compress_folder(src, archive)
+        archives[workers, steps] = archive.read_bytes()
+    assert archives[1, 150] == archives[2, 150]
+    assert archives[2, 150] != archives[2, 0]
