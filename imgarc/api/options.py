@@ -13,6 +13,12 @@ DEFAULT_QUALITY = 75
 MAX_REFINE_STEPS = 1000
 
 
+def check_refine_steps(steps: int) -> None:
+    """UsageError unless `steps` is a valid --refine (compress's, and the bench's)."""
+    if not 0 <= steps <= MAX_REFINE_STEPS:
+        raise UsageError(f"--refine must be between 0 and {MAX_REFINE_STEPS} steps, not {steps}")
+
+
 @dataclass(frozen=True)
 class CompressOptions:
     """How photos are coded.
@@ -40,8 +46,7 @@ class CompressOptions:
             raise UsageError(f"--quality must be between 1 and 100, not {self.quality}")
         if self.target_bpp is not None and not 0 < self.target_bpp <= 24:
             raise UsageError(f"--target-bpp must be above 0 and at most 24, not {self.target_bpp}")
-        if not 0 <= self.refine_steps <= MAX_REFINE_STEPS:
-            raise UsageError(f"--refine must be between 0 and {MAX_REFINE_STEPS} steps, not {self.refine_steps}")
+        check_refine_steps(self.refine_steps)
         if self.refine_steps:
             require("--refine", "torch", "compressai", "pytorch_msssim")
         if self.coder not in CODER_NAMES:

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgarc.api.options import MAX_REFINE_STEPS
+from imgarc.api.options import check_refine_steps
 from imgarc.bench.baselines import BASELINE_NAMES, PILLOW_CODECS
 from imgarc.bench.datasets import resolve_dataset
 from imgarc.bench.defaults import DEFAULT_STUDY_IMAGES
@@ -57,8 +57,7 @@ def build_config(o: BenchOptions) -> BenchConfig:
         raise UsageError(f"--jobs must be 0 (one per core) or more, not {o.jobs}")
     if o.study_images < 0:
         raise UsageError(f"--study-images must be 0 (no coder study) or more, not {o.study_images}")
-    if not 0 <= o.refine <= MAX_REFINE_STEPS:
-        raise UsageError(f"--refine must be between 0 and {MAX_REFINE_STEPS} steps, not {o.refine}")
+    check_refine_steps(o.refine)
     coders = parse_name_list(o.coders, "--coders", CODER_NAMES)
     baselines = parse_name_list(o.baselines, "--baselines", BASELINE_NAMES) if o.baselines.strip() else []
     if not coders and not baselines:
